@@ -1,0 +1,31 @@
+# Two entry points for a fresh machine: `make demo` and `make test` (see README.md).
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: demo test unit venv host-deps lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+host-deps:
+	scripts/host-deps
+
+# The whole suite: unit, pyinfra fixture and sandbox integration tests.
+test: venv host-deps
+	$(BIN)/pytest
+
+# Fast feedback while editing: no sandbox.
+unit: venv
+	$(BIN)/pytest tests/unit tests/ops
+
+demo: venv host-deps
+	$(BIN)/python -m lpfleet.sandbox.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache

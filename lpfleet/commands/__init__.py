@@ -1,0 +1,1 @@
+"""One module per `lpfleet` sub-command; see lpfleet/cli.py."""

@@ -1,0 +1,1 @@
+"""pyinfra operations, one module per domain. Every no-change path calls host.noop()."""

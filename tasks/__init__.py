@@ -1,0 +1,1 @@
+"""One @deploy function per converge step; deploy.py calls them in order."""
