@@ -146,10 +146,11 @@ def test_render_matches_go_json_marshal_indent():
 
 
 def test_flag_conflicts_name_the_directive_and_the_flag():
-    config = {"live-restore": True, "runtimes": {}, "log-driver": "local"}
-    args = ["/usr/sbin/dockerd", "-H", "fd://", "--live-restore", "--add-runtime=crun=/usr/bin/crun"]
+    config = {"live-restore": True, "default-runtime": "nvidia", "runtimes": {}, "log-driver": "local"}
+    args = ["/usr/sbin/dockerd", "-H", "fd://", "--live-restore", "--add-runtime=crun=/usr/bin/crun",
+            "--default-runtime=runc"]
     assert flag_conflicts(config, args) == (
-        "runtimes (dockerd is started with --add-runtime)",
+        "default-runtime (dockerd is started with --default-runtime)",
         "live-restore (dockerd is started with --live-restore)",
     )
     assert flag_conflicts(config, ["/usr/sbin/dockerd", "-H", "fd://"]) == ()
