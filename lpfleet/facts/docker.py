@@ -101,7 +101,9 @@ echo "@@fetch docker-key $(fetch "$(printf '%s' "$2" | sed "s/{distro}/$distro/g
 for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
   [ -f "$f" ] && [ "$f" != "$5" ] || continue
   if grep -q -F -e nvidia.github.io/libnvidia-container -e nvidia.github.io/nvidia-docker \
-       -e nvidia.github.io/nvidia-container-runtime -e "$3" "$f" 2>/dev/null; then echo "@@stale $f"; fi
+       -e nvidia.github.io/nvidia-container-runtime -e "${3:-nvidia.github.io/}" "$f" 2>/dev/null; then
+    echo "@@stale $f"
+  fi
 done
 echo "@@hook $(command -v nvidia-container-runtime-hook || true)"
 if [ "$(systemctl is-active docker 2>/dev/null)" = active ] && command -v docker >/dev/null 2>&1; then
@@ -208,7 +210,7 @@ class ContainerHostFacts(FactBase):
             "lpfleet-container-host-state",
             QuoteString(nvidia_key_url),
             QuoteString(docker_key_url),
-            QuoteString(toolkit_repo_marker or nvidia_key_url),
+            QuoteString(toolkit_repo_marker),
             QuoteString(NVIDIA_KEYRING),
             QuoteString(NVIDIA_SOURCE),
             QuoteString(DOCKER_KEYRING),
