@@ -95,3 +95,21 @@ def test_repo_marker_drops_scheme_and_arch():
         "nvidia.github.io/libnvidia-container/stable/deb"
     )
     assert repo_marker("http://sb-apt:8080/stable/deb/amd64") == "sb-apt:8080/stable/deb/amd64"
+
+
+def test_gpu_fact_parses_nvidia_smi_and_sees_a_stand_in():
+    from lpfleet.facts.nvidia import NvidiaGpus, parse_gpus
+
+    stand_in = parse_gpus([
+        "@@devices 0", "@@smi",
+        "0, GPU-1f2e3d4c-0000-0000-0000-000000000001, NVIDIA A100-SXM4-80GB, 81920, 4",
+        "1, GPU-1f2e3d4c-0000-0000-0000-000000000002, NVIDIA A100-SXM4-80GB, 81920, 0",
+        "No devices were found",
+    ])
+    assert [gpu.index for gpu in stand_in.gpus] == [0, 1]
+    assert stand_in.gpus[0].name == "NVIDIA A100-SXM4-80GB" and stand_in.gpus[0].memory_total_mib == 81920
+    assert stand_in.smi_present and not stand_in.real_driver
+    assert parse_gpus(["@@devices 2", "@@smi", "0, GPU-a, NVIDIA H100, 81559, 1"]).real_driver
+    assert parse_gpus(["@@devices 0"]) == NvidiaGpus().default()
+    result = subprocess.run(["sh", "-c", NvidiaGpus().command()], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout.startswith("@@devices ")
