@@ -45,10 +45,13 @@ rm -f "$marker"
 # $1 runtime
 _RELOAD_AND_CHECK = r"""
 runtime=$1
+registered() { docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q "\"$runtime\""; }
+if registered; then echo "lpfleet: $runtime runtime registered"; exit 0; fi
+if ! systemctl is-active -q docker; then echo "lpfleet: docker is not running" >&2; exit 1; fi
 echo "lpfleet: $runtime runtime missing from docker info although daemon.json has it: reloading dockerd"
 systemctl reload docker || exit 1
 i=0
-until docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q "\"$runtime\""; do
+until registered; do
   i=$((i + 1))
   if [ "$i" -ge 40 ]; then
     echo "lpfleet: dockerd does not register the $runtime runtime after a reload; is the unit started with another --config-file or a conflicting flag?" >&2
@@ -163,9 +166,8 @@ def docker_runtime_registered(runtime: str, current: ContainerHostState, after: 
     if current.docker_info_ok and runtime in current.runtimes:
         host.noop(f"{runtime} runtime registered (docker info)")
         return
-    if not current.docker_active:
-        yield fail(f"docker is not running, so the {runtime} runtime cannot be registered")
-        return
+    # dockerd was not answering, or answered without the runtime: check on the node now (the docker_engine step
+    # may just have started it), reloading it if it runs without the runtime
     yield StringCommand("sh", "-c", QuoteString(_RELOAD_AND_CHECK), "lpfleet-runtime-check", QuoteString(runtime))
 
 
