@@ -11,7 +11,7 @@ import posixpath
 from collections.abc import Sequence
 from io import BytesIO
 
-from pyinfra import host, state
+from pyinfra import host, logger, state
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.api.operation import OperationMeta
 
@@ -25,6 +25,15 @@ APT_GET = ("apt-get", "-q", "-y", "-o", "DPkg::Lock::Timeout=300")
 def fail(message: str) -> StringCommand:
     """A command that fails this host with `message` on stderr (pyinfra prints it under the host)."""
     return StringCommand("echo", QuoteString(f"lpfleet: {message}"), "1>&2;", "exit", "1")
+
+
+def report(message: str) -> None:
+    """Print a line under the host once (operations run twice: when prepared and when executed).
+
+    pyinfra does not show a successful command's output, so what a change does is said here.
+    """
+    if state.is_executing:
+        host.log_styled(f"lpfleet: {message}", fg="yellow", log_func=logger.info)
 
 
 def any_changed(operations: Sequence[OperationMeta]) -> bool:
@@ -136,10 +145,8 @@ def apt_stale_sources_removed(label: str, stale: Sequence[str]):
         host.noop(f"no stale {label} source files")
         return
     for path in stale:
-        yield StringCommand(
-            "echo", QuoteString(f"lpfleet: removing stale {label} apt source {path} (conflicts with ours)"), "&&",
-            "rm", "-f", QuoteString(path),
-        )
+        report(f"removing stale {label} apt source {path} (it conflicts with ours: Signed-By / duplicate target)")
+        yield StringCommand("rm", "-f", QuoteString(path))
 
 
 @operation()
@@ -214,7 +221,7 @@ def apt_packages_absent(packages: Sequence[str], current: ContainerHostState, re
     if not installed:
         host.noop(f"none of {', '.join(packages)} installed")
         return
-    yield StringCommand("echo", QuoteString(f"lpfleet: removing {' '.join(installed)}: {reason}"))
+    report(f"removing {' '.join(installed)}: {reason}")
     yield StringCommand("env", APT_ENV, *APT_GET, "remove", "--purge", "--allow-change-held-packages",
                         *[QuoteString(name) for name in installed])
 
@@ -247,8 +254,7 @@ def apt_packages_pinned(
         yield StringCommand("apt-mark", "hold", *[QuoteString(name) for name in not_held])
         return
 
-    moves = ", ".join(f"{name} {found or 'absent'} -> {version}" for name, found in installed.items())
-    yield StringCommand("echo", QuoteString(f"lpfleet: {moves}"))
+    report(", ".join(f"{name} {found or 'absent'} -> {version}" for name, found in installed.items()))
     if record and marker:
         # Recorded before installing, so a run cut short after the install still restarts next time.
         yield StringCommand(

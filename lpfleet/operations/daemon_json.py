@@ -17,7 +17,7 @@ from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 
 from lpfleet.daemon_json import DaemonJsonError, DockerConfigWanted, flag_conflicts, plan
 from lpfleet.facts.docker import ContainerHostState
-from lpfleet.operations.apt import fail
+from lpfleet.operations.apt import fail, report
 
 #: Keys dockerd re-reads on SIGHUP (`systemctl reload docker`); any other change needs a restart.
 RELOADABLE = ("runtimes.nvidia", "default-runtime", "live-restore")
@@ -77,6 +77,7 @@ def daemon_json_merged(wanted: DockerConfigWanted, current: ContainerHostState, 
         return
     needs_restart = any(not change.startswith(RELOADABLE) for change in merge.changes)
     line = ("restart" if needs_restart else "reload") + ": daemon.json " + "; ".join(merge.changes)
+    report(f"{path}: " + "; ".join(merge.changes) + (" (needs a dockerd restart)" if needs_restart else " (a dockerd reload is enough)"))
     expect = hashlib.sha256(existing).hexdigest() if existing is not None else "absent"
     directory = posixpath.dirname(path)
     new = posixpath.join(directory, f".{posixpath.basename(path)}.lpfleet-new")

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyinfra import host, logger, state
+from pyinfra import host, state
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.api.operation import OperationMeta
 
 from lpfleet.facts.docker import ContainerHostState
-from lpfleet.operations.apt import any_changed, fail
+from lpfleet.operations.apt import any_changed, fail, report
 
 # $1 marker, $2 runtime that must be registered afterwards
 _RESTART = r"""
@@ -73,12 +73,6 @@ if [ "$seen" -lt "$expected" ]; then
 fi
 echo "lpfleet: a --gpus all container sees $seen GPU(s)"
 """
-
-
-def _report(message: str) -> None:
-    """Show a reason once per run (operations run twice: at prepare time and at execute time)."""
-    if state.is_executing:
-        host.log_styled(message, fg="yellow", log_func=logger.info)
 
 
 @operation()
@@ -187,7 +181,7 @@ def gpu_containers_work(image: str, current: ContainerHostState, after: Sequence
         reason = "GPU container check skipped: no /dev/nvidiaN device nodes on this node"
         if current.nvidia_smi_gpus:
             reason += f" (its nvidia-smi lists {current.nvidia_smi_gpus} GPU(s) without a kernel driver: a stand-in)"
-        _report(reason)
+        report(reason)
         host.noop(reason)
         return
     if not any_changed(after):

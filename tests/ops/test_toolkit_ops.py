@@ -161,11 +161,12 @@ def test_unheld_packages_get_held_only(monkeypatch):
     assert not run.ran("n1", "--allow-downgrades")
 
 
-def test_stale_nvidia_sources_are_removed_with_a_message_and_lists_refreshed(monkeypatch):
+def test_stale_nvidia_sources_are_removed_with_a_message_and_lists_refreshed(monkeypatch, caplog):
     node = converged_node(stale=("/etc/apt/sources.list.d/nvidia-docker.list",))
-    run = run_tasks({"n1": (spec_for("@fake/n1"), node)}, (install_nvidia_toolkit,), monkeypatch=monkeypatch)
-    removal = run.ran("n1", "nvidia-docker.list")[0]
-    assert "removing stale NVIDIA apt source" in removal and "rm -f" in removal
+    with caplog.at_level("INFO", logger="pyinfra"):
+        run = run_tasks({"n1": (spec_for("@fake/n1"), node)}, (install_nvidia_toolkit,), monkeypatch=monkeypatch)
+    assert run.ran("n1", "rm -f /etc/apt/sources.list.d/nvidia-docker.list")
+    assert "lpfleet: removing stale NVIDIA apt source /etc/apt/sources.list.d/nvidia-docker.list" in caplog.text
     assert run.ran("n1", "Dir::Etc::sourcelist=")
 
 

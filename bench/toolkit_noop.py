@@ -1,0 +1,100 @@
+"""No-op converge time of the docker_engine + nvidia_toolkit steps on 3 and 10 sandbox nodes.
+
+    .venv/bin/python bench/toolkit_noop.py [--nodes 3 10] [--runs 5] [--keep]
+
+For each node count: brings up a sandbox of its own (`LPFLEET_SANDBOX=lpfleet-bench-toolkit`), converges the
+two steps once, checks that a second run changes nothing, then times `--runs` more no-op runs of
+`pyinfra -y inventories/sandbox.py <deploy>` (the whole CLI process: start, connect, one fact per host, 0 changes)
+and prints min / median / max wall time. The sandbox is torn down at the end unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+DEPLOY = '''
+from pyinfra import host
+
+from lpfleet.fleet import node_spec
+from tasks.docker_engine import install_docker_engine
+from tasks.nvidia_toolkit import install_nvidia_toolkit
+
+spec = node_spec(host)
+install_docker_engine(spec)
+install_nvidia_toolkit(spec)
+'''
+
+
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def changes(output: str) -> int:
+    """Operations that changed something, from pyinfra's results table ("Grand total  ops success error no-change")."""
+    match = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", output)
+    if not match:
+        raise SystemExit(f"no results table in pyinfra output:\n{output[-2000:]}")
+    success = match.group(2)
+    return 0 if success == "-" else int(success)
+
+
+def bench(nodes: int, runs: int, env: dict[str, str], deploy: Path) -> list[float]:
+    up = run(str(VENV_BIN / "lpfleet"), "sandbox", "up", "--nodes", str(nodes), env=env)
+    if up.returncode != 0:
+        raise SystemExit(f"sandbox up failed:\n{up.stdout}\n{up.stderr}")
+    pyinfra = [str(VENV_BIN / "pyinfra"), "-y", "inventories/sandbox.py", str(deploy)]
+    first = run(*pyinfra, env=env)
+    if first.returncode != 0:
+        raise SystemExit(f"converge failed:\n{first.stdout[-4000:]}\n{first.stderr[-4000:]}")
+    second = run(*pyinfra, env=env)
+    if second.returncode != 0 or changes(second.stdout + second.stderr):
+        raise SystemExit(f"second run was not a no-op:\n{second.stdout[-4000:]}")
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = run(*pyinfra, env=env)
+        times.append(time.perf_counter() - start)
+        if result.returncode != 0 or changes(result.stdout + result.stderr):
+            raise SystemExit(f"a no-op run changed something:\n{result.stdout[-4000:]}")
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, nargs="+", default=[3, 10])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="leave the sandbox up")
+    args = parser.parse_args()
+    env = {**os.environ, "LPFLEET_SANDBOX": os.environ.get("LPFLEET_BENCH_SANDBOX", "lpfleet-bench-toolkit")}
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        deploy = Path(tmp) / "toolkit_deploy.py"
+        deploy.write_text(DEPLOY)
+        try:
+            for count in sorted(args.nodes):
+                times = bench(count, args.runs, env, deploy)
+                print(
+                    f"{count:3d} nodes: no-op converge of docker_engine + nvidia_toolkit "
+                    f"min {min(times):.2f} s, median {statistics.median(times):.2f} s, max {max(times):.2f} s "
+                    f"({args.runs} runs, whole pyinfra CLI process)",
+                    flush=True,
+                )
+        finally:
+            if not args.keep:
+                run(str(VENV_BIN / "lpfleet"), "sandbox", "down", env=env)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
