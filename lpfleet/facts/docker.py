@@ -4,7 +4,7 @@ A no-op converge of the docker_engine and nvidia_toolkit steps reads everything 
 fact: OS and architecture, the dpkg state of every package involved, daemon.json (the file dockerd really
 reads), the apt keyrings and sources, the signing keys as the repositories serve them now (downloaded on the
 node, checked on the controller), stale NVIDIA source files, the docker unit and the running dockerd's command
-line, `docker info` runtimes, the pending-restart marker and the GPU device nodes.
+line, the Engine API's `/info` (runtimes), the pending-restart marker and the GPU device nodes.
 
 `container_host_state(host, spec)` gathers it once per host per deploy run and hands the same snapshot to
 both tasks (pyinfra facts are not cached; the snapshot is the state before the deploy, as every fact read in
@@ -78,8 +78,11 @@ codename=${VERSION_CODENAME:-unknown}
 if [ "$distro" = ubuntu ] && [ -n "${UBUNTU_CODENAME:-}" ]; then codename=$UBUNTU_CODENAME; fi
 echo "@@os ${ID:-unknown} $codename $(dpkg --print-architecture 2>/dev/null || echo unknown) $distro"
 dpkg-query -W -f='@@pkg ${Package} ${Version} ${db:Status-Abbrev}\n' $9 2>/dev/null
-systemctl show docker --property=LoadState,ActiveState,UnitFileState,ExecMainPID,ExecMainStartTimestampMonotonic 2>/dev/null | sed 's/^/@@unit /'
-pid=$(systemctl show docker --property=ExecMainPID --value 2>/dev/null)
+unit=$(systemctl show docker \
+  --property=LoadState,ActiveState,UnitFileState,ExecMainPID,ExecMainStartTimestampMonotonic 2>/dev/null)
+printf '%s\n' "$unit" | sed -n 's/^./@@unit &/p'
+pid=${unit#*ExecMainPID=}; pid=${pid%%[!0-9]*}
+active=${unit#*ActiveState=}; active=${active%%[!a-z]*}
 argv=""
 if [ -n "$pid" ] && [ "$pid" != 0 ] && [ -r "/proc/$pid/cmdline" ]; then
   argv=$(tr '\0' '\n' <"/proc/$pid/cmdline" | base64 -w0)
@@ -106,11 +109,19 @@ for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
   fi
 done
 echo "@@hook $(command -v nvidia-container-runtime-hook || true)"
-if [ "$(systemctl is-active docker 2>/dev/null)" = active ] && command -v docker >/dev/null 2>&1; then
-  echo "@@docker-info $(timeout 15 docker info --format '{{.DefaultRuntime}} {{json .Runtimes}}' 2>/dev/null | tr -d '\n')"
+if [ "$active" = active ]; then
+  # the Engine API's /info straight from the socket: what `docker info` shows, without the CLI's start-up cost
+  if command -v curl >/dev/null 2>&1; then
+    info=$(curl -s --max-time 15 --unix-socket /var/run/docker.sock http://localhost/info 2>/dev/null | base64 -w0)
+  else
+    info=$(timeout 15 docker info --format '{{json .}}' 2>/dev/null | base64 -w0)
+  fi
+  echo "@@docker-info $info"
 fi
-echo "@@gpu-devices $(ls -1 /dev/ 2>/dev/null | grep -c '^nvidia[0-9][0-9]*$')"
-echo "@@nvidia-smi $(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')"
+n=0
+for d in /dev/nvidia[0-9]*; do [ -e "$d" ] && n=$((n + 1)); done
+echo "@@gpu-devices $n"
+echo "@@nvidia-smi $(command -v nvidia-smi || true)"
 exit 0
 """
 
@@ -162,8 +173,8 @@ class ContainerHostState:
     docker_info_ok: bool = False
     default_runtime: str = ""
     runtimes: tuple[str, ...] = ()
-    gpu_device_nodes: int = 0
-    nvidia_smi_gpus: int = 0
+    gpu_device_nodes: int = 0  # /dev/nvidiaN: what a real driver creates, one per GPU
+    nvidia_smi: str = ""  # path of nvidia-smi on PATH, "" when absent
 
     def installed_version(self, package: str) -> str | None:
         found = self.packages.get(package)
@@ -276,24 +287,27 @@ def parse_state(output: list[str]) -> ContainerHostState:
         elif tag == "hook":
             values["hook_path"] = rest.strip()
         elif tag == "docker-info":
-            default, _, runtimes_json = rest.strip().partition(" ")
-            values["docker_info_ok"] = bool(default)
-            values["default_runtime"] = default
-            values["runtimes"] = _runtime_names(runtimes_json)
+            info = _docker_info(_b64(rest.strip()))
+            if info is not None:
+                values["docker_info_ok"] = True
+                values["default_runtime"] = str(info.get("DefaultRuntime") or "")
+                runtimes = info.get("Runtimes")
+                values["runtimes"] = tuple(sorted(runtimes)) if isinstance(runtimes, dict) else ()
         elif tag == "gpu-devices":
             values["gpu_device_nodes"] = int(rest.strip() or 0)
         elif tag == "nvidia-smi":
-            values["nvidia_smi_gpus"] = int(rest.strip() or 0)
+            values["nvidia_smi"] = rest.strip()
     values["stale_sources"] = tuple(stale)
     return ContainerHostState(**values)
 
 
-def _runtime_names(text: str) -> tuple[str, ...]:
+def _docker_info(raw: bytes) -> dict | None:
+    """The Engine API's /info answer, or None when dockerd did not answer with JSON."""
     try:
-        runtimes = json.loads(text) if text else {}
+        info = json.loads(raw) if raw.strip() else None
     except ValueError:
-        return ()
-    return tuple(sorted(runtimes)) if isinstance(runtimes, dict) else ()
+        return None
+    return info if isinstance(info, dict) else None
 
 
 class DownloadedFile(FactBase):

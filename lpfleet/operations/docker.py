@@ -179,8 +179,8 @@ def gpu_containers_work(image: str, current: ContainerHostState, after: Sequence
     """
     if current.gpu_device_nodes == 0:
         reason = "GPU container check skipped: no /dev/nvidiaN device nodes on this node"
-        if current.nvidia_smi_gpus:
-            reason += f" (its nvidia-smi lists {current.nvidia_smi_gpus} GPU(s) without a kernel driver: a stand-in)"
+        if current.nvidia_smi:
+            reason += f" ({current.nvidia_smi} answers without a kernel driver behind it: a stand-in)"
         report(reason)
         host.noop(reason)
         return

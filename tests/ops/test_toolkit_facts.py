@@ -31,10 +31,12 @@ CAPTURED = [
     "@@fetch docker-key skip",
     "@@stale /etc/apt/sources.list.d/nvidia-docker.list",
     "@@hook /usr/bin/nvidia-container-runtime-hook",
-    '@@docker-info runc {"io.containerd.runc.v2":{"path":"runc"},"nvidia":{"path":"nvidia-container-runtime"},'
-    '"runc":{"path":"runc"}}',
+    "@@docker-info " + base64.b64encode(json.dumps({
+        "DefaultRuntime": "runc", "LiveRestoreEnabled": True, "Runtimes": {
+            "io.containerd.runc.v2": {"path": "runc"}, "nvidia": {"path": "nvidia-container-runtime"},
+            "runc": {"path": "runc"}}}).encode()).decode(),
     "@@gpu-devices 0",
-    "@@nvidia-smi 2",
+    "@@nvidia-smi /usr/bin/nvidia-smi",
 ]
 
 
@@ -56,7 +58,12 @@ def test_captured_output_parses():
     assert state.hook_path == "/usr/bin/nvidia-container-runtime-hook"
     assert state.docker_info_ok and state.default_runtime == "runc"
     assert state.runtimes == ("io.containerd.runc.v2", "nvidia", "runc")
-    assert (state.gpu_device_nodes, state.nvidia_smi_gpus) == (0, 2)
+    assert (state.gpu_device_nodes, state.nvidia_smi) == (0, "/usr/bin/nvidia-smi")
+
+
+def test_dockerd_not_answering_is_not_docker_info():
+    assert not parse_state(["@@docker-info "]).docker_info_ok
+    assert not parse_state(["@@docker-info " + base64.b64encode(b"Bad Gateway").decode()]).docker_info_ok
 
 
 def test_curl_failures_carry_the_reason():

@@ -203,9 +203,9 @@ def test_runtime_missing_from_a_running_dockerd_is_reloaded_not_restarted(monkey
 
 def test_gpu_check_runs_after_a_change_on_gpu_nodes_only(monkeypatch):
     nodes = {
-        "gpu": (spec_for("@fake/gpu"), FakeNode(gpu_devices=2, smi_gpus=2)),
-        "fake": (spec_for("@fake/fake"), FakeNode(gpu_devices=0, smi_gpus=1)),
-        "same": (spec_for("@fake/same"), converged_node(gpu_devices=2, smi_gpus=2)),
+        "gpu": (spec_for("@fake/gpu"), FakeNode(gpu_devices=2)),
+        "fake": (spec_for("@fake/fake"), FakeNode(gpu_devices=0)),
+        "same": (spec_for("@fake/same"), converged_node(gpu_devices=2)),
     }
     run = run_tasks(nodes, (install_nvidia_toolkit,), monkeypatch=monkeypatch)
     check = run.ran("gpu", "lpfleet-gpu-check")[0]

@@ -58,7 +58,7 @@ class FakeNode:
     hook: str = ""
     docker_info: tuple[str, list[str]] | None = None
     gpu_devices: int = 0
-    smi_gpus: int = 1
+    smi: str = "/usr/bin/nvidia-smi"
 
 
 def converged_node(version: str = "1.19.0-1", daemon_json: dict | None = None, **overrides) -> FakeNode:
@@ -119,9 +119,10 @@ def fact_lines(node: FakeNode) -> list[str]:
     lines.append(f"@@hook {node.hook}")
     if node.docker_info is not None:
         default, runtimes = node.docker_info
-        lines.append(f"@@docker-info {default} {json.dumps({name: {} for name in runtimes})}")
+        info = {"DefaultRuntime": default, "Runtimes": {name: {"path": name} for name in runtimes}}
+        lines.append(f"@@docker-info {_b64(json.dumps(info).encode())}")
     lines.append(f"@@gpu-devices {node.gpu_devices}")
-    lines.append(f"@@nvidia-smi {node.smi_gpus}")
+    lines.append(f"@@nvidia-smi {node.smi}")
     return lines
 
 
