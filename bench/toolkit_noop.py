@@ -1,11 +1,14 @@
 """No-op converge time of the docker_engine + nvidia_toolkit steps on 3 and 10 sandbox nodes.
 
     .venv/bin/python bench/toolkit_noop.py [--nodes 3 10] [--runs 5] [--keep]
+    .venv/bin/python bench/toolkit_noop.py --inventory INV.py [--deploy DEPLOY.py] [--runs 5]
 
 For each node count: brings up a sandbox of its own (`LPFLEET_SANDBOX=lpfleet-bench-toolkit`), converges the
 two steps once, checks that a second run changes nothing, then times `--runs` more no-op runs of
 `pyinfra -y inventories/sandbox.py <deploy>` (the whole CLI process: start, connect, one fact per host, 0 changes)
 and prints min / median / max wall time. The sandbox is torn down at the end unless --keep.
+With --inventory the same measurement runs against an existing inventory (no sandbox made or removed), and
+--deploy replaces the built-in deploy file (which builds each host's spec with `lpfleet.fleet.node_spec`).
 """
 
 from __future__ import annotations
@@ -49,11 +52,7 @@ def changes(output: str) -> int:
     return 0 if success == "-" else int(success)
 
 
-def bench(nodes: int, runs: int, env: dict[str, str], deploy: Path) -> list[float]:
-    up = run(str(VENV_BIN / "lpfleet"), "sandbox", "up", "--nodes", str(nodes), env=env)
-    if up.returncode != 0:
-        raise SystemExit(f"sandbox up failed:\n{up.stdout}\n{up.stderr}")
-    pyinfra = [str(VENV_BIN / "pyinfra"), "-y", "inventories/sandbox.py", str(deploy)]
+def converge_and_time(pyinfra: list[str], runs: int, env: dict[str, str]) -> list[float]:
     first = run(*pyinfra, env=env)
     if first.returncode != 0:
         raise SystemExit(f"converge failed:\n{first.stdout[-4000:]}\n{first.stderr[-4000:]}")
@@ -70,26 +69,43 @@ def bench(nodes: int, runs: int, env: dict[str, str], deploy: Path) -> list[floa
     return times
 
 
+def sandbox_bench(nodes: int, runs: int, env: dict[str, str], deploy: Path) -> list[float]:
+    up = run(str(VENV_BIN / "lpfleet"), "sandbox", "up", "--nodes", str(nodes), env=env)
+    if up.returncode != 0:
+        raise SystemExit(f"sandbox up failed:\n{up.stdout}\n{up.stderr}")
+    return converge_and_time([str(VENV_BIN / "pyinfra"), "-y", "inventories/sandbox.py", str(deploy)], runs, env)
+
+
+def report(label: str, times: list[float], runs: int) -> None:
+    print(
+        f"{label}: no-op converge of docker_engine + nvidia_toolkit "
+        f"min {min(times):.2f} s, median {statistics.median(times):.2f} s, max {max(times):.2f} s "
+        f"({runs} runs, whole pyinfra CLI process)",
+        flush=True,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[3, 10])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="leave the sandbox up")
+    parser.add_argument("--inventory", help="measure on this inventory instead of a sandbox of our own")
+    parser.add_argument("--deploy", help="deploy file to run instead of the built-in one")
     args = parser.parse_args()
     env = {**os.environ, "LPFLEET_SANDBOX": os.environ.get("LPFLEET_BENCH_SANDBOX", "lpfleet-bench-toolkit")}
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
-        deploy = Path(tmp) / "toolkit_deploy.py"
-        deploy.write_text(DEPLOY)
+        deploy = Path(args.deploy) if args.deploy else Path(tmp) / "toolkit_deploy.py"
+        if not args.deploy:
+            deploy.write_text(DEPLOY)
+        if args.inventory:
+            pyinfra = [str(VENV_BIN / "pyinfra"), "-y", args.inventory, str(deploy)]
+            report(args.inventory, converge_and_time(pyinfra, args.runs, env), args.runs)
+            return 0
         try:
             for count in sorted(args.nodes):
-                times = bench(count, args.runs, env, deploy)
-                print(
-                    f"{count:3d} nodes: no-op converge of docker_engine + nvidia_toolkit "
-                    f"min {min(times):.2f} s, median {statistics.median(times):.2f} s, max {max(times):.2f} s "
-                    f"({args.runs} runs, whole pyinfra CLI process)",
-                    flush=True,
-                )
+                report(f"{count:3d} sandbox nodes", sandbox_bench(count, args.runs, env, deploy), args.runs)
         finally:
             if not args.keep:
                 run(str(VENV_BIN / "lpfleet"), "sandbox", "down", env=env)
