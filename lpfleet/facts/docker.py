@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 import weakref
 from dataclasses import dataclass, field
 
@@ -103,8 +104,7 @@ echo "@@fetch nvidia-key $(fetch "$1")"
 echo "@@fetch docker-key $(fetch "$(printf '%s' "$2" | sed "s/{distro}/$distro/g")")"
 for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
   [ -f "$f" ] && [ "$f" != "$5" ] || continue
-  if grep -q -F -e nvidia.github.io/libnvidia-container -e nvidia.github.io/nvidia-docker \
-       -e nvidia.github.io/nvidia-container-runtime -e "${3:-nvidia.github.io/}" "$f" 2>/dev/null; then
+  if grep -q -F @@MARKERS@@ -e "${3:-nvidia.github.io/}" "$f" 2>/dev/null; then
     echo "@@stale $f"
   fi
 done
@@ -123,7 +123,7 @@ for d in /dev/nvidia[0-9]*; do [ -e "$d" ] && n=$((n + 1)); done
 echo "@@gpu-devices $n"
 echo "@@nvidia-smi $(command -v nvidia-smi || true)"
 exit 0
-"""
+""".replace("@@MARKERS@@", " ".join(f"-e {shlex.quote(marker)}" for marker in NVIDIA_REPO_MARKERS))
 
 
 @dataclass(frozen=True)
