@@ -6,8 +6,8 @@ reads), the apt keyrings and sources, the signing keys as the repositories serve
 node, checked on the controller), stale NVIDIA source files, the docker unit and the running dockerd's command
 line, the Engine API's `/info` (runtimes), the pending-restart marker and the GPU device nodes.
 
-`container_host_state(host, spec)` gathers it once per host per deploy run and hands the same snapshot to
-both tasks (pyinfra facts are not cached; the snapshot is the state before the deploy, as every fact read in
+`node_snapshot(host, spec)` gathers it once per host per deploy run and hands the same snapshot to both
+tasks (pyinfra facts are not cached; the snapshot is the state before the deploy, as every fact read in
 deploy code is). Operations decide from the snapshot; commands that overwrite something re-check it on the node.
 """
 
