@@ -8,6 +8,7 @@ and the checks: `nvidia` in `docker info`, and a `--gpus all` container on nodes
 
 from __future__ import annotations
 
+import weakref
 from datetime import datetime, timezone
 
 from pyinfra import host, state
@@ -38,14 +39,22 @@ from lpfleet.spec import NodeSpec
 FIRST_INSTALL = "restart: nvidia-container-runtime-hook newly installed (dockerd registers --gpus only at start)"
 
 
+_batch_sizes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def fleet_restart_batch_size(spec: NodeSpec) -> int:
-    """The smallest docker_restart_batch_size of any host: pyinfra's `_parallel` is one value per operation."""
-    try:
-        from lpfleet.fleet import node_spec
-    except ImportError:  # a deploy driven through the API without the fleet loader
-        return spec.docker.restart_batch_size
-    sizes = [node_spec(other).docker.restart_batch_size for other in state.inventory.get_active_hosts()]
-    return max(1, min(sizes or [spec.docker.restart_batch_size]))
+    """The smallest docker_restart_batch_size of any host: pyinfra's `_parallel` is one value per operation.
+
+    Computed once per deploy run (not once per host, which would build every host's spec N times).
+    """
+    if state not in _batch_sizes:
+        try:
+            from lpfleet.fleet import node_spec
+        except ImportError:  # a deploy driven through the API without the fleet loader
+            return spec.docker.restart_batch_size
+        sizes = [node_spec(other).docker.restart_batch_size for other in state.inventory.get_active_hosts()]
+        _batch_sizes[state] = max(1, min(sizes or [spec.docker.restart_batch_size]))
+    return _batch_sizes[state]
 
 
 @deploy("NVIDIA Container Toolkit")
