@@ -11,7 +11,7 @@ from __future__ import annotations
 import weakref
 from datetime import datetime, timezone
 
-from pyinfra import host, state
+from pyinfra import host
 from pyinfra.api import deploy
 
 from lpfleet.daemon_json import DockerConfigWanted
@@ -47,14 +47,15 @@ def fleet_restart_batch_size(spec: NodeSpec) -> int:
 
     Computed once per deploy run (not once per host, which would build every host's spec N times).
     """
-    if state not in _batch_sizes:
+    run = host.state  # the real State (the `state` name is a context proxy shared by every run)
+    if run not in _batch_sizes:
         try:
             from lpfleet.fleet import node_spec
         except ImportError:  # a deploy driven through the API without the fleet loader
             return spec.docker.restart_batch_size
-        sizes = [node_spec(other).docker.restart_batch_size for other in state.inventory.get_active_hosts()]
-        _batch_sizes[state] = max(1, min(sizes or [spec.docker.restart_batch_size]))
-    return _batch_sizes[state]
+        sizes = [node_spec(other).docker.restart_batch_size for other in run.inventory.get_active_hosts()]
+        _batch_sizes[run] = max(1, min(sizes or [spec.docker.restart_batch_size]))
+    return _batch_sizes[run]
 
 
 @deploy("NVIDIA Container Toolkit")
