@@ -1,0 +1,222 @@
+"""Verification results and their three renderings: a table for people, JSON and JUnit XML for CI.
+
+Pure: no I/O. A `Check` is one line of the table (host, check, state, detail) plus the diagnosed causes
+behind a failure. Nothing here ever sees a secret: verification builds details from facts that carry none,
+and masks known secret values in log lines before they become evidence.
+
+States, worst last: ok, skip, loading, warn, fail, unknown ("could not check"). Exit codes: 1 when any
+check failed, else 2 when any could not be checked, else 0 (loading and warnings do not fail a run).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterable, Sequence
+from xml.sax.saxutils import escape, quoteattr
+
+SCHEMA = "lpfleet.verify/1"
+STATES = ("ok", "skip", "loading", "warn", "fail", "unknown")
+PROBLEM_STATES = ("fail",)
+
+
+@dataclass(frozen=True)
+class Cause:
+    """A diagnosed cause (lpfleet.diagnose ids), the log line that shows it and what to do."""
+
+    cause: str
+    line: str
+    hint: str
+
+    def to_dict(self) -> dict:
+        return {"cause": self.cause, "line": self.line, "hint": self.hint}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verified property of one host."""
+
+    host: str
+    check: str  # "gpus", "runner text-to-image_..._8000", "weights org/name", ...
+    state: str  # one of STATES
+    detail: str
+    causes: tuple[Cause, ...] = ()
+    data: dict = field(default_factory=dict, compare=False)  # machine-readable facts behind the detail
+
+    def __post_init__(self) -> None:
+        if self.state not in STATES:
+            raise ValueError(f"unknown check state {self.state!r}")
+
+    def to_dict(self) -> dict:
+        out = {"check": self.check, "state": self.state, "detail": self.detail,
+               "causes": [cause.to_dict() for cause in self.causes]}
+        if self.data:
+            out["data"] = self.data
+        return out
+
+
+@dataclass(frozen=True)
+class HostResult:
+    host: str
+    groups: tuple[str, ...]
+    checks: tuple[Check, ...]
+
+    @property
+    def status(self) -> str:
+        """healthy, problems or unchecked (the host's worst state mapped onto the exit code's terms)."""
+        states = {check.state for check in self.checks}
+        if "fail" in states:
+            return "problems"
+        if "unknown" in states or not self.checks:
+            return "unchecked"
+        return "healthy"
+
+    def to_dict(self) -> dict:
+        return {"host": self.host, "groups": list(self.groups), "status": self.status,
+                "checks": [check.to_dict() for check in self.checks]}
+
+
+def exit_code(hosts: Iterable[HostResult]) -> int:
+    statuses = {host.status for host in hosts}
+    if "problems" in statuses:
+        return 1
+    if "unchecked" in statuses:
+        return 2
+    return 0
+
+
+def overall_status(hosts: Sequence[HostResult]) -> str:
+    return {0: "healthy", 1: "problems", 2: "unchecked"}[exit_code(hosts)]
+
+
+def summary(hosts: Sequence[HostResult]) -> dict:
+    counts = {state: 0 for state in STATES}
+    for host in hosts:
+        for check in host.checks:
+            counts[check.state] += 1
+    by_status = {status: sum(1 for h in hosts if h.status == status) for status in ("healthy", "problems", "unchecked")}
+    return {"hosts": len(hosts), **by_status, "checks": counts}
+
+
+def to_json(hosts: Sequence[HostResult], *, inventory: str = "", generated_at: datetime | None = None,
+            elapsed_s: float | None = None, extra: dict | None = None) -> str:
+    """The JSON report; its schema is documented in docs/verify.md (`schema` names the version)."""
+    when = (generated_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    document = {
+        "schema": SCHEMA,
+        "generated_at": when.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "inventory": inventory,
+        "status": overall_status(hosts),
+        "exit_code": exit_code(hosts),
+        "elapsed_s": elapsed_s,
+        "summary": summary(hosts),
+        "hosts": [host.to_dict() for host in hosts],
+    }
+    if extra:
+        document.update(extra)
+    return json.dumps(document, indent=2, sort_keys=False) + "\n"
+
+
+def to_junit(hosts: Sequence[HostResult], *, suite_name: str = "lpfleet verify", elapsed_s: float = 0.0) -> str:
+    """JUnit XML: one testsuite per host, one testcase per check.
+
+    fail -> <failure>, unknown -> <error>, skip -> <skipped>; loading and warn pass with the detail in
+    <system-out>, so a CI dashboard shows them without turning the build red.
+    """
+    total = sum(len(h.checks) for h in hosts)
+    failures = sum(1 for h in hosts for c in h.checks if c.state == "fail")
+    errors = sum(1 for h in hosts for c in h.checks if c.state == "unknown")
+    skipped = sum(1 for h in hosts for c in h.checks if c.state == "skip")
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           f"<testsuites name={quoteattr(suite_name)} tests=\"{total}\" failures=\"{failures}\" "
+           f"errors=\"{errors}\" skipped=\"{skipped}\" time=\"{elapsed_s:.3f}\">"]
+    for host in hosts:
+        h_fail = sum(1 for c in host.checks if c.state == "fail")
+        h_err = sum(1 for c in host.checks if c.state == "unknown")
+        h_skip = sum(1 for c in host.checks if c.state == "skip")
+        out.append(f"  <testsuite name={quoteattr(host.host)} tests=\"{len(host.checks)}\" failures=\"{h_fail}\" "
+                   f"errors=\"{h_err}\" skipped=\"{h_skip}\">")
+        for check in host.checks:
+            head = f"    <testcase classname={quoteattr(host.host)} name={quoteattr(check.check)}"
+            body = _junit_body(check)
+            out.append(head + ("/>" if not body else ">"))
+            if body:
+                out.extend(body)
+                out.append("    </testcase>")
+        out.append("  </testsuite>")
+    out.append("</testsuites>")
+    return "\n".join(out) + "\n"
+
+
+def _junit_body(check: Check) -> list[str]:
+    text = "\n".join([check.detail] + [f"{c.cause}: {c.line}\n  fix: {c.hint}" for c in check.causes])
+    if check.state == "fail":
+        return [f"      <failure message={quoteattr(check.detail)} type=\"fail\">{escape(text)}</failure>"]
+    if check.state == "unknown":
+        return [f"      <error message={quoteattr(check.detail)} type=\"could-not-check\">{escape(text)}</error>"]
+    if check.state == "skip":
+        return [f"      <skipped message={quoteattr(check.detail)}/>"]
+    if check.state in ("loading", "warn"):
+        return [f"      <system-out>{escape(check.state + ': ' + text)}</system-out>"]
+    return []
+
+
+_MARK = {"ok": "ok", "skip": "skip", "loading": "LOADING", "warn": "WARN", "fail": "FAIL", "unknown": "UNKNOWN"}
+
+
+def to_table(hosts: Sequence[HostResult], *, width: int = 160, elapsed_s: float | None = None) -> str:
+    """The table a person reads at the end of a run: every check, failures with their causes and fixes
+    under them, and a one-line verdict."""
+    rows: list[tuple[str, str, str, str]] = []
+    notes: dict[int, list[str]] = {}
+    for host in hosts:
+        for check in host.checks:
+            rows.append((host.host, check.check, _MARK[check.state], check.detail))
+            if check.causes:
+                notes[len(rows) - 1] = [f"{c.cause}: {c.line.strip()}  -> {c.hint}" for c in check.causes]
+    headers = ("HOST", "CHECK", "STATE", "DETAIL")
+    w_host = max([len(headers[0])] + [len(r[0]) for r in rows])
+    w_check = min(48, max([len(headers[1])] + [len(r[1]) for r in rows]))
+    w_state = max([len(headers[2])] + [len(r[2]) for r in rows])
+    w_detail = max(20, width - w_host - w_check - w_state - 6)
+    lines = [_row(headers, w_host, w_check, w_state, w_detail),
+             _row(("-" * w_host, "-" * w_check, "-" * w_state, "-" * min(w_detail, 40)), w_host, w_check, w_state,
+                  w_detail)]
+    for index, row in enumerate(rows):
+        lines.append(_row(row, w_host, w_check, w_state, w_detail))
+        for note in notes.get(index, []):
+            indent = " " * (w_host + w_check + w_state + 6)
+            lines.append(indent + "^ " + _clip(note, w_detail - 2))
+    lines.append("")
+    lines.append(verdict(hosts, elapsed_s=elapsed_s))
+    return "\n".join(lines) + "\n"
+
+
+def verdict(hosts: Sequence[HostResult], *, elapsed_s: float | None = None) -> str:
+    counts = summary(hosts)
+    parts = [f"{counts['hosts']} host{'s' if counts['hosts'] != 1 else ''}: {counts['healthy']} healthy"]
+    if counts["problems"]:
+        bad = ", ".join(h.host for h in hosts if h.status == "problems")
+        parts.append(f"{counts['problems']} with problems ({bad})")
+    if counts["unchecked"]:
+        bad = ", ".join(h.host for h in hosts if h.status == "unchecked")
+        parts.append(f"{counts['unchecked']} could not be checked ({bad})")
+    loading = counts["checks"]["loading"]
+    if loading:
+        parts.append(f"{loading} runner{'s' if loading != 1 else ''} still loading")
+    text = "verify: " + "; ".join(parts)
+    if elapsed_s is not None:
+        text += f" ({elapsed_s:.1f} s)"
+    return text
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: max(0, width - 3)] + "..."
+
+
+def _row(cells: tuple[str, str, str, str], w_host: int, w_check: int, w_state: int, w_detail: int) -> str:
+    host, check, state, detail = cells
+    return (f"{host:<{w_host}}  {_clip(check, w_check):<{w_check}}  {state:<{w_state}}  "
+            f"{_clip(detail, w_detail)}").rstrip()
