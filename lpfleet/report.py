@@ -165,32 +165,59 @@ def _junit_body(check: Check) -> list[str]:
 _MARK = {"ok": "ok", "skip": "skip", "loading": "LOADING", "warn": "WARN", "fail": "FAIL", "unknown": "UNKNOWN"}
 
 
-def to_table(hosts: Sequence[HostResult], *, width: int = 160, elapsed_s: float | None = None) -> str:
-    """The table a person reads at the end of a run: every check, failures with their causes and fixes
-    under them, and a one-line verdict."""
+def to_table(hosts: Sequence[HostResult], *, width: int = 160, elapsed_s: float | None = None,
+             compact: bool = True) -> str:
+    """The table a person reads at the end of a run, and a one-line verdict.
+
+    Compact (the default): every check that is not ok gets its row, with each diagnosed cause and its fix
+    under it; the ok checks of a host are folded into one row. `compact=False` lists every check.
+    """
     rows: list[tuple[str, str, str, str]] = []
     notes: dict[int, list[str]] = {}
     for host in hosts:
+        folded = [check for check in host.checks if compact and check.state == "ok"]
         for check in host.checks:
+            if check in folded:
+                continue
             rows.append((host.host, check.check, _MARK[check.state], check.detail))
             if check.causes:
-                notes[len(rows) - 1] = [f"{c.cause}: {c.line.strip()}  -> {c.hint}" for c in check.causes]
+                notes[len(rows) - 1] = [text for c in check.causes
+                                        for text in (f"{c.cause}: {c.line.strip()}", f"  fix: {c.hint}")]
+        if folded:
+            names = ", ".join(_fold_names(folded))
+            label = f"all {len(folded)} checks" if len(folded) == len(host.checks) else f"{len(folded)} other checks"
+            rows.append((host.host, label, "ok", names))
     headers = ("HOST", "CHECK", "STATE", "DETAIL")
     w_host = max([len(headers[0])] + [len(r[0]) for r in rows])
-    w_check = min(48, max([len(headers[1])] + [len(r[1]) for r in rows]))
+    w_check = min(64, max([len(headers[1])] + [len(r[1]) for r in rows]))
     w_state = max([len(headers[2])] + [len(r[2]) for r in rows])
     w_detail = max(20, width - w_host - w_check - w_state - 6)
     lines = [_row(headers, w_host, w_check, w_state, w_detail),
              _row(("-" * w_host, "-" * w_check, "-" * w_state, "-" * min(w_detail, 40)), w_host, w_check, w_state,
                   w_detail)]
+    indent = " " * (w_host + w_check + w_state + 6)
     for index, row in enumerate(rows):
         lines.append(_row(row, w_host, w_check, w_state, w_detail))
         for note in notes.get(index, []):
-            indent = " " * (w_host + w_check + w_state + 6)
-            lines.append(indent + "^ " + _clip(note, w_detail - 2))
+            lead = note[: len(note) - len(note.lstrip())]
+            lines.append(indent + lead + _clip(note, w_detail - len(lead)))
     lines.append("")
     lines.append(verdict(hosts, elapsed_s=elapsed_s))
     return "\n".join(lines) + "\n"
+
+
+def _fold_names(checks: Sequence[Check]) -> list[str]:
+    """Folded ok checks by kind: "gpus, docker, worker, 2 runners, 3 weights"."""
+    kinds: dict[str, int] = {}
+    for check in checks:
+        first = check.check.split(" ")[0]
+        kind = first if first in _COUNTED else check.check
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return [f"{count} {_COUNTED[kind]}" if kind in _COUNTED and count > 1 else kind for kind, count in kinds.items()]
+
+
+_COUNTED = {"runner": "runners", "weights": "weights", "external": "externals", "gateway": "gateway models",
+            "worker": "workers"}
 
 
 def verdict(hosts: Sequence[HostResult], *, elapsed_s: float | None = None) -> str:

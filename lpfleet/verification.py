@@ -121,7 +121,7 @@ class _Verifier:
                  classify: Classifier, secrets: Sequence[str]) -> None:
         self.spec = spec
         self.snap = snap
-        self.runners = list(runners)
+        self.expected = list(runners)
         self.classify = classify
         self.secrets = list(secrets)
         self.checks: list[Check] = []
@@ -267,7 +267,7 @@ class _Verifier:
 
     def runners(self, worker_running: bool, configured: list[AIModelEntry]) -> None:
         expected_names = set()
-        for runner in self.runners:
+        for runner in self.expected:
             expected_names.add(runner.name)
             check = f"runner {runner.name}"
             if not self.docker_ok:
