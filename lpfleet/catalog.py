@@ -1,0 +1,280 @@
+"""What lpfleet knows about Livepeer AI pipelines and models: pure data plus lookups.
+
+Sources: go-livepeer (`core/ai.go`, `ai/worker/docker.go`), ai-runner v0.14.1
+`runner/dl_checkpoints.sh` and the Livepeer docs, as summarised in `reference/livepeer.md`.
+Unknown models are allowed everywhere: `model_info` returns None for them and
+`download_patterns` returns None (= every file of the repository).
+
+VRAM figures are rough estimates of what one warm runner needs (weights in fp16/bf16 plus
+working memory), good enough to warn when a model cannot fit a GPU class; they are not
+measurements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+#: go-livepeer's default runner image (`-aiRunnerImage`).
+DEFAULT_RUNNER_IMAGE = "livepeer/ai-runner:latest"
+
+#: Pipelines whose runner is a "live" app: the model_id names the app, not a HF repository.
+LIVE_PIPELINE = "live-video-to-video"
+
+
+@dataclass(frozen=True)
+class PipelineInfo:
+    """One go-livepeer AI pipeline.
+
+    `base_port` is the host port of slot 0 on GPU 0; `runner_image` is the image go-livepeer
+    uses when no override is given (None for the live pipeline: it depends on the model id);
+    `capability` is the name gateways show in `capabilities_names`; `capability_id` is
+    go-livepeer's numeric id (map by name when reading a gateway: ids may move).
+    """
+
+    name: str
+    base_port: int
+    runner_image: str | None
+    capability: str
+    capability_id: int
+
+    @property
+    def is_live(self) -> bool:
+        return self.name == LIVE_PIPELINE
+
+
+def _capability_name(pipeline: str) -> str:
+    # go-livepeer: first letter upper-cased, "-" as spaces ("Text to image", "Llm").
+    words = pipeline.replace("-", " ")
+    return words[:1].upper() + words[1:]
+
+
+def _pipeline(name: str, base_port: int, capability_id: int, image: str | None = DEFAULT_RUNNER_IMAGE) -> PipelineInfo:
+    return PipelineInfo(name, base_port, image, _capability_name(name), capability_id)
+
+
+PIPELINES: Mapping[str, PipelineInfo] = {
+    p.name: p
+    for p in (
+        _pipeline("text-to-image", 8000, 27),
+        _pipeline("image-to-image", 8100, 28),
+        _pipeline("image-to-video", 8200, 29),
+        _pipeline("upscale", 8300, 30),
+        _pipeline("audio-to-text", 8400, 31, "livepeer/ai-runner:audio-to-text"),
+        _pipeline("segment-anything-2", 8600, 32, "livepeer/ai-runner:segment-anything-2"),
+        _pipeline("llm", 8500, 33, "livepeer/ai-runner:llm"),
+        _pipeline("image-to-text", 8700, 34),
+        _pipeline("live-video-to-video", 8900, 35, None),
+        _pipeline("text-to-speech", 8800, 36, "livepeer/ai-runner:text-to-speech"),
+    )
+}
+
+#: go-livepeer's capability id for BYOC (external container) jobs.
+BYOC_CAPABILITY_ID = 37
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model lpfleet knows.
+
+    `include`: the download patterns ai-runner's `dl_checkpoints.sh` uses (None = every file).
+    `extra_models`: other repositories the runner loads for this model (fetch them too).
+    `hf_repo`: False for live-video-to-video app names (weights come with the live image).
+    `verified`: on the list of models Livepeer's docs and dl_checkpoints.sh ship by default,
+    the ones gateways are known to route; anything else is allowed but may get no traffic.
+    """
+
+    model_id: str
+    pipelines: tuple[str, ...]
+    include: tuple[str, ...] | None = None
+    extra_models: tuple[str, ...] = ()
+    gated: bool = False
+    vram_gb: float | None = None
+    verified: bool = False
+    hf_repo: bool = True
+
+
+_SD_PATTERNS = ("*.fp16.safetensors", "*.json", "*.txt")
+
+_MODELS: tuple[ModelInfo, ...] = (
+    # text-to-image / image-to-image (diffusers)
+    ModelInfo("SG161222/RealVisXL_V4.0_Lightning", ("text-to-image", "image-to-image"), _SD_PATTERNS,
+              vram_gb=12, verified=True),
+    ModelInfo("ByteDance/SDXL-Lightning", ("text-to-image", "image-to-image"), ("*unet.safetensors",),
+              extra_models=("stabilityai/stable-diffusion-xl-base-1.0",), vram_gb=12, verified=True),
+    ModelInfo("stabilityai/stable-diffusion-xl-base-1.0", ("text-to-image", "image-to-image"), _SD_PATTERNS,
+              vram_gb=12),
+    ModelInfo("SG161222/RealVisXL_V4.0", ("text-to-image", "image-to-image"), _SD_PATTERNS, vram_gb=12),
+    ModelInfo("stabilityai/sd-turbo", ("text-to-image", "image-to-image"), _SD_PATTERNS, vram_gb=6),
+    ModelInfo("stabilityai/sdxl-turbo", ("text-to-image", "image-to-image"), _SD_PATTERNS, vram_gb=12),
+    ModelInfo("runwayml/stable-diffusion-v1-5", ("text-to-image", "image-to-image"), _SD_PATTERNS, vram_gb=6),
+    ModelInfo("prompthero/openjourney-v4", ("text-to-image",), ("*.safetensors", "*.json", "*.txt"), vram_gb=6),
+    ModelInfo("timbrooks/instruct-pix2pix", ("image-to-image",), _SD_PATTERNS, vram_gb=6, verified=True),
+    ModelInfo("stabilityai/stable-diffusion-3-medium-diffusers", ("text-to-image",),
+              ("*.fp16*.safetensors", "*.model", "*.json", "*.txt"), gated=True, vram_gb=20),
+    ModelInfo("stabilityai/stable-diffusion-3.5-medium", ("text-to-image",),
+              ("transformer/*.safetensors", "*model.fp16*", "*.model", "*.json", "*.txt"), gated=True, vram_gb=16),
+    ModelInfo("stabilityai/stable-diffusion-3.5-large", ("text-to-image",),
+              ("transformer/*.safetensors", "*model.fp16*", "*.model", "*.json", "*.txt"), gated=True, vram_gb=32),
+    ModelInfo("black-forest-labs/FLUX.1-schnell", ("text-to-image",), ("*.safetensors", "*.json", "*.txt", "*.model"),
+              vram_gb=36),
+    ModelInfo("black-forest-labs/FLUX.1-dev", ("text-to-image",), ("*.safetensors", "*.json", "*.txt", "*.model"),
+              gated=True, vram_gb=36),
+    # image-to-video
+    ModelInfo("stabilityai/stable-video-diffusion-img2vid-xt-1-1", ("image-to-video",),
+              ("*.fp16.safetensors", "*.json"), gated=True, vram_gb=20, verified=True),
+    ModelInfo("stabilityai/stable-video-diffusion-img2vid-xt", ("image-to-video",),
+              ("*.fp16.safetensors", "*.json"), vram_gb=20),
+    # upscale
+    ModelInfo("stabilityai/stable-diffusion-x4-upscaler", ("upscale",), ("*.fp16.safetensors", "*.json", "*.txt"),
+              vram_gb=10, verified=True),
+    # audio-to-text
+    ModelInfo("openai/whisper-large-v3", ("audio-to-text",), ("*.safetensors", "*.json"), vram_gb=8, verified=True),
+    ModelInfo("openai/whisper-medium", ("audio-to-text",), ("*.safetensors", "*.json"), vram_gb=5),
+    ModelInfo("distil-whisper/distil-large-v3", ("audio-to-text",), ("*.safetensors", "*.json"), vram_gb=5),
+    # segment-anything-2
+    ModelInfo("facebook/sam2-hiera-large", ("segment-anything-2",), ("*.pt", "*.yaml"), vram_gb=8, verified=True),
+    ModelInfo("facebook/sam2-hiera-base-plus", ("segment-anything-2",), ("*.pt", "*.yaml"), vram_gb=6),
+    ModelInfo("facebook/sam2-hiera-small", ("segment-anything-2",), ("*.pt", "*.yaml"), vram_gb=4),
+    ModelInfo("facebook/sam2-hiera-tiny", ("segment-anything-2",), ("*.pt", "*.yaml"), vram_gb=4),
+    # llm (vLLM runner: refuses to start without pre-downloaded files)
+    ModelInfo("meta-llama/Meta-Llama-3.1-8B-Instruct", ("llm",), ("*.json", "*.bin", "*.safetensors", "*.txt"),
+              gated=True, vram_gb=20, verified=True),
+    # image-to-text
+    ModelInfo("Salesforce/blip-image-captioning-large", ("image-to-text",), None, vram_gb=4, verified=True),
+    # text-to-speech
+    ModelInfo("parler-tts/parler-tts-large-v1", ("text-to-speech",), ("*.safetensors", "*.json", "*.model"),
+              vram_gb=8, verified=True),
+    # live-video-to-video: the model id names the runner app (image livepeer/ai-runner:live-app-<id>)
+    ModelInfo("streamdiffusion", (LIVE_PIPELINE,), vram_gb=12, verified=True, hf_repo=False),
+    ModelInfo("streamdiffusion-sdxl", (LIVE_PIPELINE,), vram_gb=20, hf_repo=False),
+    ModelInfo("comfyui", (LIVE_PIPELINE,), vram_gb=16, verified=True, hf_repo=False),
+    ModelInfo("scope", (LIVE_PIPELINE,), vram_gb=24, hf_repo=False),
+    ModelInfo("noop", (LIVE_PIPELINE,), vram_gb=0, hf_repo=False),
+)
+
+MODELS: Mapping[str, ModelInfo] = {m.model_id: m for m in _MODELS}
+_MODELS_LOWER: Mapping[str, ModelInfo] = {m.model_id.lower(): m for m in _MODELS}
+
+
+def pipeline_info(pipeline: str) -> PipelineInfo:
+    """The pipeline's data; KeyError for a name go-livepeer does not know (it panics on those)."""
+    try:
+        return PIPELINES[pipeline]
+    except KeyError:
+        raise KeyError(f"unknown pipeline {pipeline!r}") from None
+
+
+def is_pipeline(pipeline: str) -> bool:
+    return pipeline in PIPELINES
+
+
+def model_info(model_id: str) -> ModelInfo | None:
+    """The model's data, or None for a model the catalog does not know (allowed)."""
+    return MODELS.get(model_id)
+
+
+def canonical_model_id(model_id: str) -> str | None:
+    """The catalog's spelling of a model id that differs from `model_id` only in case, else None.
+
+    The runner's cache lookup is case-sensitive: `sg161222/realvisxl_v4.0_lightning` is a miss.
+    """
+    info = _MODELS_LOWER.get(model_id.lower())
+    if info is None or info.model_id == model_id:
+        return None
+    return info.model_id
+
+
+def download_patterns(model_id: str) -> tuple[str, ...] | None:
+    """Include globs for the model's repository (None = every file; also for unknown models)."""
+    info = model_info(model_id)
+    return info.include if info else None
+
+
+def extra_models(model_id: str) -> tuple[str, ...]:
+    """Other repositories the runner loads for this model."""
+    info = model_info(model_id)
+    return info.extra_models if info else ()
+
+
+def needs_weights(pipeline: str, model_id: str) -> bool:
+    """Whether the entry's weights come from a HF repository into the models dir.
+
+    Live apps carry their weights in the image; external (`url`) entries are never
+    passed to this (their container is someone else's).
+    """
+    if pipeline == LIVE_PIPELINE:
+        return False
+    info = model_info(model_id)
+    return info.hf_repo if info else True
+
+
+@dataclass(frozen=True)
+class WeightsRequest:
+    """One repository to fetch into the models dir, with its include globs (None = all)."""
+
+    model_id: str
+    include: tuple[str, ...] | None
+
+
+def weights_for(pipeline: str, model_id: str) -> tuple[WeightsRequest, ...]:
+    """Every repository a managed entry needs in the models dir: the model, then its extras."""
+    if not needs_weights(pipeline, model_id):
+        return ()
+    requests = [WeightsRequest(model_id, download_patterns(model_id))]
+    for extra in extra_models(model_id):
+        requests.append(WeightsRequest(extra, download_patterns(extra)))
+    return tuple(requests)
+
+
+def is_gated(model_id: str) -> bool:
+    info = model_info(model_id)
+    return bool(info and info.gated)
+
+
+def is_verified(model_id: str) -> bool:
+    info = model_info(model_id)
+    return bool(info and info.verified)
+
+
+def vram_gb(model_id: str) -> float | None:
+    info = model_info(model_id)
+    return info.vram_gb if info else None
+
+
+def runner_image(
+    pipeline: str,
+    model_id: str,
+    default_image: str = DEFAULT_RUNNER_IMAGE,
+    overrides: Mapping[str, object] | None = None,
+) -> str:
+    """The image go-livepeer starts for an entry, as `-aiRunnerImage` and `-aiRunnerImageOverrides` pick it.
+
+    Live: `overrides.live[model_id]`, else `livepeer/ai-runner:live-app-<model_id>`.
+    Batch: `overrides.batch[pipeline]`, else the pipeline's own image (audio-to-text, llm,
+    segment-anything-2, text-to-speech), else `overrides.default`, else `default_image`.
+    """
+    overrides = overrides or {}
+    info = pipeline_info(pipeline)
+    if info.is_live:
+        live = overrides.get("live") or {}
+        if isinstance(live, Mapping) and model_id in live:
+            return str(live[model_id])
+        return f"livepeer/ai-runner:live-app-{model_id}"
+    batch = overrides.get("batch") or {}
+    if isinstance(batch, Mapping) and pipeline in batch:
+        return str(batch[pipeline])
+    if info.runner_image and info.runner_image != DEFAULT_RUNNER_IMAGE:
+        return info.runner_image
+    default = overrides.get("default")
+    if default:
+        return str(default)
+    return default_image
+
+
+def base_port(pipeline: str) -> int:
+    return pipeline_info(pipeline).base_port
+
+
+def capability_name(pipeline: str) -> str:
+    return pipeline_info(pipeline).capability
