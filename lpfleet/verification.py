@@ -52,6 +52,20 @@ class WeightsWanted:
     files: tuple[tuple[str, int], ...] | None = None
 
 
+def expected_runners(spec: NodeSpec) -> list[ExpectedRunner]:
+    """The runner containers go-livepeer starts for this node's warm models (lpfleet.runners computes them)."""
+    from lpfleet import runners
+
+    found = []
+    for runner in runners.expected_runners(spec):
+        get = runner.get if isinstance(runner, dict) else lambda key, default=None, r=runner: getattr(r, key, default)
+        port = get("port", None)
+        port = get("host_port", None) if port is None else port
+        found.append(ExpectedRunner(str(get("name")), int(port), str(get("pipeline")), str(get("model_id")),
+                                    get("gpu", None)))
+    return found
+
+
 def external_health_url(url: str) -> str:
     return url.rstrip("/") + "/health"
 
