@@ -42,7 +42,7 @@ def node_program() -> str:
 @lru_cache(maxsize=1)
 def _bootstrap() -> str:
     packed = base64.b64encode(zlib.compress(node_program().encode("utf-8"), 9)).decode("ascii")
-    return f"import base64,zlib;exec(zlib.decompress(base64.b64decode('{packed}')))"
+    return f'import base64,zlib;exec(zlib.decompress(base64.b64decode("{packed}")))'
 
 
 def encode_params(params: dict[str, Any]) -> str:
