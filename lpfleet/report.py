@@ -77,6 +77,21 @@ class HostResult:
                 "checks": [check.to_dict() for check in self.checks]}
 
 
+def results_from_json(text: str) -> list[HostResult]:
+    """HostResults back from a JSON report (what `lpfleet verify` reads from the pyinfra run it starts)."""
+    document = json.loads(text)
+    if document.get("schema") != SCHEMA:
+        raise ValueError(f"not a {SCHEMA} report (schema {document.get('schema')!r})")
+    hosts = []
+    for item in document.get("hosts") or []:
+        checks = tuple(
+            Check(item["host"], c["check"], c["state"], c["detail"],
+                  tuple(Cause(x["cause"], x["line"], x["hint"]) for x in c.get("causes") or []), c.get("data") or {})
+            for c in item.get("checks") or [])
+        hosts.append(HostResult(item["host"], tuple(item.get("groups") or ()), checks))
+    return hosts
+
+
 def exit_code(hosts: Iterable[HostResult]) -> int:
     statuses = {host.status for host in hosts}
     if "problems" in statuses:

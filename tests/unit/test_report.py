@@ -8,7 +8,18 @@ from datetime import datetime, timezone
 
 import pytest
 
-from lpfleet.report import SCHEMA, Cause, Check, HostResult, exit_code, overall_status, to_json, to_junit, to_table
+from lpfleet.report import (
+    SCHEMA,
+    Cause,
+    Check,
+    HostResult,
+    exit_code,
+    overall_status,
+    results_from_json,
+    to_json,
+    to_junit,
+    to_table,
+)
 
 OOM = Cause("cuda-oom", "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
             "reduce warm count or pick a smaller variant")
@@ -98,3 +109,11 @@ def test_table_full_lists_every_check_and_counts_loading():
 def test_table_clips_long_details_to_width():
     result = HostResult("n", (), (Check("n", "gpus", "fail", "x" * 500),))
     assert all(len(line) <= 120 for line in to_table([result], width=120).splitlines())
+
+
+def test_json_round_trip():
+    hosts = [host("node-1", "ok", "fail", causes=(OOM,)),
+             HostResult("n2", ("g",), (Check("n2", "warm slots", "ok", "1/1", data={"warm": 1, "slots": 1}),))]
+    assert results_from_json(to_json(hosts)) == hosts
+    with pytest.raises(ValueError):
+        results_from_json('{"schema": "other"}')
