@@ -1,0 +1,190 @@
+"""Sandbox node containers: systemd as PID 1, sshd on 127.0.0.1:<port>, their own dockerd (once the deploy
+installs it), per-node files (authorized key, fake GPUs) and the stand-in images they can run."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import tarfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lpfleet.sandbox.engine import DockerError, docker, pipe
+from lpfleet.sandbox.state import LABEL, ROLE_LABEL, SandboxError, sandboxes_dir
+
+#: Docker-in-node without --privileged (the VM lacks CAP_SYS_RESOURCE): see docs/sandbox.md.
+NODE_RUN_OPTIONS: tuple[str, ...] = (
+    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--security-opt", "systempaths=unconfined",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+)
+IMAGES_IN_NODE = "/var/lib/lpfleet-sandbox/images"
+LOAD_IMAGES = "/usr/local/lib/lpfleet-sandbox/load-images"
+GPUS_CSV = "etc/lpfleet-sandbox/gpus.csv"
+
+Log = Callable[[str], None]
+
+
+def node_name(sandbox: str, index: int) -> str:
+    return f"{sandbox}-node-{index}"
+
+
+def docker_volume(container: str) -> str:
+    return f"{container}-docker"
+
+
+@dataclass(frozen=True)
+class NodeContainer:
+    name: str
+    running: bool
+    image_id: str
+    ssh_port: int | None
+
+
+def inspect_nodes(sandbox: str) -> dict[str, NodeContainer]:
+    """The sandbox's node containers as the daemon sees them."""
+    out = docker("ps", "-a", "--filter", f"label={LABEL}={sandbox}", "--filter", f"label={ROLE_LABEL}=node",
+                 "--format", "{{.Names}}").stdout.split()
+    if not out:
+        return {}
+    fmt = '{{.Name}}\t{{.State.Running}}\t{{.Image}}\t{{with index .NetworkSettings.Ports "22/tcp"}}' \
+          '{{(index . 0).HostPort}}{{end}}'
+    nodes = {}
+    for line in docker("inspect", "--format", fmt, *out).stdout.splitlines():
+        name, running, image, port = (line.split("\t") + [""])[:4]
+        name = name.lstrip("/")
+        nodes[name] = NodeContainer(name, running == "true", image, int(port) if port.isdigit() else None)
+    return nodes
+
+
+def node_files_tar(authorized_key: bytes, gpus_csv: str) -> bytes:
+    """The per-node files as one tar stream for `docker cp - <node>:/` (owner root, exact modes)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, content, mode in (
+            ("root/.ssh/authorized_keys", authorized_key, 0o600),
+            (GPUS_CSV, gpus_csv.encode(), 0o644),
+        ):
+            info = tarfile.TarInfo(path)
+            info.size, info.mode, info.uid, info.gid, info.mtime = len(content), mode, 0, 0, int(time.time())
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def create_node(sandbox: str, index: int, image: str, network: str, images_dir: Path) -> None:
+    name = node_name(sandbox, index)
+    volume = docker_volume(name)
+    docker("volume", "create", "--label", f"{LABEL}={sandbox}", volume)
+    docker(
+        "create", "--name", name, "--hostname", name, "--network", network,
+        "--label", f"{LABEL}={sandbox}", "--label", f"{ROLE_LABEL}=node",
+        *NODE_RUN_OPTIONS,
+        "-v", f"{volume}:/var/lib/docker",
+        "-v", f"{images_dir}:{IMAGES_IN_NODE}:ro",
+        "-p", "127.0.0.1::22",
+        image,
+    )
+
+
+def put_node_files(name: str, authorized_key: bytes, gpus_csv: str) -> None:
+    docker("cp", "-", f"{name}:/", input=node_files_tar(authorized_key, gpus_csv))
+
+
+def remove_node(name: str) -> None:
+    docker("rm", "-f", "-v", name, check=False)
+    docker("volume", "rm", "-f", docker_volume(name), check=False)
+
+
+def wait_for_ssh(ports: dict[str, int], timeout: float = 90) -> None:
+    """Until every node's sshd sends its banner (systemd booted it, host keys exist)."""
+    pending = dict(ports)
+    deadline = time.monotonic() + timeout
+    while pending:
+        for name, port in list(pending.items()):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                    conn.settimeout(2)
+                    if conn.recv(64).startswith(b"SSH-2.0-"):
+                        del pending[name]
+            except OSError:
+                pass
+        if pending:
+            if time.monotonic() > deadline:
+                detail = "; ".join(f"{name} (127.0.0.1:{port})" for name, port in sorted(pending.items()))
+                raise SandboxError(f"sshd did not answer within {timeout:.0f} s on: {detail}; "
+                                   f"see `docker logs` / `docker exec <node> systemctl status ssh`")
+            time.sleep(0.2)
+
+
+# --- stand-in images (target "node") ---------------------------------------------------------------------------
+
+def _image_file_name(tag: str) -> str:
+    return tag.replace("/", "_").replace(":", "_")
+
+
+def stage_node_images(images: dict[str, str], images_dir: Path, log: Log) -> bool:
+    """Make `images_dir` (mounted read-only in every node) hold exactly `images` (tag -> id) as `docker save`
+    tarballs plus an id file each. Tarballs are saved once per image id into a shared cache and hard-linked.
+    Returns whether anything changed."""
+    cache = sandboxes_dir() / ".image-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    images_dir.mkdir(parents=True, exist_ok=True)
+    changed = False
+    wanted = set()
+    for tag, ident in sorted(images.items()):
+        stem = _image_file_name(tag)
+        wanted |= {f"{stem}.tar", f"{stem}.id"}
+        id_file, tar_file = images_dir / f"{stem}.id", images_dir / f"{stem}.tar"
+        if id_file.is_file() and id_file.read_text().strip() == ident and tar_file.is_file():
+            continue
+        cached = cache / f"{ident.split(':')[-1]}.tar"
+        if not cached.is_file():
+            log(f"saving {tag} for the nodes")
+            partial = cache / f".{cached.name}.{os.getpid()}"
+            docker("save", "-o", str(partial), tag, timeout=1800)
+            os.replace(partial, cached)
+        tar_file.unlink(missing_ok=True)
+        try:
+            os.link(cached, tar_file)
+        except OSError:
+            shutil.copyfile(cached, tar_file)
+        id_file.write_text(ident + "\n")
+        changed = True
+    for leftover in images_dir.iterdir():
+        if leftover.name not in wanted:
+            leftover.unlink()
+            changed = True
+    return changed
+
+
+def load_images_into_running_dockerds(nodes: Iterable[str], images: dict[str, str], log: Log) -> list[str]:
+    """On every node whose dockerd runs, load the staged images it lacks (same script the dockerd drop-in
+    runs at start). Nodes without docker yet get them when the deploy installs and starts it."""
+    loaded = []
+    for name in nodes:
+        if not images:
+            break
+        active = docker("exec", name, "systemctl", "is-active", "docker", check=False).stdout.strip()
+        if active != "active":
+            continue
+        have = docker("exec", name, "docker", "images", "-q", "--no-trunc", check=False).stdout.split()
+        missing = [tag for tag, ident in images.items() if ident not in have]
+        if not missing:
+            continue
+        log(f"{name}: loading {', '.join(missing)}")
+        result = docker("exec", name, LOAD_IMAGES, check=False, timeout=1800)
+        if result.returncode != 0:
+            raise DockerError(f"{name}: loading stand-in images failed: {result.stderr.strip()}")
+        loaded.append(name)
+    return loaded
+
+
+def stream_image(tag: str, node: str) -> None:
+    """`docker save TAG | docker exec -i NODE docker load` (for one-off images outside the staged set)."""
+    pipe(["save", tag], ["exec", "-i", node, "docker", "load", "--quiet"])
