@@ -11,7 +11,8 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("lint", "validate", "render", "lock", "prefetch", "verify", "diagnose", "sandbox")
+COMMANDS = ("lint", "validate", "render", "lock", "prefetch", "verify", "rollout", "bootstrap", "diagnose",
+            "sandbox")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,7 +42,8 @@ def default_verify_deploy() -> Path:
 
 
 def run_pyinfra_verify(inventory: str, deploy: Path, limit: list[str] | None = None,
-                       extra_env: dict[str, str] | None = None, timeout_s: float = 900) -> VerifyRun:
+                       extra_env: dict[str, str] | None = None, timeout_s: float = 900,
+                       pyinfra_args: list[str] | None = None) -> VerifyRun:
     """One `pyinfra -y INVENTORY verify.py` run; its results read back from the JSON report it writes."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="lpfleet-verify-") as tmp:
@@ -51,7 +52,7 @@ def run_pyinfra_verify(inventory: str, deploy: Path, limit: list[str] | None = N
         env.update(extra_env or {})
         env.update({"LPFLEET_VERIFY_JSON": report, "LPFLEET_VERIFY_TABLE": "0"})
         env.pop("LPFLEET_VERIFY_JUNIT", None)
-        command = [sys.executable, "-m", "pyinfra", "-y", inventory, str(deploy)]
+        command = [sys.executable, "-m", "pyinfra", "-y", *(pyinfra_args or []), inventory, str(deploy)]
         for name in limit or []:
             command += ["--limit", name]
         try:
