@@ -74,7 +74,6 @@ def test_with_yes_the_node_is_asked_at_execute_time_only():
 
 
 def test_broken_node_fails_its_host_only_with_a_summary_and_no_secret():
-    pytest.importorskip("lpfleet.diagnose")  # helper E1's module; until it lands
     broken = healthy_snapshot()
     broken["containers"][0].update(status="restarting", restarting=True, exit_code=1, restart_count=3)
     broken["logs"] = {RUNNERS[0].name: [f"token={BYOC_TOKEN} secret={ORCH_SECRET} hf=hf_secret_token_0000",
@@ -104,7 +103,6 @@ def test_node_that_cannot_run_the_script_is_unchecked():
 
 
 def test_end_of_run_reports(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("lpfleet.diagnose")
     out_json, out_junit = tmp_path / "v.json", tmp_path / "v.xml"
     monkeypatch.setenv(verify_ops.ENV_JSON, str(out_json))
     monkeypatch.setenv(verify_ops.ENV_JUNIT, str(out_junit))

@@ -465,3 +465,29 @@ def test_snapshot_is_not_modified():
     before = copy.deepcopy(snap)
     verify(snap)
     assert snap == before
+
+
+# -- with the real lpfleet.runners and lpfleet.diagnose ------------------------------------------------------
+
+def test_expected_runners_come_from_lpfleet_runners():
+    from lpfleet.verification import expected_runners
+
+    found = expected_runners(make_spec())
+    assert [(r.name, r.port, r.pipeline, r.model_id) for r in found] == [
+        (r.name, r.port, r.pipeline, r.model_id) for r in RUNNERS]
+
+
+def test_real_diagnosis_of_the_stand_in_oom_and_worker_lines():
+    from lpfleet.operations.verify import diagnose_lines
+
+    snap = healthy_snapshot()
+    snap["containers"][0].update(status="exited", running=False, exit_code=1, restart_count=3, up_s=None)
+    snap["logs"] = {RUNNERS[0].name: [
+        "2026-11-26 10:00:00,000 INFO Loading StableDiffusionXLPipeline for model_id=SG161222/RealVisXL_V4.0_Lightning",
+        "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity "
+        "of 23.65 GiB of which 1.06 GiB is free.",
+    ]}
+    check = checks_by_name(verify_host(make_spec(), snap, RUNNERS, classify=diagnose_lines))[
+        f"runner {RUNNERS[0].name}"]
+    assert check.state == "fail" and [c.cause for c in check.causes] == ["cuda-oom"]
+    assert "smaller" in check.causes[0].hint or "warm" in check.causes[0].hint
