@@ -10,9 +10,15 @@ fields below through `build_node_spec`.
 
 from __future__ import annotations
 
-from typing import Literal
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from lpfleet.rules import Finding, NodeContext, check_entries, has_errors
 
 PIPELINES: tuple[str, ...] = (
     "text-to-image",
@@ -54,6 +60,33 @@ class AIModelEntry(_Frozen):
     @property
     def is_external(self) -> bool:
         return bool(self.url)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The entry as go-livepeer reads it: only the fields that are set, the token revealed.
+
+        Only the renderer calls this; everything that prints uses `masked_dict`.
+        """
+        out: dict[str, Any] = {"pipeline": self.pipeline, "model_id": self.model_id}
+        if self.url is not None:
+            out["url"] = self.url
+        if self.token is not None:
+            out["token"] = self.token.get_secret_value()
+        if self.warm:
+            out["warm"] = True
+        for name in ("capacity", "price_per_unit", "pixels_per_unit", "currency", "gateway"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.optimization_flags:
+            out["optimization_flags"] = dict(self.optimization_flags)
+        return out
+
+    def masked_dict(self) -> dict[str, Any]:
+        """`to_json_dict` with the token replaced by "***" (for output, diffs, reports)."""
+        out = self.to_json_dict()
+        if "token" in out:
+            out["token"] = "***"
+        return out
 
 
 class DockerSpec(_Frozen):
@@ -148,3 +181,389 @@ class NodeSpec(_Frozen):
     @property
     def gpu_slots(self) -> int:
         return len(self.gpus) * self.containers_per_gpu
+
+
+# --- building a NodeSpec from pyinfra data layers -------------------------------------------------
+
+#: Group data key -> (NodeSpec section or None for top level, field name).
+DATA_KEYS: Mapping[str, tuple[str | None, str]] = {
+    "ai_models": (None, "models"),
+    "ai_models_template": (None, "ai_models_template"),
+    "ai_models_path": (None, "ai_models_path"),
+    "ai_models_dir": (None, "models_dir"),
+    "gpus": (None, "gpus"),
+    "gpu_memory_gb": (None, "gpu_memory_gb"),
+    "runner_containers_per_gpu": (None, "containers_per_gpu"),
+    "docker_install": ("docker", "install"),
+    "docker_repo_url": ("docker", "repo_url"),
+    "docker_key_url": ("docker", "key_url"),
+    "docker_live_restore": ("docker", "live_restore"),
+    "docker_restart_batch_size": ("docker", "restart_batch_size"),
+    "nvidia_toolkit_version": ("toolkit", "version"),
+    "nvidia_repo_url": ("toolkit", "repo_url"),
+    "nvidia_key_url": ("toolkit", "key_url"),
+    "nvidia_key_fingerprint": ("toolkit", "key_fingerprint"),
+    "nvidia_set_default_runtime": ("toolkit", "set_default_runtime"),
+    "nvidia_cdi": ("toolkit", "cdi"),
+    "weights_mode": ("weights", "mode"),
+    "hf_endpoint": ("weights", "hf_endpoint"),
+    "hf_lock_endpoint": ("weights", "hf_lock_endpoint"),
+    "hf_token_env": ("weights", "hf_token_env"),
+    "models_lock": ("weights", "lock_file"),
+    "hf_branch": ("weights", "branch"),
+    "worker_mode": ("worker", "mode"),
+    "worker_image": ("worker", "image"),
+    "runner_image": ("worker", "runner_image"),
+    "runner_image_overrides": ("worker", "runner_image_overrides"),
+    "worker_container_name": ("worker", "container_name"),
+    "livepeer_network": ("worker", "network"),
+    "service_addr": ("worker", "service_addr"),
+    "orch_addr": ("worker", "orch_addr"),
+    "orch_secret": ("worker", "orch_secret"),
+    "price_per_unit": ("worker", "price_per_unit"),
+    "pixels_per_unit": ("worker", "pixels_per_unit"),
+    "price_feed_addr": ("worker", "price_feed_addr"),
+    "worker_extra_flags": ("worker", "extra_flags"),
+    "gateway_url": ("verify", "gateway_url"),
+    "orchestrator_address": ("verify", "orchestrator_address"),
+    "health_timeout_s": ("verify", "health_timeout_s"),
+    "verify_log_lines": ("verify", "log_lines"),
+    "rollout_batch_size": ("rollout", "batch_size"),
+    "rollout_batch_percent": ("rollout", "batch_percent"),
+    "rollout_fail_threshold": ("rollout", "fail_threshold"),
+}
+
+#: Keys lpfleet reads that are not NodeSpec fields: `group` names extra group data files to apply
+#: (the bootstrap form `pyinfra root@box deploy.py --data group=consumer_24gb`).
+META_KEYS: tuple[str, ...] = ("group",)
+
+#: A data key with one of these prefixes is ours: an unknown one is a typo, not someone else's data.
+OWN_PREFIXES: tuple[str, ...] = (
+    "ai_", "nvidia_", "docker_", "weights_", "hf_", "worker_", "runner_", "rollout_", "gpu",
+    "models_", "price_", "pixels_", "orch_", "livepeer_", "verify_", "health_",
+)
+
+_SECTIONS = {
+    "docker": DockerSpec,
+    "toolkit": ToolkitSpec,
+    "weights": WeightsSpec,
+    "worker": WorkerSpec,
+    "verify": VerifySpec,
+    "rollout": RolloutSpec,
+}
+_FIELD_TO_KEY = {(section, name): key for key, (section, name) in DATA_KEYS.items()}
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a host's spec is invalid, with where it came from.
+
+    `source` is the data layer that supplied the key (`group consumer_24gb`, `host data`,
+    `--data`, `group all`); `key` the group data key; `finding` the aiModels.json rule hit
+    when the key is `ai_models`.
+    """
+
+    host: str
+    source: str | None
+    key: str
+    message: str
+    finding: Finding | None = None
+    severity: Literal["error", "warning"] = "error"
+
+    def format(self) -> str:
+        prefix = f"{self.host} ({self.source})" if self.source else self.host
+        if self.finding is not None:
+            return self.finding.format(f"{prefix}: {self.key}")
+        text = self.message if self.severity == "error" else f"warning: {self.message}"
+        return f"{prefix}: {self.key}: {text}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "host": self.host,
+            "group": self.source,
+            "key": self.key,
+            "severity": self.severity,
+            "message": self.finding.message if self.finding else self.message,
+        }
+        if self.finding is not None:
+            out.update(
+                entry=self.finding.index,
+                pipeline=self.finding.pipeline,
+                model_id=self.finding.model_id,
+                field=self.finding.field,
+                rule=self.finding.rule,
+            )
+        return out
+
+
+class SpecError(ValueError):
+    """A host's data does not make a valid spec; carries every problem found, not just the first."""
+
+    def __init__(self, host: str, problems: Sequence[Problem]) -> None:
+        self.host = host
+        self.problems = tuple(problems)
+        super().__init__("\n".join(p.format() for p in self.problems))
+
+
+def merge_layers(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Flatten data layers (highest precedence first) into values and each key's source label."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for label, data in layers:
+        for key, value in data.items():
+            if key not in values:
+                values[key] = value
+                sources[key] = label
+    return values, sources
+
+
+def _unknown_key_message(key: str) -> str:
+    if key.startswith("hf_") and "token" in key and key != "hf_token_env":
+        return (
+            "the HF token never goes in group data: export it on the controller and name the "
+            'variable with hf_token_env (default "HF_TOKEN")'
+        )
+    close = difflib.get_close_matches(key, list(DATA_KEYS) + list(META_KEYS), n=1, cutoff=0.6)
+    hint = f' (did you mean "{close[0]}"?)' if close else ""
+    return f"unknown lpfleet data key{hint}; see docs/group-data.md"
+
+
+def _is_ours(key: str) -> bool:
+    return key.startswith(OWN_PREFIXES) or key.lower() in DATA_KEYS
+
+
+def _is_secret_str(value: Any) -> bool:
+    return type(value).__name__ == "SecretStr" and hasattr(value, "get_secret_value")
+
+
+def _pydantic_problems(
+    host: str, exc: ValidationError, section: str | None, sources: Mapping[str, str]
+) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = err.get("loc") or ()
+        name = str(loc[0]) if loc else "-"
+        key = _FIELD_TO_KEY.get((section, name), name)
+        where = key + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:])
+        # err["msg"] never carries the input value, so a secret cannot leak through it
+        problems.append(Problem(host, sources.get(key), where, err["msg"]))
+    return problems
+
+
+def _to_secret(value: Any) -> Any:
+    if _is_secret_str(value):
+        return SecretStr(value.get_secret_value())
+    if isinstance(value, str):
+        return SecretStr(value)
+    return value
+
+
+def _check_node_values(host: str, values: Mapping[str, Any], sources: Mapping[str, str]) -> list[Problem]:
+    """Rules on node-level keys pydantic's types cannot express."""
+    problems: list[Problem] = []
+
+    def bad(key: str, message: str) -> None:
+        problems.append(Problem(host, sources.get(key), key, message))
+
+    gpus = values.get("gpus")
+    if gpus is not None:
+        if not isinstance(gpus, (list, tuple)) or not gpus:
+            bad("gpus", "must be a non-empty list of GPU ids (the -nvidia ids, e.g. [0, 1])")
+        elif any(isinstance(g, bool) or not isinstance(g, int) or g < 0 for g in gpus):
+            bad("gpus", "every GPU id must be a whole number >= 0")
+        elif len(set(gpus)) != len(gpus):
+            bad("gpus", "lists a GPU id twice")
+    cpg = values.get("runner_containers_per_gpu")
+    if cpg is not None and (isinstance(cpg, bool) or not isinstance(cpg, int) or cpg < 1):
+        bad("runner_containers_per_gpu", "must be a whole number >= 1")
+    mem = values.get("gpu_memory_gb")
+    if mem is not None and (isinstance(mem, bool) or not isinstance(mem, (int, float)) or mem <= 0):
+        bad("gpu_memory_gb", "must be a positive number")
+    for key in ("ai_models_path", "ai_models_dir"):
+        path = values.get(key)
+        if path is not None and (not isinstance(path, str) or not path.startswith("/")):
+            bad(key, "must be an absolute host path (docker resolves runner bind mounts on the host)")
+    template = values.get("ai_models_template")
+    if template is not None and (not isinstance(template, str) or not template.endswith(".j2")):
+        bad("ai_models_template", "must name a Jinja2 template file (*.j2) relative to the project root")
+    price = values.get("price_per_unit")
+    if price is not None:
+        if isinstance(price, bool) or not isinstance(price, (int, float)):
+            bad("price_per_unit", "must be a number (the -pricePerUnit fallback in wei)")
+        elif price < 0:
+            bad("price_per_unit", "must not be negative: go-livepeer panics at start")
+    pixels = values.get("pixels_per_unit")
+    if pixels is not None and (isinstance(pixels, bool) or not isinstance(pixels, int) or pixels <= 0):
+        bad("pixels_per_unit", "must be a positive whole number")
+    env = values.get("hf_token_env")
+    if env is not None and (not isinstance(env, str) or not _ENV_NAME.match(env)):
+        bad("hf_token_env", "must be the NAME of an environment variable (not the token)")
+    for key in ("hf_endpoint", "hf_lock_endpoint", "gateway_url", "docker_repo_url", "nvidia_key_url"):
+        url = values.get(key)
+        if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
+            bad(key, "must be an http(s) URL")
+    overrides = values.get("runner_image_overrides")
+    if overrides is not None:
+        if not isinstance(overrides, Mapping):
+            bad("runner_image_overrides", 'must be a dict {"default": image, "batch": {...}, "live": {...}}')
+        else:
+            for part, value in overrides.items():
+                if part == "default":
+                    if not isinstance(value, str):
+                        bad("runner_image_overrides", '"default" must be an image name')
+                elif part in ("batch", "live"):
+                    if not isinstance(value, Mapping) or not all(
+                        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+                    ):
+                        bad("runner_image_overrides", f'"{part}" must map names to image names')
+                    elif part == "batch":
+                        for pipeline in value:
+                            if pipeline not in PIPELINES:
+                                bad("runner_image_overrides", f'"batch" names an unknown pipeline "{pipeline}"')
+                else:
+                    bad("runner_image_overrides", f'unknown part "{part}" (go-livepeer reads default, batch, live)')
+    mode = values.get("worker_mode", "orchestrator")
+    if mode == "worker":
+        for key in ("orch_addr", "orch_secret"):
+            if not values.get(key):
+                problems.append(
+                    Problem(host, sources.get("worker_mode"), key,
+                            "a remote AI worker (worker_mode = \"worker\") needs orch_addr and orch_secret")
+                )
+    return problems
+
+
+def build_node_spec(
+    host: str,
+    layers: Sequence[tuple[str, Mapping[str, Any]]],
+    groups: Sequence[str] = (),
+) -> NodeSpec:
+    """Validate a host's data layers (highest precedence first) and build its NodeSpec.
+
+    Raises SpecError listing every problem, each naming the host, the layer (group) that
+    supplied the key, and for aiModels entries the 0-based entry index, pipeline/model and field.
+    Warnings (unverified model, VRAM estimate above the GPU's memory, token without url) do
+    not raise; `check_node_spec` returns them.
+    """
+    spec, problems = _build(host, layers, groups)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors or spec is None:
+        raise SpecError(host, errors)
+    return spec
+
+
+def check_node_spec(
+    host: str, layers: Sequence[tuple[str, Mapping[str, Any]]], groups: Sequence[str] = ()
+) -> tuple[NodeSpec | None, list[Problem]]:
+    """The spec (None when any error) and every problem, warnings included, without raising."""
+    return _build(host, layers, groups)
+
+
+def env_secret(name: str) -> SecretStr | None:
+    """A secret from the controller's environment for group data (`"token": env_secret("BYOC_TOKEN")`).
+
+    Held as SecretStr so `pyinfra ... debug-inventory`, reprs and logs show `**********`;
+    None when the variable is unset. Reads the environment: the only I/O in this module.
+    """
+    import os
+
+    value = os.environ.get(name)
+    return SecretStr(value) if value else None
+
+
+def _build(
+    host: str, layers: Sequence[tuple[str, Mapping[str, Any]]], groups: Sequence[str]
+) -> tuple[NodeSpec | None, list[Problem]]:
+    values, sources = merge_layers(layers)
+    problems: list[Problem] = []
+
+    for key in values:
+        if not isinstance(key, str) or key in DATA_KEYS or key in META_KEYS:
+            continue
+        if _is_ours(key):
+            problems.append(Problem(host, sources.get(key), key, _unknown_key_message(key)))
+
+    problems.extend(_check_node_values(host, values, sources))
+
+    sections: dict[str, Any] = {}
+    top: dict[str, Any] = {}
+    for key, (section, name) in DATA_KEYS.items():
+        if key not in values or key == "ai_models":
+            continue
+        value = values[key]
+        if key == "orch_secret":
+            value = _to_secret(value)
+        elif key in ("gpus", "worker_extra_flags") and isinstance(value, list):
+            value = tuple(value)
+        if section is None:
+            top[name] = value
+        else:
+            sections.setdefault(section, {})[name] = value
+
+    built: dict[str, Any] = {}
+    for section, model in _SECTIONS.items():
+        try:
+            built[section] = model(**sections.get(section, {}))
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(host, exc, section, sources))
+
+    raw_models = values.get("ai_models", [])
+    if "ai_models" not in values:
+        problems.append(Problem(host, None, "ai_models", "missing: every node needs its aiModels.json entries"))
+    worker = built.get("worker")
+    gpus = top.get("gpus", (0,))
+    cpg = top.get("containers_per_gpu", 1)
+    slots_known = isinstance(gpus, tuple) and isinstance(cpg, int) and not isinstance(cpg, bool)
+    context = NodeContext(
+        gpu_slots=len(gpus) * cpg if slots_known else None,
+        prices_onchain=worker.prices_onchain if worker else None,
+        fallback_price=bool(worker and worker.price_per_unit is not None),
+        price_feed=bool(worker and worker.price_feed_addr) if worker else None,
+        gpu_memory_gb=top.get("gpu_memory_gb") if isinstance(top.get("gpu_memory_gb"), (int, float)) else None,
+    )
+    findings = check_entries(raw_models, context)
+    for finding in findings:
+        problems.append(
+            Problem(host, sources.get("ai_models"), "ai_models", finding.message, finding, finding.severity)
+        )
+
+    models: list[AIModelEntry] = []
+    if not has_errors(findings):
+        for index, raw in enumerate(raw_models):
+            data = dict(raw)
+            if "token" in data:
+                data["token"] = _to_secret(data["token"])
+            try:
+                models.append(AIModelEntry(**data))
+            except ValidationError as exc:
+                for p in _pydantic_problems(host, exc, "entry", sources):
+                    problems.append(Problem(host, sources.get("ai_models"), f"ai_models[{index}].{p.key}", p.message))
+
+    if any(p.severity == "error" for p in problems):
+        return None, problems
+    try:
+        spec = NodeSpec(host=host, groups=tuple(groups), models=tuple(models), **top, **built)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(host, exc, None, sources))
+        return None, problems
+    return spec, problems
+
+
+def node_context(spec: NodeSpec) -> NodeContext:
+    """The node facts the aiModels.json rules need, from a built spec."""
+    return NodeContext(
+        gpu_slots=spec.gpu_slots,
+        prices_onchain=spec.worker.prices_onchain,
+        fallback_price=spec.worker.price_per_unit is not None,
+        price_feed=bool(spec.worker.price_feed_addr),
+        gpu_memory_gb=spec.gpu_memory_gb,
+    )
+
+
+def secret_values(spec: NodeSpec) -> tuple[str, ...]:
+    """Every secret value the spec holds (BYOC tokens, the orchestrator secret), for masking output."""
+    values = [e.token.get_secret_value() for e in spec.models if e.token is not None]
+    if spec.worker.orch_secret is not None:
+        values.append(spec.worker.orch_secret.get_secret_value())
+    return tuple(v for v in values if v)

@@ -1,0 +1,589 @@
+"""go-livepeer's aiModels.json rules, as one pure check shared by the spec, rendering and `lpfleet lint`.
+
+go-livepeer decodes aiModels.json with Go's encoding/json into `[]AIModelConfig`: key names
+match case-insensitively, unknown keys are dropped silently, a value of the wrong JSON type
+fails the whole file, and several mistakes only show at startup as a panic (unknown
+pipeline, missing price, negative price, a model both warm and cold) or as a runner that
+never comes up. `check_entries` finds all of them before a node sees the file.
+
+Entry numbers are 0-based array indices everywhere (`jq '.[N]' aiModels.json` shows entry N;
+group data `ai_models[N]` is the same entry).
+
+Values that may be secret (`token`, and anything under a key we do not know) are never put
+into a message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from lpfleet import catalog
+
+#: go-livepeer's `AIModelConfig` JSON keys.
+ENTRY_KEYS: tuple[str, ...] = (
+    "pipeline",
+    "model_id",
+    "url",
+    "token",
+    "warm",
+    "capacity",
+    "optimization_flags",
+    "price_per_unit",
+    "pixels_per_unit",
+    "currency",
+    "gateway",
+)
+
+#: Optimization flags the ai-runner reads (each becomes an environment variable of the runner).
+KNOWN_OPTIMIZATION_FLAGS: tuple[str, ...] = (
+    "SFAST",
+    "DEEPCACHE",
+    "SFAST_WARMUP",
+    "BFLOAT16",
+    "TORCH_COMPILE",
+    "SAFETY_CHECKER_DEVICE",
+    "USE_8BIT",
+    "MAX_MODEL_LEN",
+    "GPU_MEMORY_UTILIZATION",
+    "TENSOR_PARALLEL_SIZE",
+    "PIPELINE_PARALLEL_SIZE",
+)
+
+#: Currencies go-livepeer prices in without a price feed.
+FIXED_CURRENCIES = ("", "wei", "eth")
+
+HF_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+LIVE_APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+ETH_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_PRICE_STRING = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*$")
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem in an aiModels.json entry list.
+
+    `index` is the 0-based entry index (None for a problem of the whole list); `field` the
+    key it is about ("-" for the entry as a whole); `rule` a stable id for machines.
+    """
+
+    severity: Severity
+    rule: str
+    message: str
+    field: str = "-"
+    index: int | None = None
+    pipeline: str | None = None
+    model_id: str | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+    def entry_label(self) -> str:
+        """`entry N (pipeline model_id)`, or "" for a list-wide finding."""
+        if self.index is None:
+            return ""
+        return f"entry {self.index} ({self.pipeline or '?'} {self.model_id or '?'})"
+
+    def format(self, prefix: str) -> str:
+        """`PREFIX: entry N (pipeline model_id): field: message` (warnings say so after the field)."""
+        parts = [prefix]
+        label = self.entry_label()
+        if label:
+            parts.append(label)
+        parts.append(self.field)
+        message = self.message if self.is_error else f"warning: {self.message}"
+        return ": ".join(parts) + ": " + message
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """What is known about the node the entries are for; None = unknown (the rule is skipped).
+
+    `gpu_slots`: GPUs x containers per GPU. `prices_onchain`: the node prices jobs (an
+    orchestrator not on `-network offchain`). `fallback_price`: `-pricePerUnit` is set, so an
+    entry without a price falls back to it. `price_feed`: `-priceFeedAddr` is set.
+    """
+
+    gpu_slots: int | None = None
+    prices_onchain: bool | None = None
+    fallback_price: bool = False
+    price_feed: bool | None = None
+    gpu_memory_gb: float | None = None
+
+    def skipped_rules(self) -> list[str]:
+        """The node-context rules this context cannot decide, worded for an operator."""
+        skipped = []
+        if self.gpu_slots is None:
+            skipped.append("warm containers vs GPU slots (give --gpus N [--containers-per-gpu N])")
+        if self.prices_onchain is None:
+            skipped.append("missing price on an on-chain node (give --onchain or --offchain)")
+        if self.price_feed is None:
+            skipped.append("non-wei currency needs a price feed (give --price-feed or --no-price-feed)")
+        if self.gpu_memory_gb is None:
+            skipped.append("model VRAM vs GPU memory (give --gpu-memory-gb N)")
+        return skipped
+
+
+@dataclass
+class _Entry:
+    index: int
+    pipeline: str | None = None
+    model_id: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, severity: Severity, rule: str, field_name: str, message: str) -> None:
+        self.findings.append(
+            Finding(severity, rule, message, field_name, self.index, self.pipeline, self.model_id)
+        )
+
+
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    squashed = {c.replace("_", "").replace("-", ""): c for c in choices}
+    key = word.lower()
+    if key.replace("_", "").replace("-", "") in squashed:
+        return f' (did you mean "{squashed[key.replace("_", "").replace("-", "")]}"?)'
+    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+
+
+def _is_string(value: Any) -> bool:
+    return isinstance(value, str) or _is_secret(value)
+
+
+def _is_secret(value: Any) -> bool:
+    # pydantic's SecretStr, without importing pydantic here: group data may hold one.
+    return type(value).__name__ == "SecretStr" and hasattr(value, "get_secret_value")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if _is_number(value):
+        return "a number"
+    if _is_string(value):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    return type(value).__name__
+
+
+def format_number(value: Decimal | int | float) -> str:
+    """A JSON number literal for a price: plain notation, no trailing zeros."""
+    dec = Decimal(str(value)) if not isinstance(value, Decimal) else value
+    text = format(dec.normalize(), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _price_fix(text: str) -> str | None:
+    """The JSON go-livepeer accepts for a docs-style string price such as "0.5e-2USD"."""
+    match = _PRICE_STRING.match(text)
+    if not match:
+        return None
+    try:
+        number = Decimal(match.group(1))
+    except InvalidOperation:
+        return None
+    fix = f'"price_per_unit": {format_number(number)}'
+    currency = match.group(2)
+    if currency:
+        fix += f', "currency": "{currency}"'
+        if currency.lower() not in FIXED_CURRENCIES:
+            fix += f" ({currency} prices need a price feed: -priceFeedAddr)"
+    return fix
+
+
+def _as_decimal(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _check_keys(entry: Mapping[str, Any], e: _Entry) -> None:
+    lower = {k.lower(): k for k in ENTRY_KEYS}
+    for key in entry:
+        if not isinstance(key, str):
+            e.add("error", "unknown-key", str(key), "keys must be strings")
+            continue
+        if key in ENTRY_KEYS:
+            continue
+        if key.lower() in lower:
+            e.add(
+                "error",
+                "miscased-key",
+                key,
+                f'mis-cased key (did you mean "{lower[key.lower()]}"?): go-livepeer matches keys '
+                "case-insensitively, so it reads this one, but another spelling of the same key in the "
+                "entry silently overrides it (the last one in the file wins); write it exactly",
+            )
+            continue
+        e.add(
+            "error",
+            "unknown-key",
+            key,
+            "unknown key: go-livepeer silently ignores it" + _did_you_mean(key, ENTRY_KEYS),
+        )
+
+
+def _value(entry: Mapping[str, Any], name: str) -> Any:
+    """The value go-livepeer would read for `name`: the last key in the entry that matches it case-insensitively.
+
+    Go's decoder sets the field once per matching key, in document order, so the last spelling wins.
+    """
+    found = None
+    for key, value in entry.items():
+        if isinstance(key, str) and key.lower() == name:
+            found = value
+    return found
+
+
+def _check_identity(entry: Mapping[str, Any], e: _Entry) -> None:
+    pipeline = _value(entry, "pipeline")
+    model_id = _value(entry, "model_id")
+    url = _value(entry, "url")
+    if pipeline is None:
+        e.add("error", "missing-pipeline", "pipeline", "missing: every entry needs a pipeline")
+    elif not isinstance(pipeline, str):
+        e.add("error", "bad-type", "pipeline", f"must be a string, not {_json_type(pipeline)}")
+    elif not catalog.is_pipeline(pipeline):
+        hint = _did_you_mean(pipeline, list(catalog.PIPELINES))
+        e.add(
+            "error",
+            "unknown-pipeline",
+            "pipeline",
+            f'unknown pipeline "{pipeline}": go-livepeer panics at start ("Pipeline is not valid capability"){hint}',
+        )
+
+    if model_id is None:
+        e.add("error", "missing-model-id", "model_id", "missing: every entry needs a model_id")
+        return
+    if not isinstance(model_id, str):
+        e.add("error", "bad-type", "model_id", f"must be a string, not {_json_type(model_id)}")
+        return
+    if not model_id.strip():
+        e.add("error", "bad-model-id", "model_id", "must not be empty")
+        return
+    if url is not None:
+        return  # an external server names its model as it likes
+    if pipeline == catalog.LIVE_PIPELINE:
+        if not LIVE_APP_ID.match(model_id):
+            e.add(
+                "error",
+                "bad-model-id",
+                "model_id",
+                "live-video-to-video takes a runner app name (streamdiffusion, comfyui, ...), "
+                f'it picks the image livepeer/ai-runner:live-app-<model_id>; "{model_id}" is not one',
+            )
+        return
+    if not HF_MODEL_ID.match(model_id):
+        e.add(
+            "error",
+            "bad-model-id",
+            "model_id",
+            f'"{model_id}" is not a HuggingFace id of the form org/name (case-sensitive)',
+        )
+        return
+    canonical = catalog.canonical_model_id(model_id)
+    if canonical:
+        e.add(
+            "error",
+            "model-id-case",
+            "model_id",
+            f'the runner looks up models--{model_id.replace("/", "--")} case-sensitively; '
+            f'did you mean "{canonical}"?',
+        )
+
+
+def _check_types(entry: Mapping[str, Any], e: _Entry, context: NodeContext) -> None:
+    url = _value(entry, "url")
+    if url is not None:
+        if not isinstance(url, str):
+            e.add("error", "bad-type", "url", f"must be a string, not {_json_type(url)}")
+        else:
+            parts = urlsplit(url.strip())
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                shown = parts.scheme + "://..." if parts.scheme else "a value without a scheme"
+                e.add(
+                    "error",
+                    "bad-url",
+                    "url",
+                    f"must be an http(s) URL with a host (go-livepeer polls {{url}}/health at start), got {shown}",
+                )
+
+    token = _value(entry, "token")
+    if token is not None:
+        if not _is_string(token):
+            e.add("error", "bad-type", "token", f"must be a string, not {_json_type(token)}")
+        elif url is None:
+            e.add(
+                "warning",
+                "token-without-url",
+                "token",
+                "token is only sent to an external url; go-livepeer never passes it to the runner, "
+                "so gated weights must be pre-fetched (the weights step does that)",
+            )
+
+    warm = _value(entry, "warm")
+    if warm is not None and not isinstance(warm, bool):
+        e.add(
+            "error",
+            "bad-type",
+            "warm",
+            f"must be true or false, not {_json_type(warm)}: go-livepeer cannot parse the whole file",
+        )
+
+    capacity = _value(entry, "capacity")
+    if capacity is not None:
+        if not _is_number(capacity) or _as_decimal(capacity) != _as_decimal(capacity).to_integral_value():
+            e.add(
+                "error",
+                "bad-type",
+                "capacity",
+                f"must be a whole number, not {_json_type(capacity) if not _is_number(capacity) else capacity}: "
+                "go-livepeer cannot parse the whole file",
+            )
+        elif capacity < 0:
+            e.add("error", "bad-capacity", "capacity", f"must not be negative (got {capacity})")
+
+    flags = _value(entry, "optimization_flags")
+    if flags is not None:
+        if not isinstance(flags, Mapping):
+            e.add("error", "bad-type", "optimization_flags", f"must be an object, not {_json_type(flags)}")
+        else:
+            for name, value in flags.items():
+                where = f"optimization_flags.{name}"
+                if _is_number(value):
+                    e.add(
+                        "error",
+                        "numeric-flag",
+                        where,
+                        f'numbers make go-livepeer fail to parse the whole file; quote it: "{name}": '
+                        f'"{format_number(value)}"',
+                    )
+                elif not isinstance(value, (bool, str)):
+                    e.add(
+                        "error",
+                        "bad-type",
+                        where,
+                        f"must be true, false or a string, not {_json_type(value)}: "
+                        "go-livepeer cannot parse the whole file",
+                    )
+                if name not in KNOWN_OPTIMIZATION_FLAGS:
+                    e.add(
+                        "warning",
+                        "unknown-flag",
+                        where,
+                        "not a flag the ai-runner reads (it becomes an environment variable anyway)"
+                        + _did_you_mean(str(name), KNOWN_OPTIMIZATION_FLAGS),
+                    )
+
+    _check_pricing(entry, e, context)
+
+    gateway = _value(entry, "gateway")
+    if gateway is not None:
+        if not isinstance(gateway, str):
+            e.add("error", "bad-type", "gateway", f"must be a string, not {_json_type(gateway)}")
+        elif gateway != "default" and not ETH_ADDRESS.match(gateway):
+            e.add(
+                "error",
+                "bad-gateway",
+                "gateway",
+                f'must be "default" or a gateway ETH address (0x + 40 hex digits), got "{gateway}"',
+            )
+
+
+def _check_pricing(entry: Mapping[str, Any], e: _Entry, context: NodeContext) -> None:
+    price = _value(entry, "price_per_unit")
+    if price is not None:
+        if isinstance(price, str):
+            fix = _price_fix(price)
+            hint = f"; write {fix}" if fix else "; write a JSON number such as 0.005"
+            e.add(
+                "error",
+                "string-price",
+                "price_per_unit",
+                f'"{price}" is a string: go-livepeer fails with "value is not a number" although the '
+                f"Livepeer docs show this form{hint}",
+            )
+        elif not _is_number(price):
+            e.add("error", "bad-type", "price_per_unit", f"must be a JSON number, not {_json_type(price)}")
+        elif _as_decimal(price) < 0:
+            e.add(
+                "error",
+                "negative-price",
+                "price_per_unit",
+                f"must not be negative (got {format_number(price)}): go-livepeer panics at start",
+            )
+    elif context.prices_onchain and not context.fallback_price:
+        e.add(
+            "error",
+            "missing-price",
+            "price_per_unit",
+            "missing on a node that prices on-chain and has no -pricePerUnit fallback: "
+            "go-livepeer panics ('pricePerUnit' must be set); set a price (0 is allowed) or run offchain",
+        )
+
+    pixels = _value(entry, "pixels_per_unit")
+    if pixels is not None:
+        if not _is_number(pixels):
+            e.add(
+                "error",
+                "bad-type",
+                "pixels_per_unit",
+                f"must be a positive whole JSON number, not {_json_type(pixels)}",
+            )
+        elif _as_decimal(pixels) != _as_decimal(pixels).to_integral_value() or _as_decimal(pixels) <= 0:
+            e.add(
+                "error",
+                "bad-pixels",
+                "pixels_per_unit",
+                f"must be a positive whole number (got {format_number(pixels)})",
+            )
+
+    currency = _value(entry, "currency")
+    if currency is not None:
+        if not isinstance(currency, str):
+            e.add("error", "bad-type", "currency", f"must be a string, not {_json_type(currency)}")
+        elif currency.lower() not in FIXED_CURRENCIES and context.price_feed is False:
+            if context.prices_onchain is False:
+                return  # an off-chain node ignores prices
+            e.add(
+                "error",
+                "currency-needs-feed",
+                "currency",
+                f'"{currency}" prices need a price feed (-priceFeedAddr, group data price_feed_addr), '
+                "else go-livepeer fails at start; use wei/eth or configure a feed",
+            )
+
+
+def _check_node(entries: list[_Entry], raw: Sequence[Any], context: NodeContext) -> None:
+    warm_by_model: dict[str, int] = {}
+    cold_by_model: dict[str, int] = {}
+    seen: dict[tuple[str, str], int] = {}
+    warm_slots = 0
+    for e, entry in zip(entries, raw):
+        if not isinstance(entry, Mapping) or e.model_id is None:
+            continue
+        warm = _value(entry, "warm") is True
+        external = _value(entry, "url") is not None
+        key = (e.pipeline or "", e.model_id)
+        if key in seen:
+            e.add("warning", "duplicate", "model_id", f"the same pipeline and model as entry {seen[key]}")
+        else:
+            seen[key] = e.index
+        if not external:
+            other = cold_by_model if warm else warm_by_model
+            if e.model_id in other:
+                e.add(
+                    "error",
+                    "warm-and-cold",
+                    "warm",
+                    f"{e.model_id} is {'cold' if warm else 'warm'} in entry {other[e.model_id]} and "
+                    f"{'warm' if warm else 'cold'} here: go-livepeer panics at start",
+                )
+            (warm_by_model if warm else cold_by_model).setdefault(e.model_id, e.index)
+        if warm and not external:
+            capacity = _value(entry, "capacity")
+            count = int(capacity) if _is_number(capacity) and capacity and capacity > 0 else 1
+            warm_slots += count
+            if context.gpu_slots is not None and warm_slots > context.gpu_slots:
+                e.add(
+                    "error",
+                    "warm-beyond-slots",
+                    "warm",
+                    f"{warm_slots} warm containers so far but the node has {context.gpu_slots} GPU slot(s) "
+                    "(GPUs x containers per GPU): go-livepeer fails at start and restarts in a loop",
+                )
+        if not external and context.gpu_memory_gb is not None:
+            need = catalog.vram_gb(e.model_id)
+            if need is not None and need > context.gpu_memory_gb:
+                e.add(
+                    "warning",
+                    "vram",
+                    "model_id",
+                    f"needs about {format_number(need)} GB of GPU memory, the GPU has "
+                    f"{format_number(context.gpu_memory_gb)} GB: expect CUDA out of memory",
+                )
+        if not external and e.pipeline and catalog.is_pipeline(e.pipeline) and not catalog.is_verified(e.model_id):
+            if not any(f.rule in ("bad-model-id", "model-id-case") for f in e.findings):
+                e.add(
+                    "warning",
+                    "unverified-model",
+                    "model_id",
+                    "not on Livepeer's verified model list: allowed, but gateways may route no traffic to it",
+                )
+
+
+def check_entries(raw_entries: Any, context: NodeContext | None = None) -> list[Finding]:
+    """Every finding for a decoded aiModels.json (a list of entries as JSON-like values).
+
+    Prices keep their literal when parsed with `parse_float=Decimal` (see `loads_preserving`);
+    plain floats and ints work too. Node-context rules run only for the facts `context` has.
+    """
+    context = context or NodeContext()
+    if not isinstance(raw_entries, (list, tuple)):
+        return [
+            Finding(
+                "error",
+                "not-a-list",
+                f"aiModels.json must be a JSON array of entries, not {_json_type(raw_entries)}",
+            )
+        ]
+    entries: list[_Entry] = []
+    for index, entry in enumerate(raw_entries):
+        e = _Entry(index)
+        entries.append(e)
+        if not isinstance(entry, Mapping):
+            e.add("error", "not-an-object", "-", f"must be a JSON object, not {_json_type(entry)}")
+            continue
+        pipeline, model_id = _value(entry, "pipeline"), _value(entry, "model_id")
+        e.pipeline = pipeline if isinstance(pipeline, str) else None
+        e.model_id = model_id if isinstance(model_id, str) else None
+        _check_keys(entry, e)
+        _check_identity(entry, e)
+        _check_types(entry, e, context)
+    _check_node(entries, raw_entries, context)
+    return [f for e in entries for f in e.findings]
+
+
+def has_errors(findings: Sequence[Finding]) -> bool:
+    return any(f.is_error for f in findings)
+
+
+class JSONSyntaxError(ValueError):
+    """Invalid JSON, with the line and column go-livepeer's decoder would stop at."""
+
+    def __init__(self, message: str, line: int, column: int) -> None:
+        super().__init__(f"line {line} column {column}: {message}")
+        self.line = line
+        self.column = column
+
+
+def loads_preserving(text: str) -> Any:
+    """Parse JSON keeping every non-integer number as its exact Decimal (0.18 stays 0.18).
+
+    Raises JSONSyntaxError with line and column on invalid JSON.
+    """
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise JSONSyntaxError(exc.msg, exc.lineno, exc.colno) from None
