@@ -1,0 +1,104 @@
+"""`lpfleet prefetch MODEL_ID... --models-dir DIR`: weights into DIR in the runner's HF cache layout, verified.
+
+The single-machine "manual pre-download" of Livepeer's docs, done so that it can be trusted: only the files the
+include globs select (the catalog's, unless `--include` is given), every file hashed against the hub's sha256 /
+git blob id, a disk-space check first, `refs/<branch>` written last (also when `--revision` pins a commit), exit 0
+only when everything is there and verified. A re-run on a complete dir makes no network request.
+
+Endpoint: $HF_ENDPOINT (default https://huggingface.co). Token: $HF_TOKEN, or one line on stdin with
+`--token-stdin` (never on the command line). The weights step runs `--plan-stdin` on nodes: a JSON document on
+stdin carrying the locked models, the endpoint and the token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("prefetch", help="fetch model weights into a models dir (HF cache layout)",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_ids", nargs="*", metavar="MODEL_ID", help="org/name, exact case")
+    parser.add_argument("--models-dir", required=True, help="the models dir (mounted at /models in runners)")
+    parser.add_argument("--revision", default=None, help="branch, tag or commit (default: the branch)")
+    parser.add_argument("--branch", default="main", help="the ref the runner reads (default main)")
+    parser.add_argument("--include", action="append", default=None, metavar="GLOB",
+                        help="only files matching (repeatable; default: the catalog's patterns, else all)")
+    parser.add_argument("--token-stdin", action="store_true", help="read the HF token from stdin's first line")
+    parser.add_argument("--plan-stdin", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(f"lpfleet prefetch: {message}\n")
+    sys.stderr.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    os.umask(0o022)  # files readable by runner containers whatever user they run as
+    if args.plan_stdin:
+        return _run_plan(args, json.loads(sys.stdin.read() or "{}"))
+    if not args.model_ids:
+        _err("give at least one MODEL_ID")
+        return 2
+    token = os.environ.get("HF_TOKEN") or None
+    if args.token_stdin:
+        token = sys.stdin.readline().strip() or None
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    from lpfleet import catalog
+    from lpfleet.hub import HubError, ensure_model, lock_model, recorded_model
+    from lpfleet.lock import ModelRequest
+    from lpfleet.weights import human_bytes
+
+    revision = args.revision or args.branch
+    failed = 0
+    for model_id in args.model_ids:
+        include = tuple(args.include) if args.include else catalog.download_patterns(model_id)
+        for extra in catalog.extra_models(model_id):
+            if extra not in args.model_ids:
+                print(f"note: {model_id} also loads {extra}; add it to the command to fetch it too")
+        try:
+            model = recorded_model(args.models_dir, model_id, revision)
+            if model is None or model.include != include:
+                model = lock_model(ModelRequest(model_id, revision, include), endpoint, token)
+            result = ensure_model(args.models_dir, model, endpoint=endpoint, token=token, branch=args.branch,
+                                  progress=not args.quiet, log=print)
+        except HubError as exc:
+            _err(str(exc))
+            failed += 1
+            continue
+        what = (f"fetched {result.fetched_files} file(s), {human_bytes(result.fetched_bytes)}"
+                if result.fetched_files else "already complete")
+        print(f"{model_id}@{model.commit[:12]}: {len(model.files)} files verified ({what}); "
+              f"refs/{args.branch} -> {model.commit[:12]}")
+    return 1 if failed else 0
+
+
+def _run_plan(args: argparse.Namespace, plan: dict) -> int:
+    """Node mode: {"endpoint", "token", "branch", "models": [LockedModel dicts]} on stdin; one JSON line out."""
+    from lpfleet.hub import HubError, ensure_model
+    from lpfleet.lock import load_model_dict
+
+    token = plan.get("token") or None
+    endpoint = plan.get("endpoint") or "https://huggingface.co"
+    branch = plan.get("branch") or args.branch
+    report = {"models": [], "errors": []}
+    for raw in plan.get("models", []):
+        model = load_model_dict(raw)
+        try:
+            result = ensure_model(args.models_dir, model, endpoint=endpoint, token=token, branch=branch,
+                                  progress=False, log=print, token_env=plan.get("token_env") or "HF_TOKEN")
+        except HubError as exc:
+            report["errors"].append(str(exc))
+            continue
+        report["models"].append({"id": model.model_id, "commit": model.commit, "fetched_files": result.fetched_files,
+                                 "fetched_bytes": result.fetched_bytes, "repaired": result.repaired,
+                                 "ref_written": result.ref_written})
+    print("@@lpfleet-weights " + json.dumps(report, sort_keys=True))
+    for error in report["errors"]:
+        _err(error)
+    return 1 if report["errors"] else 0

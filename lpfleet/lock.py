@@ -1,0 +1,310 @@
+"""`models.lock`: every model the fleet needs, pinned to a commit and a file list with hashes.
+
+Pure: no I/O, no network, no pyinfra (it runs on nodes too, inside the weights runtime, where only the standard
+library, PyYAML and huggingface_hub are shipped). `lpfleet lock` fills it from the hub (`lpfleet.hub`); the
+weights step fetches exactly what it lists; verification checks nodes against it. Format: docs/weights.md.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import yaml
+
+LOCK_VERSION = 1
+HEX40 = re.compile(r"^[0-9a-f]{40}$")
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+HEADER = "# models.lock: written by `lpfleet lock`, read by the weights step. Do not edit; see docs/weights.md.\n"
+
+
+class LockError(ValueError):
+    """models.lock is unreadable or inconsistent; the message names the entry and field."""
+
+
+@dataclass(frozen=True)
+class LockedFile:
+    """One file of a locked model: an LFS file has a sha256, any other file its git blob id."""
+
+    path: str
+    size: int
+    sha256: str | None = None
+    git_blob: str | None = None
+
+    @property
+    def etag(self) -> str:
+        """The name of its blob in the HF cache (`blobs/<etag>`)."""
+        return self.sha256 or self.git_blob or ""
+
+    def to_dict(self) -> dict:
+        out: dict = {"path": self.path, "size": self.size}
+        if self.sha256:
+            out["sha256"] = self.sha256
+        else:
+            out["git_blob"] = self.git_blob
+        return out
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """What the fleet asks for: a repo, a revision (branch, tag or commit) and include globs (None = all)."""
+
+    model_id: str
+    revision: str = "main"
+    include: tuple[str, ...] | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.model_id, self.revision)
+
+
+@dataclass(frozen=True)
+class LockedModel:
+    model_id: str
+    revision: str
+    commit: str
+    include: tuple[str, ...] | None
+    files: tuple[LockedFile, ...]
+    gated: bool | None = None  # None: the hub did not say (a mirror without model info)
+    unchecked: tuple[str, ...] = ()  # what the endpoint could not confirm (said, never silently skipped)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.model_id, self.revision)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def request(self) -> ModelRequest:
+        return ModelRequest(self.model_id, self.revision, self.include)
+
+    def to_dict(self) -> dict:
+        out: dict = {
+            "id": self.model_id,
+            "revision": self.revision,
+            "commit": self.commit,
+            "include": list(self.include) if self.include is not None else None,
+        }
+        if self.gated is not None:
+            out["gated"] = self.gated
+        if self.unchecked:
+            out["unchecked"] = list(self.unchecked)
+        out["files"] = [f.to_dict() for f in self.files]
+        return out
+
+
+@dataclass(frozen=True)
+class ModelsLock:
+    models: tuple[LockedModel, ...] = ()
+    version: int = LOCK_VERSION
+
+    def get(self, model_id: str, revision: str) -> LockedModel | None:
+        return next((m for m in self.models if m.key == (model_id, revision)), None)
+
+    @property
+    def unique_bytes(self) -> int:
+        """Bytes of every distinct blob the lock names (what a fleet must fetch upstream at least once)."""
+        blobs: dict[tuple[str, str], int] = {}
+        for m in self.models:
+            for f in m.files:
+                blobs[(m.model_id, f.etag)] = f.size
+        return sum(blobs.values())
+
+
+# --- selection, as huggingface_hub's filter_repo_objects does it
+
+
+def pattern_matches(path: str, pattern: str) -> bool:
+    """fnmatch like huggingface_hub: a pattern ending in "/" selects everything below that folder."""
+    if pattern.endswith("/"):
+        pattern += "*"
+    return fnmatch.fnmatch(path, pattern)
+
+
+def select_paths(paths: Iterable[str], include: Sequence[str] | None) -> list[str]:
+    """The paths the include globs select (all when `include` is None), sorted."""
+    if include is None:
+        return sorted(paths)
+    return sorted(p for p in paths if any(pattern_matches(p, pat) for pat in include))
+
+
+def exact_patterns(paths: Iterable[str]) -> list[str]:
+    """fnmatch patterns matching exactly these paths (so a download takes the lock's list, nothing more)."""
+    return [re.sub(r"([*?\[])", r"[\1]", p) for p in sorted(paths)]
+
+
+# --- what a fleet needs
+
+
+def requests_for_entries(entries: Iterable[tuple[str, str]], revision: str) -> list[ModelRequest]:
+    """(pipeline, model_id) pairs of managed entries -> the repos to lock, extras included, deduplicated.
+
+    The catalog knows include patterns and extra models; unknown models take every file.
+    """
+    from lpfleet import catalog
+
+    seen: dict[tuple[str, str], ModelRequest] = {}
+    for pipeline, model_id in entries:
+        for wanted in catalog.weights_for(pipeline, model_id):
+            request = ModelRequest(wanted.model_id, revision, wanted.include)
+            seen.setdefault(request.key, request)
+    return list(seen.values())
+
+
+def managed_entries(spec) -> list[tuple[str, str]]:  # spec: lpfleet.spec.NodeSpec (not imported: runs on nodes)
+    """The (pipeline, model_id) of every entry whose weights lpfleet puts in the models dir."""
+    return [(e.pipeline, e.model_id) for e in spec.models if not e.is_external]
+
+
+def requests_for_spec(spec) -> list[ModelRequest]:
+    return requests_for_entries(managed_entries(spec), spec.weights.branch)
+
+
+def models_for_node(lock: ModelsLock, spec) -> tuple[list[LockedModel], list[ModelRequest]]:
+    """(the locked models this node needs, the requests the lock does not cover: run `lpfleet lock`)."""
+    found, missing = [], []
+    for request in requests_for_spec(spec):
+        locked = lock.get(request.model_id, request.revision)
+        if locked is None or locked.include != request.include:
+            missing.append(request)
+        else:
+            found.append(locked)
+    return found, missing
+
+
+# --- YAML
+
+
+def dump(lock: ModelsLock) -> str:
+    models = sorted(lock.models, key=lambda m: m.key)
+    body = yaml.safe_dump(
+        {"version": lock.version, "models": [m.to_dict() for m in models]},
+        sort_keys=False,
+        default_flow_style=False,
+        width=200,
+    )
+    return HEADER + body
+
+
+def load(text: str, source: str = "models.lock") -> ModelsLock:
+    """Parse and check a lock; LockError names the entry (`models[N] <id>`) and the field."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise LockError(f"{source}: not YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise LockError(f"{source}: expected a mapping with 'version' and 'models'")
+    if raw.get("version") != LOCK_VERSION:
+        raise LockError(f"{source}: version: expected {LOCK_VERSION}, got {raw.get('version')!r}")
+    models_raw = raw.get("models") or []
+    if not isinstance(models_raw, list):
+        raise LockError(f"{source}: models: expected a list")
+    models = []
+    seen: set[tuple[str, str]] = set()
+    for index, item in enumerate(models_raw):
+        where = f"{source}: models[{index}]"
+        if not isinstance(item, dict):
+            raise LockError(f"{where}: expected a mapping")
+        where = f"{where} {item.get('id', '?')}"
+        model = _model_from_dict(item, where)
+        if model.key in seen:
+            raise LockError(f"{where}: id/revision: listed twice")
+        seen.add(model.key)
+        models.append(model)
+    return ModelsLock(tuple(models))
+
+
+def load_model_dict(item: dict, where: str = "model") -> LockedModel:
+    """One model entry (as `LockedModel.to_dict` writes it) back; LockError naming the field."""
+    return _model_from_dict(item, where)
+
+
+def _model_from_dict(item: dict, where: str) -> LockedModel:
+    def need(key: str, kind: type) -> object:
+        value = item.get(key)
+        if not isinstance(value, kind):
+            raise LockError(f"{where}: {key}: expected {kind.__name__}, got {value!r}")
+        return value
+
+    unknown = set(item) - {"id", "revision", "commit", "include", "gated", "unchecked", "files"}
+    if unknown:
+        raise LockError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    model_id = str(need("id", str))
+    commit = str(need("commit", str))
+    if not HEX40.match(commit):
+        raise LockError(f"{where}: commit: expected 40 hex digits, got {commit!r}")
+    include = item.get("include")
+    if include is not None and (not isinstance(include, list) or not all(isinstance(p, str) for p in include)):
+        raise LockError(f"{where}: include: expected a list of globs or null")
+    files = []
+    for n, f in enumerate(need("files", list)):  # type: ignore[arg-type]
+        fwhere = f"{where}: files[{n}]"
+        if not isinstance(f, dict) or not isinstance(f.get("path"), str) or not isinstance(f.get("size"), int):
+            raise LockError(f"{fwhere}: expected path (string) and size (integer)")
+        sha256, blob = f.get("sha256"), f.get("git_blob")
+        if (sha256 is None) == (blob is None):
+            raise LockError(f"{fwhere} {f['path']}: exactly one of sha256 / git_blob")
+        if sha256 is not None and not HEX64.match(str(sha256)):
+            raise LockError(f"{fwhere} {f['path']}: sha256: expected 64 hex digits")
+        if blob is not None and not HEX40.match(str(blob)):
+            raise LockError(f"{fwhere} {f['path']}: git_blob: expected 40 hex digits")
+        files.append(LockedFile(f["path"], f["size"], sha256, blob))
+    gated = item.get("gated")
+    return LockedModel(
+        model_id=model_id,
+        revision=str(need("revision", str)),
+        commit=commit,
+        include=tuple(include) if include is not None else None,
+        files=tuple(sorted(files, key=lambda f: f.path)),
+        gated=gated if isinstance(gated, bool) else None,
+        unchecked=tuple(item.get("unchecked") or ()),
+    )
+
+
+# --- changes
+
+
+@dataclass(frozen=True)
+class LockChange:
+    model_id: str
+    revision: str
+    kind: str  # added | removed | moved (new commit) | files (same commit, other selection)
+    detail: str = ""
+
+
+@dataclass
+class LockDiff:
+    changes: list[LockChange] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+def diff(old: ModelsLock | None, new: ModelsLock) -> LockDiff:
+    """What `lpfleet lock` changed (nothing: the file is left untouched)."""
+    result = LockDiff()
+    old_models = {m.key: m for m in (old.models if old else ())}
+    new_models = {m.key: m for m in new.models}
+    for key in sorted(set(old_models) | set(new_models)):
+        before, after = old_models.get(key), new_models.get(key)
+        if before is None and after is not None:
+            result.changes.append(LockChange(*key, "added", f"{after.commit[:12]}, {len(after.files)} files"))
+        elif after is None and before is not None:
+            result.changes.append(LockChange(*key, "removed"))
+        elif before is not None and after is not None:
+            if before.commit != after.commit:
+                result.changes.append(LockChange(*key, "moved", f"{before.commit[:12]} -> {after.commit[:12]}"))
+            elif before.to_dict() != after.to_dict():
+                result.changes.append(LockChange(*key, "files", "same commit, other file selection or metadata"))
+    if old is not None and old.version != new.version:
+        result.changes.append(LockChange("*", "*", "format", f"version {old.version} -> {new.version}"))
+    return result
+
+
+def merge_for_write(new_models: Sequence[LockedModel]) -> ModelsLock:
+    """The lock to write: the models resolved now, sorted (models nobody asks for any more drop out)."""
+    return ModelsLock(tuple(sorted(new_models, key=lambda m: m.key)))
