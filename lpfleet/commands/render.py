@@ -1,0 +1,41 @@
+"""`lpfleet render INVENTORY HOST`: print the aiModels.json HOST gets.
+
+This is the real file, tokens included (pipe it where it belongs, not into a log);
+`--masked` replaces every token with *** for sharing. Exit 0, or 1 when the host is
+unknown or its data is invalid (the problems are printed instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from lpfleet.commands.validate import add_data_arguments, override_data
+from lpfleet.spec import Problem
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("render", help="print the aiModels.json a host gets", description=__doc__)
+    parser.add_argument("inventory", help="inventory file")
+    parser.add_argument("host", help="host name as in the inventory")
+    parser.add_argument("--masked", action="store_true", help="replace tokens with ***")
+    add_data_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lpfleet.fleet import check_fleet, template_root_for, template_roots
+    from lpfleet.render import render_ai_models
+
+    result = check_fleet(args.inventory, override_data(args), args.group_data)
+    spec = result.specs.get(args.host)
+    if spec is None:
+        mine = [p for p in result.errors if not isinstance(p, Problem) or p.host == args.host]
+        if not mine:
+            print(f"{args.inventory}: no host named {args.host!r}", file=sys.stderr)
+        for problem in mine:
+            print(problem.format() if isinstance(problem, Problem) else problem, file=sys.stderr)
+        return 1
+    sys.stdout.write(render_ai_models(spec, template_root_for(spec, template_roots(args.inventory)), masked=args.masked))
+    return 0
