@@ -18,3 +18,9 @@ __state = load_state() if inventory.get_group("sandbox", default=[]) else None
 # --- weights (C)
 
 # --- worker + verify (E)
+# The go-livepeer stand-in (lpfleet/sandbox/images/go-livepeer), loaded into each node's dockerd; off-chain,
+# so no price is required and no chain is contacted. Runners use the ai-runner stand-in's livepeer/* tags.
+if __state is not None:
+    worker_image = "livepeer/go-livepeer:sandbox"
+    livepeer_network = "offchain"
+    service_addr = "127.0.0.1:8935"

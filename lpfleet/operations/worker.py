@@ -1,0 +1,218 @@
+"""The go-livepeer AI worker container: what it should be (pure plan) and the operations that make it so.
+
+pyinfra's docker.container does not notice a changed spec, so the plan carries a hash of everything the
+container is made from - the `docker run` options, go-livepeer's flags, the image reference, the sha256 of the
+aiModels.json content it reads and of the orch secret - and the container carries it as a label. Converging is
+then one comparison: the same hash, image id and a running container is "No changes"; otherwise the container
+is recreated (or started, when only stopped).
+
+The orchestrator secret never appears on a command line: it is uploaded into a 0600 file in the folder that
+is mounted into the container, and `-orchSecret` names that file (go-livepeer reads a file path there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+from dataclasses import dataclass
+
+from pyinfra import host
+from pyinfra.api import QuoteString, StringCommand, operation
+from pyinfra.api.command import FileUploadCommand
+from pydantic import SecretStr
+
+from lpfleet.facts.worker import DOCKER_SOCKET, WorkerContainerState
+from lpfleet.runners import overrides_flag
+from lpfleet.spec import NodeSpec
+
+SPEC_LABEL = "lpfleet.worker.spec"
+SECRET_FILE = ".orchSecret"
+STOP_TIMEOUT_S = 60  # go-livepeer stops and removes its runner containers on SIGTERM
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """The worker container the node should run."""
+
+    name: str
+    image: str
+    options: tuple[str, ...]  # `docker run` options, before the image
+    flags: tuple[str, ...]  # go-livepeer's command line, after the image
+    spec_hash: str
+    ai_models_path: str
+    secret_path: str  # "" when no orch secret is configured
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.image})"
+
+
+def secret_path(spec: NodeSpec) -> str:
+    """Where the orch secret file lives: beside aiModels.json, in the folder mounted into the container."""
+    return posixpath.join(posixpath.dirname(spec.ai_models_path), SECRET_FILE) if spec.worker.orch_secret else ""
+
+
+def worker_flags(spec: NodeSpec) -> list[str]:
+    """go-livepeer's command line for the node (no secret in it: -orchSecret names a file)."""
+    w = spec.worker
+    flags: list[str] = []
+    if w.mode == "orchestrator":
+        flags += ["-orchestrator"]
+        if w.service_addr:
+            flags += ["-serviceAddr", w.service_addr]
+    flags += ["-aiWorker", "-network", w.network]
+    if w.mode == "worker" and w.orch_addr:
+        flags += ["-orchAddr", w.orch_addr]
+    if w.orch_secret:
+        flags += ["-orchSecret", secret_path(spec)]
+    flags += ["-aiModels", spec.ai_models_path, "-aiModelsDir", spec.models_dir]
+    if spec.gpus:
+        flags += ["-nvidia", ",".join(str(g) for g in spec.gpus)]
+    if spec.containers_per_gpu != 1:
+        flags += ["-aiRunnerContainersPerGPU", str(spec.containers_per_gpu)]
+    overrides = overrides_flag(spec)
+    if overrides:
+        flags += ["-aiRunnerImageOverrides", overrides]
+    if w.prices_onchain:
+        if w.price_per_unit is not None:
+            flags += ["-pricePerUnit", str(w.price_per_unit)]
+        if w.pixels_per_unit is not None:
+            flags += ["-pixelsPerUnit", str(w.pixels_per_unit)]
+        if w.price_feed_addr:
+            flags += ["-priceFeedAddr", w.price_feed_addr]
+    flags += list(w.extra_flags)
+    return flags
+
+
+def docker_run_options(spec: NodeSpec) -> list[str]:
+    """Host network, the docker socket (go-livepeer starts runners on the node's dockerd), aiModels.json's
+    folder at the same path (go-livepeer's data dir is under it with the default ~/.lpData layout), GPUs."""
+    config_dir = posixpath.dirname(spec.ai_models_path)
+    options = [
+        "--network", "host",
+        "--restart", "unless-stopped",
+        "--stop-timeout", str(STOP_TIMEOUT_S),
+        "-v", f"{DOCKER_SOCKET}:{DOCKER_SOCKET}",
+        "-v", f"{config_dir}:{config_dir}",
+    ]
+    if spec.gpus:
+        options += ["--gpus", '"device=' + ",".join(str(g) for g in spec.gpus) + '"']
+    return options
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def worker_plan(spec: NodeSpec, ai_models_sha256: str) -> WorkerPlan:
+    """The desired container; `ai_models_sha256` is the sha256 of the aiModels.json content the node gets."""
+    options = docker_run_options(spec)
+    flags = worker_flags(spec)
+    secret = spec.worker.orch_secret.get_secret_value() if spec.worker.orch_secret else None
+    material = {
+        "image": spec.worker.image,
+        "options": options,
+        "flags": flags,
+        "ai_models": ai_models_sha256,
+        # go-livepeer reads the secret at start: a new secret needs a new container. Only a hash of a hash
+        # ends up in the label.
+        "secret": sha256_text(secret) if secret else None,
+    }
+    digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    return WorkerPlan(
+        name=spec.worker.container_name,
+        image=spec.worker.image,
+        options=tuple(options),
+        flags=tuple(flags),
+        spec_hash=digest,
+        ai_models_path=spec.ai_models_path,
+        secret_path=secret_path(spec),
+    )
+
+
+def plan_action(plan: WorkerPlan, current: WorkerContainerState) -> tuple[str, str]:
+    """(action, why): "create", "recreate", "start" or "none"."""
+    if not current.exists:
+        return "create", "no worker container"
+    if current.labels.get(SPEC_LABEL) != plan.spec_hash:
+        return "recreate", "its image, flags, aiModels.json or secret changed"
+    if current.image_id and current.container_image_id and current.image_id != current.container_image_id:
+        return "recreate", f"{plan.image} now points at another image"
+    if current.status in ("exited", "created", "dead"):
+        return "start", f"it is {current.status}"
+    if current.status == "paused":
+        return "start", "it is paused"
+    return "none", "running with the current spec" if current.running else f"{current.status} (restart policy)"
+
+
+# $1 aiModels.json path; then the docker run argv follows.
+_RUN = r"""
+models=$1; name=$2; shift 2
+if [ ! -f "$models" ]; then
+  echo "lpfleet: $models is missing: the models_config step writes it (go-livepeer would misread the path)" >&2
+  exit 1
+fi
+if docker container inspect "$name" >/dev/null 2>&1; then
+  docker stop --time 60 "$name" >/dev/null && docker rm "$name" >/dev/null || exit 1
+fi
+docker run -d --name "$name" "$@" >/dev/null
+"""
+
+
+@operation()
+def worker_container(plan: WorkerPlan, current: WorkerContainerState):
+    """
+    The go-livepeer worker container, created or recreated when its spec hash differs, started when stopped.
+
+    + plan: the desired container (``worker_plan``)
+    + current: the ``WorkerContainer`` fact read for this plan
+    """
+    action, why = plan_action(plan, current)
+    if action == "none":
+        host.noop(f"worker container {plan.name}: {why}")
+        return
+    if action == "start":
+        command = "unpause" if current.status == "paused" else "start"
+        yield StringCommand("docker", command, QuoteString(plan.name))
+        return
+    args = [
+        "sh", "-c", QuoteString(_RUN), "lpfleet-worker",
+        QuoteString(plan.ai_models_path), QuoteString(plan.name),
+        "--label", QuoteString(f"{SPEC_LABEL}={plan.spec_hash}"),
+        *(QuoteString(option) for option in plan.options),
+        QuoteString(plan.image),
+        *(QuoteString(flag) for flag in plan.flags),
+    ]
+    yield StringCommand(*args)
+
+
+@operation()
+def orch_secret_file(path: str, secret: SecretStr | None, current_sha256: str | None, current_mode: str | None):
+    """
+    The orch secret in a 0600 file (go-livepeer's -orchSecret takes a file path), uploaded, never on a command line.
+
+    + path: the file on the node
+    + secret: the secret (None: nothing to write)
+    + current_sha256: sha256 of the file on the node now (None: absent)
+    + current_mode: its octal mode now
+    """
+    if secret is None:
+        host.noop("no orch secret configured")
+        return
+    value = secret.get_secret_value()
+    if current_sha256 == sha256_text(value):
+        if current_mode == "600":
+            host.noop(f"{path} up to date (0600)")
+            return
+        yield StringCommand("chmod", "600", QuoteString(path))
+        return
+    folder = posixpath.dirname(path)
+    staging = posixpath.join(folder, ".lpfleet-staging")
+    # A 0700 staging folder: the upload lands there before its mode is 0600.
+    yield StringCommand("mkdir", "-p", QuoteString(folder), "&&", "mkdir", "-p", "-m", "700", QuoteString(staging),
+                        "&&", "chmod", "700", QuoteString(staging))
+    staged = posixpath.join(staging, posixpath.basename(path))
+    yield FileUploadCommand(io.BytesIO(value.encode()), staged)
+    yield StringCommand("chmod", "600", QuoteString(staged), "&&", "mv", "-f", QuoteString(staged), QuoteString(path),
+                        "&&", "rmdir", QuoteString(staging))
