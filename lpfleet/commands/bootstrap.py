@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 
 from lpfleet.commands.rollout import default_deploy
-from lpfleet.commands.verify import default_verify_deploy, verify_fleet, write_reports
+from lpfleet.commands.verify import default_verify_deploy, pyinfra_command, verify_fleet, write_reports
 from lpfleet.report import exit_code, to_table
 
 GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -53,6 +53,7 @@ def inventory_source(name: str, data: dict, groups: list[str]) -> str:
     lines.append(f"_host = ({name!r}, {data!r})")
     for group in dict.fromkeys(groups):
         lines.append(f"{group} = [_host]")
+    lines += ["", "from lpfleet.fleet import guard_inventory  # noqa: E402", "", "guard_inventory(__file__)"]
     return "\n".join(lines) + "\n"
 
 
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"--> bootstrap {name} ({user}@{hostname}{':' + str(port) if port else ''}) in groups "
               f"{', '.join(groups)}: deploy", file=sys.stderr, flush=True)
         env = dict(os.environ, LPFLEET_VERIFY_TABLE="0")
-        deployed = subprocess.run([sys.executable, "-m", "pyinfra", "-y", str(one_host), str(deploy)], env=env)
+        deployed = subprocess.run([*pyinfra_command(), "-y", str(one_host), str(deploy)], env=env)
         print(f"--> bootstrap {name}: verify (waiting up to {args.wait:.0f} s for runners to load)", file=sys.stderr,
               flush=True)
         outcome = verify_fleet(str(one_host), default_verify_deploy(), None, args.wait,

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lpfleet.commands.verify import default_verify_deploy, verify_fleet
+from lpfleet.commands.verify import default_verify_deploy, pyinfra_command, verify_fleet
 from lpfleet.report import HostResult, to_json, to_junit, to_table
 from lpfleet.rollout import Rollout, fleet_settings, plan_batches
 
@@ -46,7 +46,7 @@ def hosts_with_changes(inventory: str, deploy: Path) -> tuple[list[str] | None, 
     env = dict(os.environ, LPFLEET_VERIFY_TABLE="0")
     env.pop("LPFLEET_VERIFY_JSON", None)
     env.pop("LPFLEET_VERIFY_JUNIT", None)
-    proc = subprocess.run([sys.executable, "-m", "pyinfra", "--dry", "--json", inventory, str(deploy)],
+    proc = subprocess.run([*pyinfra_command(), "--dry", "--json", inventory, str(deploy)],
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         plan = json.loads(proc.stdout)
@@ -63,7 +63,7 @@ def deploy_batch(inventory: str, deploy: Path, hosts: tuple[str, ...], report: s
     """pyinfra -y on the batch's hosts; its output goes straight to the user; returns its exit code."""
     env = dict(os.environ, LPFLEET_VERIFY_JSON=report, LPFLEET_VERIFY_TABLE="0")
     env.pop("LPFLEET_VERIFY_JUNIT", None)
-    command = [sys.executable, "-m", "pyinfra", "-y", inventory, str(deploy)]
+    command = [*pyinfra_command(), "-y", inventory, str(deploy)]
     for name in hosts:
         command += ["--limit", name]
     return subprocess.run(command, env=env).returncode

@@ -33,6 +33,12 @@ class VerifyRun:
     ok: bool  # a report was produced
 
 
+def pyinfra_command() -> list[str]:
+    """The pyinfra CLI beside this Python (its script name matters: lpfleet.fleet's inventory guard looks for it)."""
+    script = Path(sys.executable).parent / "pyinfra"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "pyinfra"]
+
+
 def default_verify_deploy() -> Path:
     """verify.py in the working directory, else the one beside the lpfleet package (a source checkout)."""
     here = Path.cwd() / "verify.py"
@@ -52,7 +58,7 @@ def run_pyinfra_verify(inventory: str, deploy: Path, limit: list[str] | None = N
         env.update(extra_env or {})
         env.update({"LPFLEET_VERIFY_JSON": report, "LPFLEET_VERIFY_TABLE": "0"})
         env.pop("LPFLEET_VERIFY_JUNIT", None)
-        command = [sys.executable, "-m", "pyinfra", "-y", *(pyinfra_args or []), inventory, str(deploy)]
+        command = [*pyinfra_command(), "-y", *(pyinfra_args or []), inventory, str(deploy)]
         for name in limit or []:
             command += ["--limit", name]
         try:
