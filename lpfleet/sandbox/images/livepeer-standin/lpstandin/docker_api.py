@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import urllib.parse
 
@@ -30,8 +31,11 @@ class _UnixConnection(http.client.HTTPConnection):
 class DockerAPI:
     """Unversioned API paths: the daemon answers with its own current version (20.10 .. 28 alike)."""
 
-    def __init__(self, socket_path: str = "/var/run/docker.sock", timeout: float = 60.0) -> None:
-        self.socket_path = socket_path
+    def __init__(self, socket_path: str | None = None, timeout: float = 60.0) -> None:
+        # docker.FromEnv, as go-livepeer's client: DOCKER_HOST=unix:///path, else the default socket.
+        host = os.environ.get("DOCKER_HOST", "")
+        default = host[len("unix://"):] if host.startswith("unix://") else "/var/run/docker.sock"
+        self.socket_path = socket_path or default
         self.timeout = timeout
 
     def call(self, method: str, path: str, body: object = None, query: dict | None = None) -> object:

@@ -543,6 +543,12 @@ def _serve_cli(addr: str, state: dict) -> None:
 # --- StartLivepeer --------------------------------------------------------------------------------------------
 
 
+def _docker_error(api: DockerAPI, exc: Exception) -> str:
+    if isinstance(exc, DockerError):
+        return exc.message
+    return (f"Cannot connect to the Docker daemon at unix://{api.socket_path}. Is the docker daemon running?")
+
+
 def _read_secret(value: str) -> str:
     """common.ReadFromFile: the file's content when the value names a file, else the value itself."""
     try:
@@ -596,7 +602,7 @@ def start(cfg: dict, state: dict) -> DockerManager | None:
         try:
             removed = DockerManager.remove_existing(api, creator_id)
         except (DockerError, OSError) as exc:
-            golog.error(f"Error removing existing AI worker containers: {exc}")
+            golog.error(f"Error removing existing AI worker containers: {_docker_error(api, exc)}")
             removed = 0
         if removed:
             golog.info(f"Removed {removed} existing AI worker containers")
@@ -632,6 +638,13 @@ def start(cfg: dict, state: dict) -> DockerManager | None:
                           "Please use -aiRunnerImageOverrides instead")
             if not overrides.default:
                 overrides.default = str(cfg["aiRunnerImage"])
+        # worker.NewWorker -> NewDockerManager lists (and removes) leftovers again; no daemon is fatal here.
+        try:
+            DockerManager.remove_existing(api, creator_id)
+        except (DockerError, OSError) as exc:
+            golog.error(f"Error starting AI worker: error creating docker manager: failed to list containers: "
+                        f"{_docker_error(api, exc)}")
+            raise Return() from None
         manager = DockerManager(api, overrides, bool(cfg["aiVerboseLogs"]), gpus, models_dir, creator_id)
         state["manager"] = manager
 

@@ -1,0 +1,266 @@
+"""lpfleet.diagnose: each cause from real log lines, and from the stand-ins' own output (run here as processes).
+
+Real lines: go-livepeer (starter.go, ai/worker), ai-runner / torch / huggingface_hub messages and the Livepeer
+docs' signatures (reference/livepeer.md, livepeer-model-hosting.txt). Stand-in output: the ai-runner and
+go-livepeer stand-ins run with stdlib python3, against a temporary HF cache, with no Docker daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lpfleet.cli import main as cli_main
+from lpfleet.diagnose import CAUSES, classify_line, diagnose
+
+STANDIN = Path(__file__).resolve().parents[2] / "lpfleet" / "sandbox" / "images" / "livepeer-standin"
+
+REAL_LINES = {
+    "cuda-oom": [
+        "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total capacity "
+        "of 23.65 GiB of which 3.06 MiB is free.",
+        "RuntimeError: CUDA error: out of memory",
+        '2024-07-01 10:00:00,000 - app.routes.util - ERROR - Out of memory error: {"detail": "GPU out of memory."}',
+    ],
+    "model-load-failed": [
+        "ERROR - Failed to load model SG161222/RealVisXL_V4.0_Lightning",
+        "RuntimeError: Failed to load model org/name: Error while deserializing header: HeaderTooLarge",
+    ],
+    "model-lookup-failed": [
+        "ValueError: model lookup failed: sg161222/realvisxl_v4.0_lightning",
+        "huggingface_hub.errors.GatedRepoError: 401 Client Error. Cannot access gated repo for url "
+        "https://huggingface.co/meta-llama/Meta-Llama-3.1-8B-Instruct/resolve/main/config.json.",
+        "huggingface_hub.errors.RepositoryNotFoundError: 404 Client Error. Repository Not Found for url: "
+        "https://huggingface.co/api/models/org/typo.",
+    ],
+    "weights-missing": [
+        "E0101 00:00:00.000000       1 starter.go:1] model SG161222/RealVisXL_V4.0_Lightning does not exist at "
+        "/root/.lpData/models/models--SG161222--RealVisXL_V4.0_Lightning",
+        "OSError: Error no file named diffusion_pytorch_model.safetensors found in directory /models/x/unet.",
+        "RuntimeError: Could not find model files in /models/models--meta-llama--Meta-Llama-3.1-8B-Instruct",
+        "E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming text-to-image container: invalid mount "
+        'config for type "bind": bind source path does not exist: /root/.lpData/models',
+    ],
+    "runner-timeout": [
+        'E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming text-to-image container: timed out '
+        'waiting for runner: Get "http://localhost:8000/health": dial tcp 127.0.0.1:8000: connect: connection refused',
+        "2024/07/01 10:00:00 ERROR Container health check failed too many times container=text-to-image_a-b_8000",
+        "2024/07/01 10:00:00 ERROR Container returned ERROR state, restarting immediately container=x status=ERROR",
+        "E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming llm container: container entered "
+        "terminal state before running: exited (exitCode=3)",
+        "E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming llm container: runner is in error state",
+    ],
+    "external-health-failed": [
+        'E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming llm container: timed out waiting for '
+        'runner: Get "http://ollama:11434/health": dial tcp 10.0.0.5:11434: connect: connection refused',
+        'E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming text-to-image container: timed out '
+        'waiting for runner: Get "https://byoc.example.com/health": context deadline exceeded',
+    ],
+    "invalid-config": [
+        'E0101 00:00:00.000000       1 starter.go:1] Error parsing -aiModels: value is not a number: "0.5e-2USD"',
+        "panic: 'pricePerUnit' must be set for model 'a/b' in pipeline 'text-to-image'",
+        "panic: Pipeline is not valid capability: text-to-imag",
+        "panic: Cannot have same model_id (a/b) as cold and warm in same AI worker, please fix aiModels json config",
+        "E0101 00:00:00.000000       1 starter.go:1] Error parsing -aiModels: invalid AI model config expected "
+        "<pipeline>:<model_id>:<warm>",
+        "E0101 00:00:00.000000       1 starter.go:1] Error parsing -aiModels: json: cannot unmarshal number into Go "
+        "value of type string",
+        "E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming image-to-image container: insufficient "
+        "capacity",
+        "flag provided but not defined: -aiModel",
+    ],
+    "no-gpu": [
+        "W0101 00:00:00.000000       1 starter.go:1] !!! No GPU discovered, using CPU for AIWorker !!!",
+        'docker: Error response from daemon: could not select device driver "" with capabilities: [[gpu]].',
+        "RuntimeError: Found no NVIDIA driver on your system.",
+    ],
+}
+
+CLEAN_LOG = """\
+I0101 00:00:00.000000       1 livepeer.go:1] ***Livepeer is running on the offchain network***
+2024/07/01 10:00:00 INFO Starting managed container gpu=0 name=text-to-image_a-b_8000 modelID=a/b containerImage=x
+2024/07/01 10:00:04 INFO Watching container container=text-to-image_a-b_8000
+W0101 00:00:00.000000       1 starter.go:1] No 'pricePerUnit' specified for model 'a/b' in pipeline 'upscale'.
+INFO:     Uvicorn running on http://0.0.0.0:8000 (Press CTRL+C to quit)
+2024-07-01 10:00:00 - app.main - INFO - Started up with pipeline=TextToImagePipeline model_id=a/b
+"""
+
+
+@pytest.mark.parametrize("cause,line", [(c, line) for c, lines in REAL_LINES.items() for line in lines])
+def test_real_lines(cause, line):
+    finding = classify_line(line)
+    assert finding is not None and finding.cause == cause, line
+    assert finding.hint
+    assert [f.cause for f in diagnose(line)] == [cause]
+
+
+def test_every_cause_is_covered_and_documented():
+    assert set(REAL_LINES) | {"unknown"} == set(CAUSES)
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "diagnose.md").read_text()
+    for cause in CAUSES:
+        assert f"`{cause}`" in doc
+
+
+def test_clean_log_has_no_failure():
+    assert diagnose(CLEAN_LOG) == []
+
+
+def test_unknown_error_lines_are_reported_not_guessed():
+    found = diagnose("E0101 00:00:00.000000 1 x.go:1] Error setting up orchestrator: boom\n"
+                     "ERROR:    Traceback (most recent call last):\nKeyError: 'x'\n"
+                     "ERROR:    Application startup failed. Exiting.\n")
+    assert [(f.cause, f.line) for f in found] == [
+        ("unknown", "E0101 00:00:00.000000 1 x.go:1] Error setting up orchestrator: boom"),
+        ("unknown", "KeyError: 'x'"),
+    ]
+
+
+def test_one_finding_per_cause_and_docker_timestamps():
+    log = "\n".join(["2024-07-01T10:00:00.123456789Z " + REAL_LINES["cuda-oom"][0]] * 4)
+    [finding] = diagnose(log)
+    assert finding.cause == "cuda-oom" and finding.line.startswith("torch.cuda.OutOfMemoryError")
+
+
+def test_cli_json_and_exit_codes(tmp_path, capsys):
+    log = tmp_path / "runner.log"
+    log.write_text(REAL_LINES["cuda-oom"][0] + "\n")
+    assert cli_main(["diagnose", str(log), "--json"]) == 1
+    assert [f["cause"] for f in json.loads(capsys.readouterr().out)] == ["cuda-oom"]
+    clean = tmp_path / "clean.log"
+    clean.write_text(CLEAN_LOG)
+    assert cli_main(["diagnose", str(clean), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert cli_main(["diagnose", str(tmp_path / "missing.log")]) == 2
+
+
+# --- the stand-ins' own output --------------------------------------------------------------------------------
+
+
+def make_model(cache: Path, model_id: str, config: dict | None = None, dangling: bool = False) -> None:
+    """A model in the HF cache layout: blobs, snapshots/<commit>/ links, refs/main."""
+    repo = cache / ("models--" + model_id.replace("/", "--"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    snap = repo / "snapshots" / commit
+    snap.mkdir(parents=True)
+    files = {"config.json": json.dumps(config or {"model_type": "sandbox"}).encode(), "model.safetensors": b"x" * 64}
+    for name, data in files.items():
+        blob = repo / "blobs" / f"blob-{name}"
+        if not (dangling and name == "model.safetensors"):
+            blob.write_bytes(data)
+        (snap / name).symlink_to(os.path.relpath(blob, snap))
+
+
+def run_runner(cache: Path, model_id: str, pipeline: str = "image-to-text", until: str | None = None) -> tuple[int, str]:
+    env = {**os.environ, "PYTHONPATH": str(STANDIN), "PIPELINE": pipeline, "MODEL_ID": model_id,
+           "HUGGINGFACE_HUB_CACHE": str(cache), "LPSTANDIN_LOAD_S": "0", "PORT": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "lpstandin.airunner"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    if until is None:
+        out, _ = proc.communicate(timeout=20)
+        return proc.returncode, out
+    lines = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if until in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    return proc.returncode, "".join(lines) + out
+
+
+def causes(text: str) -> list[str]:
+    return [f.cause for f in diagnose(text)]
+
+
+def test_standin_runner_healthy_has_no_failure(tmp_path):
+    make_model(tmp_path, "org/tiny")
+    rc, out = run_runner(tmp_path, "org/tiny", until="Uvicorn running")
+    assert "Started up with pipeline=ImageToTextPipeline model_id=org/tiny" in out
+    assert rc == 0 and causes(out) == []
+
+
+@pytest.mark.parametrize("setup,model_id,cause", [
+    (lambda c: None, "org/absent", "weights-missing"),
+    (lambda c: make_model(c, "org/partial", dangling=True), "org/partial", "weights-missing"),
+    (lambda c: make_model(c, "Org/Tiny"), "org/tiny", "model-lookup-failed"),
+    (lambda c: make_model(c, "org/oom", {"sandbox_failure": "cuda-oom"}), "org/oom", "cuda-oom"),
+    (lambda c: make_model(c, "org/bad", {"sandbox_failure": "load-failed"}), "org/bad", "model-load-failed"),
+])
+def test_standin_runner_failures(tmp_path, setup, model_id, cause):
+    setup(tmp_path)
+    rc, out = run_runner(tmp_path, model_id)
+    assert rc == 3, out  # uvicorn: application startup failed
+    assert causes(out) == [cause], out
+
+
+def run_worker(tmp_path: Path, models: str | None, *flags: str) -> tuple[int, str]:
+    args = list(flags)
+    if models is not None:
+        path = tmp_path / "aiModels.json"
+        path.write_text(models)
+        args += ["-aiModels", str(path)]
+    env = {**os.environ, "PYTHONPATH": str(STANDIN), "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",
+           "HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "lpstandin.golivepeer", "-cliAddr", "127.0.0.1:0", *args],
+                          env=env, capture_output=True, text=True, timeout=20, input="")
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+ONCHAIN = ("-orchestrator", "-network", "arbitrum-one-mainnet")
+
+
+@pytest.mark.parametrize("models,flags,rc,needle", [
+    ('[{"pipeline":"text-to-image","model_id":"a/b","price_per_unit":"0.5e-2USD"}]', ONCHAIN, 0,
+     "value is not a number"),
+    ('[{"pipeline":"text-to-image","model_id":"a/b","priceperunit":5}]', ONCHAIN, 2, "'pricePerUnit' must be set"),
+    ('[{"pipeline":"text-to-imag","model_id":"a/b","price_per_unit":5}]', ONCHAIN, 2, "Pipeline is not valid"),
+    ('[{"pipeline":"text-to-image","model_id":"a/b","price_per_unit":5,"optimization_flags":{"SFAST":1}}]',
+     ONCHAIN, 0, "cannot unmarshal number"),
+    ('[{"pipeline":"text-to-image","model_id":"a/b","price_per_unit":-1}]', ONCHAIN, 2, "must be a valid positive"),
+    ('[{"pipeline":"text-to-image","model_id":"a/b","price_per_unit":1,"currency":"USD"}]', ONCHAIN, 2,
+     "error converting price"),
+])
+def test_standin_worker_config_failures(tmp_path, models, flags, rc, needle):
+    code, out = run_worker(tmp_path, models, *flags)
+    assert code == rc, out
+    assert needle in out
+    assert causes(out) == ["invalid-config"], out
+
+
+def test_standin_worker_missing_file_is_the_misleading_inline_error(tmp_path):
+    code, out = run_worker(tmp_path, None, *ONCHAIN, "-aiModels", str(tmp_path / "nope.json"))
+    assert "invalid AI model config expected <pipeline>:<model_id>:<warm>" in out
+    assert causes(out) == ["invalid-config"]
+
+
+def test_standin_worker_unknown_flag(tmp_path):
+    code, out = run_worker(tmp_path, None, "-aiModel", "x")
+    assert code == 2 and "flag provided but not defined: -aiModel" in out
+    assert causes(out) == ["invalid-config"]
+
+
+def test_standin_worker_without_nvidia_flag(tmp_path):
+    code, out = run_worker(tmp_path, '[{"pipeline":"text-to-image","model_id":"a/b","warm":true}]',
+                           "-orchestrator", "-aiWorker", "-aiModelsDir", str(tmp_path / "models"))
+    assert code == 0
+    # the missing daemon is an error no known cause explains
+    assert set(causes(out)) == {"no-gpu", "unknown"}
+
+
+def test_price_fields_ignored_offchain(tmp_path):
+    code, out = run_worker(tmp_path, '[{"pipeline":"text-to-image","model_id":"a/b","price_per_unit":"x"}]',
+                           "-orchestrator")
+    # the string still fails to decode (Go decodes before it knows prices are skipped)
+    assert "value is not a number" in out
