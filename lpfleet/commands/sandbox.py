@@ -58,7 +58,7 @@ def _print_state(state) -> None:
     from lpfleet.sandbox.state import state_path
 
     for node in state.nodes:
-        gpus = ", ".join(f"{gpu.name} {gpu.memory_total_mib // 1024} GB" for gpu in node.gpus)
+        gpus = ", ".join(f"{gpu.name} {round(gpu.memory_total_mib / 1024)} GB" for gpu in node.gpus)
         print(f"  {node.name:<28} {node.gpu_class:<10} {gpus}")
         print(f"    {ssh_command(state, node)}")
     if state.hub:

@@ -101,10 +101,27 @@ def remove_node(name: str) -> None:
     docker("volume", "rm", "-f", docker_volume(name), check=False)
 
 
+def exited_node_problem(name: str) -> str | None:
+    """None while the node container runs; else why it stopped, with its last console lines."""
+    result = docker("inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", name, check=False)
+    running, _, code = result.stdout.strip().partition(" ")
+    if result.returncode == 0 and running == "true":
+        return None
+    logs = docker("logs", "--tail", "15", name, check=False)
+    console = (logs.stdout + logs.stderr).strip()
+    hint = ""
+    if "Too many open files" in console:
+        hint = ("\nsystemd ran out of inotify instances: raise fs.inotify.max_user_instances "
+                "(scripts/host-deps does, as root)")
+    return f"node {name} stopped (exit {code or '?'}); its console:\n{console}{hint}"
+
+
 def wait_for_ssh(ports: dict[str, int], timeout: float = 90) -> None:
-    """Until every node's sshd sends its banner (systemd booted it, host keys exist)."""
+    """Until every node's sshd sends its banner (systemd booted it, host keys exist); fails early with the
+    node's console when its container stopped."""
     pending = dict(ports)
     deadline = time.monotonic() + timeout
+    last_check = 0.0
     while pending:
         for name, port in list(pending.items()):
             try:
@@ -114,12 +131,19 @@ def wait_for_ssh(ports: dict[str, int], timeout: float = 90) -> None:
                         del pending[name]
             except OSError:
                 pass
-        if pending:
-            if time.monotonic() > deadline:
-                detail = "; ".join(f"{name} (127.0.0.1:{port})" for name, port in sorted(pending.items()))
-                raise SandboxError(f"sshd did not answer within {timeout:.0f} s on: {detail}; "
-                                   f"see `docker logs` / `docker exec <node> systemctl status ssh`")
-            time.sleep(0.2)
+        if not pending:
+            break
+        if time.monotonic() - last_check > 1:
+            last_check = time.monotonic()
+            for name in pending:
+                problem = exited_node_problem(name)
+                if problem:
+                    raise SandboxError(problem)
+        if time.monotonic() > deadline:
+            detail = "; ".join(f"{name} (127.0.0.1:{port})" for name, port in sorted(pending.items()))
+            raise SandboxError(f"sshd did not answer within {timeout:.0f} s on: {detail}; "
+                               f"see `docker logs` / `docker exec <node> systemctl status ssh`")
+        time.sleep(0.2)
 
 
 # --- stand-in images (target "node") ---------------------------------------------------------------------------
