@@ -150,12 +150,17 @@ class _Entry:
 
 
 def _did_you_mean(word: str, choices: Sequence[str]) -> str:
-    squashed = {c.replace("_", "").replace("-", ""): c for c in choices}
-    key = word.lower()
-    if key.replace("_", "").replace("-", "") in squashed:
-        return f' (did you mean "{squashed[key.replace("_", "").replace("-", "")]}"?)'
-    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
-    return f' (did you mean "{close[0]}"?)' if close else ""
+    """` (did you mean "x"?)` for the closest choice, compared case- and separator-insensitively."""
+
+    def squash(text: str) -> str:
+        return text.lower().replace("_", "").replace("-", "")
+
+    by_squashed = {squash(c): c for c in choices}
+    if squash(word) in by_squashed:
+        return f' (did you mean "{by_squashed[squash(word)]}"?)'
+    by_lower = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f' (did you mean "{by_lower[close[0]]}"?)' if close else ""
 
 
 def _is_number(value: Any) -> bool:

@@ -1,0 +1,235 @@
+"""Building a NodeSpec from data layers: values, precedence, provenance in every error, secrets held."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from lpfleet.spec import (
+    DATA_KEYS,
+    NodeSpec,
+    SpecError,
+    build_node_spec,
+    check_node_spec,
+    env_secret,
+    merge_layers,
+    node_context,
+    secret_values,
+)
+
+SDXL = {"pipeline": "text-to-image", "model_id": "ByteDance/SDXL-Lightning", "price_per_unit": 4768371, "warm": True}
+ALL = {"livepeer_network": "arbitrum-one-mainnet", "ai_models_dir": "/root/.lpData/models"}
+
+
+def build(*layers, groups=("consumer_24gb",)) -> NodeSpec:
+    return build_node_spec("gpu-1", list(layers), groups)
+
+
+def problems(*layers) -> list[str]:
+    with pytest.raises(SpecError) as exc:
+        build(*layers)
+    return [p.format() for p in exc.value.problems]
+
+
+def test_a_valid_host_builds_every_section():
+    spec = build(
+        ("host data", {"gpus": [0, 1]}),
+        ("group consumer_24gb", {"ai_models": [SDXL], "gpu_memory_gb": 24, "docker_install": "docker.io",
+                                 "nvidia_toolkit_version": "1.17.8-1", "weights_mode": "fanout",
+                                 "worker_image": "livepeer/go-livepeer:v1", "rollout_batch_size": 2,
+                                 "gateway_url": "http://gw:5935"}),
+        ("group all", ALL),
+    )
+    assert spec.host == "gpu-1" and spec.groups == ("consumer_24gb",)
+    assert spec.gpus == (0, 1) and spec.gpu_slots == 2 and spec.gpu_memory_gb == 24
+    assert spec.models[0].model_id == "ByteDance/SDXL-Lightning" and spec.models[0].warm
+    assert spec.docker.install == "docker.io" and spec.toolkit.version == "1.17.8-1"
+    assert spec.weights.mode == "fanout" and spec.worker.image == "livepeer/go-livepeer:v1"
+    assert spec.worker.network == "arbitrum-one-mainnet" and spec.worker.prices_onchain
+    assert spec.rollout.batch_size == 2 and spec.verify.gateway_url == "http://gw:5935"
+    assert spec.models_dir == "/root/.lpData/models"
+
+
+def test_every_documented_key_maps_to_a_spec_field():
+    sections = {None: NodeSpec, **{name: type(getattr(NodeSpec.model_fields[name], "default"))
+                                   for name in ("docker", "toolkit", "weights", "worker", "verify", "rollout")}}
+    for key, (section, field) in DATA_KEYS.items():
+        assert field in sections[section].model_fields, key
+
+
+def test_precedence_data_over_host_over_groups_over_all():
+    layers = [
+        ("--data", {"worker_image": "from-data"}),
+        ("host data", {"worker_image": "from-host", "worker_container_name": "host-c"}),
+        ("group b", {"worker_container_name": "b-c", "service_addr": "b:1"}),
+        ("group a", {"service_addr": "a:1", "orch_addr": "a:2"}),
+        ("group all", {"orch_addr": "all:2", "ai_models": [SDXL]}),
+    ]
+    values, sources = merge_layers(layers)
+    assert values["worker_image"] == "from-data" and sources["worker_image"] == "--data"
+    assert values["worker_container_name"] == "host-c" and sources["worker_container_name"] == "host data"
+    assert values["service_addr"] == "b:1" and sources["service_addr"] == "group b"
+    assert values["orch_addr"] == "a:2" and sources["ai_models"] == "group all"
+    assert build(*layers).worker.image == "from-data"
+
+
+def test_an_entry_error_names_host_group_entry_and_field():
+    bad = {"pipeline": "upscale", "model_id": "stabilityai/stable-diffusion-x4-upscaler", "price_per_unit": "0.5e-2USD"}
+    (line,) = problems(("host data", {}), ("group consumer_24gb", {"ai_models": [SDXL, bad]}), ("group all", ALL))
+    assert line.startswith(
+        "gpu-1 (group consumer_24gb): ai_models: entry 1 (upscale stabilityai/stable-diffusion-x4-upscaler): "
+        "price_per_unit: "
+    )
+    assert '"price_per_unit": 0.005, "currency": "USD"' in line
+
+
+def test_the_group_named_is_the_one_whose_value_won():
+    lines = problems(("host data", {"ai_models": [dict(SDXL, pipeline="txt2img")]}),
+                     ("group consumer_24gb", {"ai_models": [SDXL]}))
+    assert lines[0].startswith("gpu-1 (host data): ai_models: entry 0 (txt2img ByteDance/SDXL-Lightning): pipeline:")
+
+
+def test_all_problems_are_reported_at_once():
+    lines = problems(("group g", {"ai_models": [dict(SDXL, Warm=True), dict(SDXL, model_id="x")],
+                                  "gpus": [0, 0], "docker_instal": "docker.io", "nvidia_cdi": "maybe"}))
+    joined = "\n".join(lines)
+    for expected in ("docker_instal: unknown lpfleet data key (did you mean \"docker_install\"?)",
+                     "gpus: lists a GPU id twice", "nvidia_cdi:", "entry 0", "entry 1"):
+        assert expected in joined
+    assert len(lines) >= 5
+
+
+def test_unknown_keys_with_our_prefixes_are_errors_others_are_left_alone():
+    assert problems(("group g", {"ai_models": [SDXL], "ai_model_dir": "/x"}))[0] == (
+        'gpu-1 (group g): ai_model_dir: unknown lpfleet data key (did you mean "ai_models_dir"?); see docs/group-data.md'
+    )
+    spec = build(("group g", {"ai_models": [SDXL], "ssh_user": "root", "my_own_thing": 1, "_helper": 2}))
+    assert spec.models
+
+
+def test_an_hf_token_in_group_data_is_refused_without_echoing_it():
+    (line,) = problems(("group g", {"ai_models": [SDXL], "hf_token": "hf_verysecret"}))
+    assert "hf_token_env" in line and "hf_verysecret" not in line
+
+
+def test_missing_ai_models_is_an_error():
+    assert "ai_models: missing" in problems(("group all", ALL))[0]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("gpus", [], "non-empty list"),
+        ("gpus", [0, -1], ">= 0"),
+        ("gpus", "all", "non-empty list"),
+        ("runner_containers_per_gpu", 0, ">= 1"),
+        ("gpu_memory_gb", -24, "positive"),
+        ("ai_models_dir", "models", "absolute host path"),
+        ("ai_models_path", "~/.lpData/aiModels.json", "absolute host path"),
+        ("ai_models_template", "templates/aiModels.json", "*.j2"),
+        ("price_per_unit", -1, "negative"),
+        ("price_per_unit", "1USD", "must be a number"),
+        ("pixels_per_unit", 1.5, "positive whole"),
+        ("hf_token_env", "hf_abc def", "NAME of an environment variable"),
+        ("hf_endpoint", "hub.lan:8080", "http(s) URL"),
+        ("runner_image_overrides", {"batch": {"txt2img": "x"}}, "unknown pipeline"),
+        ("runner_image_overrides", {"defaults": "x"}, "unknown part"),
+        ("weights_mode", "torrent", "Input should be"),
+        ("docker_install", "podman", "Input should be"),
+    ],
+)
+def test_node_level_values_are_checked(key, value, words):
+    lines = problems(("group g", {"ai_models": [dict(SDXL, warm=False)], key: value}))
+    assert any(line.startswith(f"gpu-1 (group g): {key}") and words in line for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("gpus", [0, 1, 2, 3]),
+        ("runner_containers_per_gpu", 2),
+        ("hf_token_env", "MY_HF_TOKEN"),
+        ("runner_image_overrides", {"default": "m/r:1", "batch": {"llm": "m/r:llm"}, "live": {"comfyui": "m/c"}}),
+        ("ai_models_template", "templates/aiModels.compact.json.j2"),
+        ("price_per_unit", 0),
+    ],
+)
+def test_good_node_level_values_pass(key, value):
+    assert build(("group g", {"ai_models": [SDXL], key: value}))
+
+
+def test_remote_worker_needs_orchestrator_address_and_secret():
+    lines = problems(("group g", {"ai_models": [SDXL], "worker_mode": "worker"}))
+    assert any("orch_addr" in line for line in lines) and any("orch_secret" in line for line in lines)
+    spec = build(("group g", {"ai_models": [SDXL], "worker_mode": "worker", "orch_addr": "o:8935",
+                              "orch_secret": "s3cret"}))
+    assert not spec.worker.prices_onchain
+
+
+def test_slots_rule_uses_the_hosts_gpus():
+    two_warm = [SDXL, dict(SDXL, model_id="SG161222/RealVisXL_V4.0_Lightning")]
+    (line,) = problems(("group g", {"ai_models": two_warm, "gpus": [0]}))
+    assert "entry 1" in line and "warm:" in line and "1 GPU slot" in line
+    assert build(("host data", {"gpus": [0, 1]}), ("group g", {"ai_models": two_warm, "gpus": [0]}))
+    assert build(("group g", {"ai_models": two_warm, "gpus": [0], "runner_containers_per_gpu": 2}))
+
+
+def test_price_rules_follow_the_network_mode():
+    no_price = [dict(SDXL, price_per_unit=None)]
+    no_price[0].pop("price_per_unit")
+    assert build(("group g", {"ai_models": no_price}))  # default network offchain: prices ignored
+    (line,) = problems(("group g", {"ai_models": no_price, "livepeer_network": "arbitrum-one-mainnet"}))
+    assert "price_per_unit" in line and "on-chain" in line
+    assert build(("group g", {"ai_models": no_price, "livepeer_network": "arbitrum-one-mainnet", "price_per_unit": 10}))
+
+
+def test_usd_price_needs_a_feed_on_chain():
+    usd = [dict(SDXL, price_per_unit=0.005, currency="USD")]
+    (line,) = problems(("group g", {"ai_models": usd, "livepeer_network": "arbitrum-one-mainnet"}))
+    assert "currency" in line and "price feed" in line
+    assert build(("group g", {"ai_models": usd, "livepeer_network": "arbitrum-one-mainnet",
+                              "price_feed_addr": "0x639Fe6ab55C921f74e7fac1ee960C0B6293ba612"}))
+
+
+def test_warnings_do_not_raise_but_are_reported():
+    spec, found = check_node_spec("gpu-1", [("group g", {"ai_models": [dict(SDXL, model_id="acme/custom")]})])
+    assert spec is not None
+    assert [(p.severity, p.finding.rule) for p in found] == [("warning", "unverified-model")]
+    assert found[0].format().startswith("gpu-1 (group g): ai_models: entry 0 (text-to-image acme/custom): model_id: warning:")
+
+
+def test_tokens_and_orch_secret_are_secrets_everywhere():
+    token = "byoc-token-0123456789"
+    byoc = {"pipeline": "llm", "model_id": "x/y", "url": "http://llm:8000", "token": token, "price_per_unit": 1}
+    spec = build(("group g", {"ai_models": [byoc], "orch_secret": SecretStr("orch-s3cret")}))
+    assert isinstance(spec.models[0].token, SecretStr)
+    assert token not in repr(spec) and token not in str(spec.model_dump()) and "orch-s3cret" not in repr(spec)
+    assert spec.models[0].to_json_dict()["token"] == token
+    assert spec.models[0].masked_dict()["token"] == "***"
+    assert set(secret_values(spec)) == {token, "orch-s3cret"}
+
+
+def test_a_secret_in_a_bad_value_is_not_echoed():
+    lines = problems(("group g", {"ai_models": [SDXL], "orch_secret": 12345, "docker_install": "s3cr3t-value"}))
+    assert all("s3cr3t-value" not in line for line in lines)
+
+
+def test_env_secret(monkeypatch):
+    monkeypatch.setenv("LPFLEET_TEST_SECRET", "value-1")
+    assert env_secret("LPFLEET_TEST_SECRET").get_secret_value() == "value-1"
+    assert "value-1" not in repr(env_secret("LPFLEET_TEST_SECRET"))
+    monkeypatch.delenv("LPFLEET_TEST_SECRET")
+    assert env_secret("LPFLEET_TEST_SECRET") is None
+
+
+def test_none_token_is_no_token():
+    byoc = {"pipeline": "llm", "model_id": "x/y", "url": "http://llm:8000", "token": None, "price_per_unit": 1}
+    spec = build(("group g", {"ai_models": [byoc]}))
+    assert spec.models[0].token is None and "token" not in spec.models[0].to_json_dict()
+
+
+def test_node_context_reflects_the_spec():
+    spec = build(("group g", {"ai_models": [SDXL], "gpus": [0, 1], "runner_containers_per_gpu": 2,
+                              "gpu_memory_gb": 24, "livepeer_network": "arbitrum-one-mainnet"}))
+    ctx = node_context(spec)
+    assert (ctx.gpu_slots, ctx.prices_onchain, ctx.price_feed, ctx.gpu_memory_gb) == (4, True, False, 24)
