@@ -102,3 +102,15 @@ def _run_plan(args: argparse.Namespace, plan: dict) -> int:
     for error in report["errors"]:
         _err(error)
     return 1 if report["errors"] else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python3 -m lpfleet.commands.prefetch ...`: how nodes run it (no console script, no other command loaded)."""
+    parser = argparse.ArgumentParser(prog="lpfleet")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["prefetch", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
