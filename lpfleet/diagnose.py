@@ -53,7 +53,8 @@ def _rule(cause: str, pattern: str, hint: str) -> Rule:
     return Rule(cause, re.compile(pattern), hint)
 
 
-_LOCAL_URL = r"(?:localhost|127\.0\.0\.1|\[::1\])"
+#: go-livepeer reaches the runners it manages at http://localhost:<port>; any other host is an external url.
+_LOCAL_URL = r"localhost"
 
 #: First match wins: specific signatures before generic ones.
 RULES: tuple[Rule, ...] = (

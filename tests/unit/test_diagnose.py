@@ -62,6 +62,8 @@ REAL_LINES = {
         'runner: Get "http://ollama:11434/health": dial tcp 10.0.0.5:11434: connect: connection refused',
         'E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming text-to-image container: timed out '
         'waiting for runner: Get "https://byoc.example.com/health": context deadline exceeded',
+        'E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming llm container: timed out waiting for '
+        'runner: Get "http://127.0.0.1:9000/health": dial tcp 127.0.0.1:9000: connect: connection refused',
     ],
     "invalid-config": [
         'E0101 00:00:00.000000       1 starter.go:1] Error parsing -aiModels: value is not a number: "0.5e-2USD"',

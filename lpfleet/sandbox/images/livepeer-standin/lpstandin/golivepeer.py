@@ -785,6 +785,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     manager: DockerManager | None = None
+    panicked: str | None = None
     try:
         manager = start(cfg, state)
         default_cli = "127.0.0.1:7935" if cfg["orchestrator"] else "127.0.0.1:4935"
@@ -797,11 +798,15 @@ def main(argv: list[str] | None = None) -> None:
         stop.wait()
     except Return:
         pass
+    except golog.GoPanic as exc:
+        panicked = str(exc)
     finally:
         manager = manager or state.get("manager")
         if manager is not None:
             manager.stop()
             golog.info("Stopped AI worker containers")
+    if panicked is not None:
+        golog.report_panic(panicked)
     sys.exit(0)
 
 

@@ -43,8 +43,15 @@ def slog(level: str, msg: str, **attrs: object) -> None:
     sys.stderr.flush()
 
 
+class GoPanic(Exception):
+    """A Go panic unwinding: deferred cleanup runs, then `report_panic` prints it and exits 2."""
+
+
 def panic(msg: str) -> None:
-    """A Go panic: message, goroutine trace header, exit status 2."""
+    raise GoPanic(msg)
+
+
+def report_panic(msg: str) -> None:
     sys.stderr.write(f"panic: {msg}\n\ngoroutine 1 [running]:\nmain.main()\n\t/go/src/cmd/livepeer/livepeer.go\n")
     sys.stderr.flush()
     os._exit(2)
