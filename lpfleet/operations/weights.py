@@ -1,0 +1,369 @@
+"""Weights on nodes: the runtime that fetches, the fetch itself, and the LAN mirror of fan-out mode.
+
+How a node downloads (argued in docs/weights.md): the controller ships a small runtime, lpfleet's weights modules
+plus huggingface_hub and its pure-Python dependencies copied from the controller's own environment, unpacked
+under /opt/lpfleet/weights-runtime/<hash>/ and run with the node's python3. No pip, no PyPI and no internet are
+needed on the node beyond the endpoint itself (air-gapped fleets work against a LAN mirror), and node and
+controller run the same, tested code. It is uploaded only to a node that has something to fetch or serve.
+
+Every operation here reads the node's state from ONE fact (`WeightsState`), gathered once per run for the whole
+fleet (`fleet_weights`) and shared with each host's operations: a complete node costs that one round-trip and
+0 bytes. Tokens (the HF token, the run's mirror token) travel on the command's stdin, never in its command line,
+environment assignments or output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import secrets
+import sys
+import tarfile
+import tempfile
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
+
+from lpfleet.facts.weights import WeightsState, encode_params
+from lpfleet.lock import LockedModel
+from lpfleet.weights import FanoutPlan, WeightsPlan, human_bytes, plan_fanout, plan_node, scan_request
+
+RUNTIME_ROOT = "/opt/lpfleet/weights-runtime"
+MIRROR_PORT = 8790  # fan-out: the port a serving node listens on for its peers
+MIRROR_PID_FILE = "/run/lpfleet-weights-mirror.pid"
+MIRROR_LOG_FILE = "/var/log/lpfleet-weights-mirror.log"
+
+# lpfleet modules the node runs (nothing that imports pyinfra, pydantic or docker).
+RUNTIME_MODULES = (
+    "lpfleet/__init__.py",
+    "lpfleet/catalog.py",
+    "lpfleet/lock.py",
+    "lpfleet/weights.py",
+    "lpfleet/hub.py",
+    "lpfleet/weights_mirror.py",
+    "lpfleet/commands/__init__.py",
+    "lpfleet/commands/prefetch.py",
+)
+# Distributions shipped with it: huggingface_hub's runtime closure, minus hf-xet (a compiled extension the
+# client does without: plain HTTP downloads) and the CLI's click (never imported by the download path).
+RUNTIME_SKIP = {"hf-xet", "click", "colorama"}
+
+
+# --- the runtime bundle (built on the controller, cached per content)
+
+
+@dataclass(frozen=True)
+class RuntimeBundle:
+    path: str  # local tar.gz
+    digest: str  # sha256 of the tar.gz (its name on nodes)
+    python: tuple[int, int]  # the controller's python: nodes need this minor version or newer
+
+    @property
+    def remote_dir(self) -> str:
+        return f"{RUNTIME_ROOT}/{self.digest[:16]}"
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def runtime_distributions(root: str = "huggingface_hub") -> list[metadata.Distribution]:
+    """The installed distributions huggingface_hub needs here (markers evaluated for this interpreter)."""
+    from packaging.requirements import Requirement
+
+    seen: dict[str, metadata.Distribution] = {}
+    todo = [root, "PyYAML"]
+    while todo:
+        name = _norm(todo.pop())
+        if name in seen or name in RUNTIME_SKIP:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # an optional dependency not installed here (a marker for another platform)
+        seen[name] = dist
+        for raw in dist.requires or []:
+            req = Requirement(raw)
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+            todo.append(req.name)
+    return [seen[k] for k in sorted(seen)]
+
+
+def _runtime_files() -> list[tuple[str, Path]]:
+    files: dict[str, Path] = {}
+    package_root = Path(__file__).resolve().parents[2]
+    for rel in RUNTIME_MODULES:
+        files[rel] = package_root / rel
+    for dist in runtime_distributions():
+        for f in dist.files or []:
+            rel = str(f)
+            if rel.startswith("..") or "__pycache__" in rel or rel.endswith((".pyc", ".exe")):
+                continue
+            if "/" not in rel and not rel.endswith(".py"):  # top level: single-module distributions only
+                continue
+            if rel.split("/", 1)[0].endswith(".data"):
+                continue
+            path = Path(str(dist.locate_file(f)))
+            if path.is_file():
+                files[rel] = path
+    return sorted(files.items())
+
+
+@lru_cache(maxsize=1)
+def runtime_bundle() -> RuntimeBundle:
+    """A reproducible tar.gz of the node runtime (same inputs, same bytes, same digest)."""
+    buffer = io.BytesIO()
+    import gzip
+
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        for rel, path in _runtime_files():
+            data = path.read_bytes()
+            info = tarfile.TarInfo(rel)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    blob = buffer.getvalue()
+    digest = hashlib.sha256(blob).hexdigest()
+    folder = Path(tempfile.gettempdir()) / "lpfleet-weights-runtime"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{digest}.tar.gz"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(blob)
+        os.replace(tmp, path)
+    return RuntimeBundle(str(path), digest, sys.version_info[:2])
+
+
+# --- the fleet's view: one scan per host, one plan per run
+
+
+@dataclass
+class FleetWeights:
+    """Every host's scan and weights plan, the fan-out plan, and this run's mirror token."""
+
+    scans: dict[str, dict[str, Any]] = field(default_factory=dict)
+    plans: dict[str, WeightsPlan] = field(default_factory=dict)
+    fanout: FanoutPlan = field(default_factory=FanoutPlan)
+    mirror_token: str = field(default_factory=lambda: secrets.token_hex(24))
+
+
+_fleets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _scan(target: Any, models: Sequence[LockedModel], models_dir: str) -> dict[str, Any]:
+    params = encode_params(models_dir, scan_request(models), runtime_bundle().remote_dir)
+    return target.get_fact(WeightsState, params=params)
+
+
+def fleet_weights(
+    models_for: Callable[[Any], tuple[Sequence[LockedModel], str, str]],
+) -> FleetWeights:
+    """Scan every active host once (concurrently) and plan the fleet; later calls in the run reuse it.
+
+    `models_for(host) -> (locked models, models dir, branch)`.
+    """
+    import gevent
+    from gevent.event import AsyncResult
+
+    run = host.state
+    slot = _fleets.get(run)
+    if slot is None:
+        slot = _fleets[run] = AsyncResult()
+        hosts = list(run.inventory.get_active_hosts())
+
+        def gather(target: Any) -> tuple[str, dict[str, Any], WeightsPlan]:
+            models, models_dir, branch = models_for(target)
+            scan = _scan(target, models, models_dir)
+            return target.name, scan, plan_node(models, scan, branch) if "error" not in scan else WeightsPlan(())
+
+        try:
+            jobs = [gevent.spawn(gather, h) for h in hosts]
+            gevent.joinall(jobs, raise_error=True)
+            fleet = FleetWeights()
+            for job in jobs:
+                name, scan, plan = job.value
+                fleet.scans[name] = scan
+                fleet.plans[name] = plan
+            fleet.fanout = plan_fanout({n: p for n, p in fleet.plans.items() if "error" not in fleet.scans[n]})
+            slot.set(fleet)
+        except Exception as exc:  # noqa: BLE001 - every host waiting on the slot must see the failure
+            slot.set_exception(exc)
+    return slot.get()
+
+
+def host_scan(models: Sequence[LockedModel], models_dir: str) -> dict[str, Any]:
+    """This host's scan: the fleet's when gathered this run, else one fact round-trip now."""
+    fleet = _fleets.get(host.state)
+    if fleet is not None and fleet.ready() and fleet.successful() and host.name in fleet.value.scans:
+        return fleet.value.scans[host.name]
+    return _scan(host, models, models_dir)
+
+
+# --- operations
+
+
+def _fail_if_unscannable(scan: Mapping[str, Any]) -> None:
+    if "error" in scan:
+        raise OperationError(f"weights: cannot read the models dir: {scan['error']}")
+    if scan.get("problems"):
+        raise OperationError("weights: " + "; ".join(scan["problems"]))
+
+
+def _python_ok(scan: Mapping[str, Any], bundle: RuntimeBundle) -> None:
+    version = tuple(int(x) for x in str(scan.get("python", "0.0")).split(".")[:2])
+    if version < bundle.python:
+        raise OperationError(
+            f"weights: the node's python3 is {scan.get('python')}; the weights runtime is built with the "
+            f"controller's Python {bundle.python[0]}.{bundle.python[1]} and needs that or newer on the node")
+
+
+@operation()
+def runtime_installed(models: Sequence[LockedModel], models_dir: str):
+    """
+    Install the weights runtime (lpfleet + huggingface_hub from the controller) on the node.
+
+    + models: the locked models the node needs (for the shared scan)
+    + models_dir: the node's models dir
+    """
+    bundle = runtime_bundle()
+    scan = host_scan(models, models_dir)
+    _fail_if_unscannable(scan)
+    _python_ok(scan, bundle)
+    if scan.get("runtime"):
+        host.noop(f"weights runtime {bundle.digest[:16]} is installed")
+        return
+    archive = f"{bundle.remote_dir}.tar.gz"
+    yield StringCommand("mkdir", "-p", QuoteString(RUNTIME_ROOT))
+    yield FileUploadCommand(bundle.path, archive)
+    yield StringCommand(
+        "rm", "-rf", QuoteString(bundle.remote_dir), "&&",
+        "mkdir", "-p", QuoteString(bundle.remote_dir), "&&",
+        "tar", "-xzf", QuoteString(archive), "-C", QuoteString(bundle.remote_dir), "&&",
+        "rm", "-f", QuoteString(archive), "&&",
+        "touch", QuoteString(f"{bundle.remote_dir}/.complete"), "&&",
+        # older runtimes of earlier lpfleet versions go
+        "find", QuoteString(RUNTIME_ROOT), "-mindepth", "1", "-maxdepth", "1",
+        "!", "-name", QuoteString(bundle.digest[:16]), "-exec", "rm", "-rf", "{}", "+",
+    )
+
+
+def _runtime_command(bundle: RuntimeBundle, *args: Any) -> StringCommand:
+    return StringCommand(
+        "env", QuoteString(f"PYTHONPATH={bundle.remote_dir}"), "HF_HUB_DISABLE_TELEMETRY=1",
+        "HF_HUB_DISABLE_PROGRESS_BARS=1", "HF_HUB_DISABLE_XET=1", "python3", "-m", *args,
+    )
+
+
+class SecretText:
+    """A token as operation arguments hold it: printed as *** wherever pyinfra shows arguments."""
+
+    def __init__(self, value: str | None) -> None:
+        self.value = value or None
+
+    def __repr__(self) -> str:
+        return "***" if self.value else "None"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class FetchSource:
+    """Where a group of models comes from: the hub (token = the HF token) or a peer (token = the mirror's)."""
+
+    endpoint: str
+    token: SecretText
+    models: tuple[LockedModel, ...]
+    label: str  # for messages: "upstream" or "peer <name>"
+    token_env: str = "HF_TOKEN"
+
+
+@operation()
+def models_fetched(
+    models: Sequence[LockedModel],
+    models_dir: str,
+    branch: str,
+    sources: Sequence[FetchSource],
+):
+    """
+    Fetch the node's incomplete models from the given sources, verified by hash, refs written last.
+
+    + models: every locked model the node needs (for the shared scan)
+    + models_dir: the node's models dir (a host path, mounted at /models in runners)
+    + branch: the ref the runner reads
+    + sources: which models to take from which endpoint (each model once)
+    """
+    bundle = runtime_bundle()
+    scan = host_scan(models, models_dir)
+    _fail_if_unscannable(scan)
+    plan = plan_node([m for s in sources for m in s.models], scan, branch)
+    if plan.complete:
+        host.noop("weights: " + (", ".join(m.summary() for m in plan.models) or "nothing to fetch"))
+        return
+    todo = {(m.model.model_id, m.model.commit) for m in plan.incomplete}
+    for source in sources:
+        wanted = [m for m in source.models if (m.model_id, m.commit) in todo]
+        if not wanted:
+            continue
+        payload = {
+            "endpoint": source.endpoint,
+            "token": source.token.value,
+            "token_env": source.token_env,
+            "branch": branch,
+            "models": [m.to_dict() for m in wanted],
+        }
+        yield StringCommand(
+            _runtime_command(bundle, "lpfleet.commands.prefetch", "--plan-stdin", "--models-dir",
+                             QuoteString(models_dir)),
+            _stdin=json.dumps(payload),
+        )
+
+
+@operation()
+def mirror_serving(models_dir: str, serve: Sequence[LockedModel], token: SecretText, port: int = MIRROR_PORT):
+    """
+    Serve this node's verified copies of `serve` to its peers for the rest of the run (fan-out mode).
+
+    + models_dir: the node's models dir
+    + serve: the models peers copy from this node
+    + token: the run's mirror token (peers send it; it reaches the node on stdin)
+    + port: where peers connect
+    """
+    if not serve:
+        host.noop("weights: no peer needs a model from this node")
+        return
+    bundle = runtime_bundle()
+    payload = {"token": token.value, "models": [[m.model_id, m.commit] for m in serve]}
+    yield StringCommand(
+        _runtime_command(bundle, "lpfleet.weights_mirror", "serve", "--models-dir", QuoteString(models_dir),
+                         "--port", str(int(port)), "--pid-file", QuoteString(MIRROR_PID_FILE),
+                         "--log-file", QuoteString(MIRROR_LOG_FILE)),
+        _stdin=json.dumps(payload),
+    )
+
+
+@operation()
+def mirror_stopped(serving: bool):
+    """
+    Stop the node's weights mirror once every peer has its copy.
+
+    + serving: whether this run started one on this node
+    """
+    if not serving:
+        host.noop("weights: no mirror to stop")
+        return
+    yield _runtime_command(runtime_bundle(), "lpfleet.weights_mirror", "stop", "--pid-file",
+                           QuoteString(MIRROR_PID_FILE))
+
+
+def human_plan(plan: WeightsPlan) -> str:
+    return f"{len(plan.incomplete)} model(s) to fetch, {human_bytes(plan.bytes_to_fetch)}"

@@ -1,0 +1,123 @@
+"""Step 4: every model's weights from models.lock in the node's models dir, HF cache layout, verified by hash.
+
+`direct`: each node fetches from `hf_endpoint` (the hub or a LAN mirror). `fanout`: each model is fetched from
+upstream once per fleet (by a node that needs it: the seed), then the other nodes copy it from a node that has it
+over the LAN (that node serves its verified copy as an HF-compatible mirror for the rest of the run).
+A complete node costs one fact round-trip (shared with the fleet plan) and reports "No changes".
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import weakref
+from pathlib import Path
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.api.exceptions import DeployError
+
+from lpfleet.lock import LockedModel, LockError, ModelsLock, load, models_for_node
+from lpfleet.operations.weights import (
+    MIRROR_PORT,
+    FetchSource,
+    SecretText,
+    fleet_weights,
+    mirror_serving,
+    mirror_stopped,
+    models_fetched,
+    runtime_installed,
+)
+from lpfleet.spec import NodeSpec
+
+_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def inventory_dir() -> Path:
+    """The folder a relative `models_lock` is relative to: the inventory file's (pyinfra's first .py argument;
+    `pyinfra root@box deploy.py` gives deploy.py's folder), else the current directory."""
+    for arg in sys.argv[1:]:
+        if arg.endswith(".py") and os.path.isfile(arg):
+            return Path(arg).resolve().parent
+    return Path.cwd()
+
+
+def lock_for(spec: NodeSpec) -> ModelsLock:
+    """models.lock of this spec, read once per run and path."""
+    path = Path(spec.weights.lock_file)
+    if not path.is_absolute():
+        path = inventory_dir() / path
+    cache = _locks.setdefault(host.state, {})
+    if path not in cache:
+        try:
+            cache[path] = load(path.read_text(), str(path))
+        except FileNotFoundError:
+            raise DeployError(f"weights: {path} not found; run `lpfleet lock` for this inventory first") from None
+        except LockError as exc:
+            raise DeployError(f"weights: {exc}") from None
+    return cache[path]
+
+
+def locked_models(spec: NodeSpec) -> list[LockedModel]:
+    found, missing = models_for_node(lock_for(spec), spec)
+    if missing:
+        names = ", ".join(f"{r.model_id} ({r.revision})" for r in missing)
+        raise DeployError(f"weights: {spec.host}: models.lock does not cover {names}; run `lpfleet lock` "
+                          "(the lock must be current before any node is changed)")
+    return found
+
+
+def _models_for(target: Any) -> tuple[list[LockedModel], str, str]:
+    from lpfleet.fleet import node_spec
+
+    spec = node_spec(target)
+    return locked_models(spec), spec.models_dir, spec.weights.branch
+
+
+@deploy("Model weights")
+def prefetch_weights(spec: NodeSpec) -> None:
+    models = locked_models(spec)
+    weights = spec.weights
+    token = SecretText(os.environ.get(weights.hf_token_env))
+    fleet = fleet_weights(_models_for)
+    plan = fleet.plans.get(host.name)
+    needs_work = plan is None or not plan.complete
+    common = {"models": models, "models_dir": spec.models_dir}
+
+    if weights.mode == "direct":
+        if needs_work:
+            runtime_installed(name="Weights: runtime (lpfleet + huggingface_hub) on the node", **common)
+        models_fetched(
+            name=f"Weights: fetch from {weights.hf_endpoint}",
+            branch=weights.branch,
+            sources=[FetchSource(weights.hf_endpoint, token, tuple(models), "upstream", weights.hf_token_env)],
+            **common,
+        )
+        return
+
+    fanout = fleet.fanout
+    seeds = fanout.seeds(host.name)
+    peers = fanout.from_peers(host.name)
+    serving = fanout.serving(host.name)
+    if seeds or peers or serving or needs_work:
+        runtime_installed(name="Weights: runtime (lpfleet + huggingface_hub) on the node", **common)
+    models_fetched(
+        name=f"Weights: fetch from {weights.hf_endpoint} (upstream, once per fleet)",
+        branch=weights.branch,
+        sources=[FetchSource(weights.hf_endpoint, token, tuple(seeds), "upstream", weights.hf_token_env)],
+        **common,
+    )
+    mirror_serving(name="Weights: serve verified copies to peers", models_dir=spec.models_dir, serve=serving,
+                   token=SecretText(fleet.mirror_token))
+    models_fetched(
+        name="Weights: copy from peers over the LAN",
+        branch=weights.branch,
+        sources=[
+            FetchSource(f"http://{peer}:{MIRROR_PORT}", SecretText(fleet.mirror_token), tuple(peer_models),
+                        f"peer {peer}")
+            for peer, peer_models in sorted(peers.items())
+        ],
+        **common,
+    )
+    mirror_stopped(name="Weights: stop serving peers", serving=bool(serving))
