@@ -13,7 +13,9 @@ Three entry points:
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import json
 import os
 import sys
 import weakref
@@ -52,6 +54,7 @@ class FleetCheck:
 
     specs: dict[str, NodeSpec] = field(default_factory=dict)
     problems: list[Problem | str] = field(default_factory=list)
+    load_failed: bool = False  # the inventory or a group data file raised
 
     @property
     def errors(self) -> list[Problem | str]:
@@ -93,10 +96,29 @@ def template_root_for(spec: NodeSpec, roots: Sequence[Path]) -> Path:
     return roots[-1]
 
 
-def _load_group_file(path: Path) -> dict[str, Any]:
-    from pyinfra_cli.inventory import _get_group_data  # the CLI's own reading of a group data file
+def _imported_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names.update(alias.asname or alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.update(alias.asname or alias.name for alias in node.names if alias.name != "*")
+    return names
 
-    return next(iter(_get_group_data(str(path)).values()), {})
+
+def _load_group_file(path: Path) -> dict[str, Any]:
+    """A group data file's data exactly as pyinfra 3.10's CLI reads it (`__all__`, else every
+    top-level name but imported ones and dunders).
+
+    Re-implemented rather than imported: importing pyinfra_cli monkey-patches gevent into
+    whatever process imports it (deploy code run through the API, test sessions).
+    """
+    source = path.read_text(encoding="utf-8")
+    tree = ast.parse(source, filename=str(path))
+    attrs: dict[str, Any] = {"__file__": str(path)}
+    exec(compile(tree, str(path), "exec"), attrs)  # noqa: S102 - group data files are Python by design
+    keys = set(attrs["__all__"]) if "__all__" in attrs else set(attrs) - _imported_names(tree)
+    return {k: v for k, v in attrs.items() if k in keys and not k.startswith("__")}
 
 
 def _named_groups(value: Any) -> list[str]:
@@ -191,7 +213,13 @@ def check_fleet(
     from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory
 
+    from pyinfra_cli.exceptions import UnexpectedExternalError
+    from pyinfra_cli.util import PYTHON_CODES
+
     result = FleetCheck()
+    # pyinfra caches compiled inventory/group data code by file name for the life of the process:
+    # drop it so an edited file (or another folder's file of the same relative name) is read afresh
+    PYTHON_CODES.clear()
     previous, _loading = _loading, True
     try:
         # the CLI's loader records the file it executes on the current State: lend it one outside the CLI
@@ -202,8 +230,16 @@ def check_fleet(
                 cwd=os.getcwd(),
                 group_data_directories=list(group_data_directories) or None,
             )
-    except Exception as exc:  # noqa: BLE001 - the inventory or a group data file raised: report it
-        result.problems.append(f"{inventory_path}: cannot load the inventory: {exc}")
+    except UnexpectedExternalError as exc:
+        result.load_failed = True
+        result.problems.append(
+            f"{inventory_path}: cannot load the inventory: {exc.filename} raised "
+            f"{exc.exception.__class__.__name__}: {exc.exception}"
+        )
+        return result
+    except Exception as exc:  # noqa: BLE001 - report it like the rest, one line
+        result.load_failed = True
+        result.problems.append(f"{inventory_path}: cannot load the inventory: {exc.__class__.__name__}: {exc}")
         return result
     finally:
         _loading = previous
@@ -239,10 +275,22 @@ def _running_pyinfra_cli() -> bool:
     return Path(sys.argv[0]).name in ("pyinfra", "pyinfra.exe") and "pyinfra_cli.main" in sys.modules
 
 
+def parse_cli_arg(value: str) -> Any:
+    """A `--data` value as pyinfra 3.10's CLI parses it: true/false, int, JSON, else the string."""
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
 def cli_overrides(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
     """`--data k=v` and `--group-data DIR` from a pyinfra command line, parsed as the CLI parses them."""
-    from pyinfra_cli.util import parse_cli_arg
-
     data: dict[str, Any] = {}
     dirs: list[str] = []
     args = list(argv)
@@ -278,8 +326,8 @@ def guard_inventory(inventory_file: str) -> None:
         return
     data, dirs = cli_overrides(sys.argv[1:])
     result = check_fleet(inventory_file, data, dirs)
-    if not result.errors:
-        return
+    if not result.errors or result.load_failed:
+        return  # valid; or pyinfra's own loading is about to fail on the same file with its traceback
     lines = [p.format() if isinstance(p, Problem) else p for p in result.errors]
     sys.stderr.write(
         f"lpfleet: invalid fleet data in {inventory_file}; no host was connected to:\n"

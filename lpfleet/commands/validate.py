@@ -50,8 +50,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({
             "ok": not result.errors,
             "hosts": sorted(result.specs),
-            "problems": [p.to_dict() if isinstance(p, Problem) else {"message": p, "severity": "error"}
-                         for p in result.problems],
+            "problems": [
+                {**p.to_dict(), "line": p.format()} if isinstance(p, Problem)
+                else {"message": p, "severity": "error", "line": p}
+                for p in result.problems
+            ],
         }, indent=2))
     else:
         for problem in result.problems:
