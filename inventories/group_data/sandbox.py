@@ -16,6 +16,22 @@ __state = load_state() if inventory.get_group("sandbox", default=[]) else None
 # --- docker + toolkit (D)
 
 # --- weights (C)
+# The sandbox hub stands in for huggingface.co: nodes reach it by container name, `lpfleet lock` on the controller
+# through its published 127.0.0.1 port. Its gated repos open with the per-sandbox token kept in the state (0600):
+# the controller reads it from LPFLEET_SANDBOX_HF_TOKEN, set here from the state when unset. models.lock lives
+# with the sandbox's state (it pins this hub's commits). Fan-out: each model crosses the "WAN" once per fleet.
+if __state is not None and __state.hub is not None:
+    import os as __os
+
+    from lpfleet.sandbox.state import state_dir as __state_dir
+
+    hf_endpoint = __state.hub.node_url
+    hf_lock_endpoint = __state.hub.controller_url
+    hf_token_env = "LPFLEET_SANDBOX_HF_TOKEN"
+    if __state.hub.token:
+        __os.environ.setdefault(hf_token_env, __state.hub.token)
+    models_lock = str(__state_dir(__state.name) / "models.lock")
+    weights_mode = "fanout"
 
 # --- worker + verify (E)
 # The go-livepeer stand-in (lpfleet/sandbox/images/go-livepeer), loaded into each node's dockerd; off-chain,
