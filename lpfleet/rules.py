@@ -104,7 +104,10 @@ class Finding:
         return ": ".join(parts) + ": " + message
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON form: `entry` is the 0-based index (null for a whole-file finding)."""
+        out = asdict(self)
+        out["entry"] = out.pop("index")
+        return out
 
 
 @dataclass(frozen=True)
