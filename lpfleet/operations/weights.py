@@ -175,15 +175,18 @@ def fleet_weights(
     import gevent
     from gevent.event import AsyncResult
 
-    run = host.state
+    run = host.state  # the real State (the `state` name is a context proxy)
     slot = _fleets.get(run)
     if slot is None:
         slot = _fleets[run] = AsyncResult()
         hosts = list(run.inventory.get_active_hosts())
 
         def gather(target: Any) -> tuple[str, dict[str, Any], WeightsPlan]:
-            models, models_dir, branch = models_for(target)
-            scan = _scan(target, models, models_dir)
+            from pyinfra.context import ctx_host, ctx_state
+
+            with ctx_state.use(run), ctx_host.use(target):  # pyinfra's context is per greenlet
+                models, models_dir, branch = models_for(target)
+                scan = _scan(target, models, models_dir)
             return target.name, scan, plan_node(models, scan, branch) if "error" not in scan else WeightsPlan(())
 
         try:
