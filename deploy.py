@@ -1,4 +1,9 @@
-"""The whole converge, in order. Every host's spec was validated before any host was touched."""
+"""The whole converge, in order. Every host's spec was validated before any host was touched.
+
+`pyinfra -y INVENTORY deploy.py` converges every host at once; the last step verifies each host (a failed check
+fails the host) and the table of every host's checks follows pyinfra's results. `lpfleet rollout INVENTORY`
+runs this same file batch by batch (`--limit`), gating each batch on verification (docs/rollout.md).
+"""
 
 from pyinfra import host
 
