@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -66,6 +67,24 @@ def image_label(ref: str, label: str) -> str | None:
     result = docker("image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', ref, check=False)
     value = result.stdout.strip()
     return value if result.returncode == 0 and value and value != "<no value>" else None
+
+
+def inspect_images(refs: list[str]) -> dict[str, tuple[str, dict[str, str]]]:
+    """ref -> (image id, labels) for every ref the daemon has, in one `docker image inspect` call."""
+    if not refs:
+        return {}
+    result = docker("image", "inspect", *refs, check=False)
+    try:
+        found = json.loads(result.stdout or "[]")
+    except json.JSONDecodeError:
+        found = []
+    by_ref: dict[str, tuple[str, dict[str, str]]] = {}
+    for image in found:
+        entry = (image["Id"], dict((image.get("Config") or {}).get("Labels") or {}))
+        for ref in refs:
+            if ref in (image.get("RepoTags") or []) or ref == image["Id"]:
+                by_ref[ref] = entry
+    return by_ref
 
 
 def names(kind: str, label: str) -> list[str]:

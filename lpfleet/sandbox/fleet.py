@@ -240,7 +240,8 @@ def up(
         node_ops.remove_node(extra)
     authorized = key.with_suffix(".pub").read_bytes()
     node_states: list[NodeState] = []
-    created = []
+    created: list[str] = []
+    to_start: list[str] = []
     for container, index in wanted.items():
         gpu_class, gpus = fake_gpus.node_gpus(sandbox, container, index)
         csv = fake_gpus.gpus_csv(gpus)
@@ -252,8 +253,10 @@ def up(
             log(f"{container} runs an older node image; `lpfleet sandbox down` then `up` renews it")
         node_ops.put_node_files(container, authorized, csv)
         if current is None or not current.running:
-            docker("start", container)
+            to_start.append(container)
         node_states.append(NodeState(name=container, index=index, ssh_port=0, gpu_class=gpu_class, gpus=gpus))
+    if to_start:
+        docker("start", *to_start)
     if created:
         log(f"created {', '.join(created)}")
 

@@ -30,7 +30,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lpfleet.sandbox.engine import docker, image_id, image_label
+from lpfleet.sandbox.engine import docker, image_id, inspect_images
 from lpfleet.sandbox.state import SandboxError, sandboxes_dir
 
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
@@ -210,16 +210,17 @@ def build_lock() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ensure_debian(log: Log) -> str:
+def ensure_debian(log: Log) -> tuple[str, str]:
     """The base every image starts from: `debian:bookworm` if the daemon has it, else our debootstrap build.
 
-    Returns the image reference (a tag). The debootstrap image is built once and kept (label HASH_LABEL).
+    Returns the image reference (a tag) and id. The debootstrap image is built once and kept (label HASH_LABEL).
     """
-    if image_id(DEBIAN_UPSTREAM):
-        return DEBIAN_UPSTREAM
+    present = inspect_images([DEBIAN_UPSTREAM, DEBIAN_TAG])
+    if DEBIAN_UPSTREAM in present:
+        return DEBIAN_UPSTREAM, present[DEBIAN_UPSTREAM][0]
     recipe_hash = hashlib.sha256(DEBIAN_RECIPE.encode()).hexdigest()
-    if image_label(DEBIAN_TAG, HASH_LABEL) == recipe_hash:
-        return DEBIAN_TAG
+    if DEBIAN_TAG in present and present[DEBIAN_TAG][1].get(HASH_LABEL) == recipe_hash:
+        return DEBIAN_TAG, present[DEBIAN_TAG][0]
     if shutil.which("debootstrap") is None:
         raise ImageError(f"no {DEBIAN_UPSTREAM} image and no debootstrap to build {DEBIAN_TAG}: run scripts/host-deps")
     log(f"building {DEBIAN_TAG} ({DEBIAN_RECIPE}, about a minute)")
@@ -245,7 +246,7 @@ def ensure_debian(log: Log) -> str:
         if tar.returncode != 0 or imported.returncode != 0:
             raise ImageError(f"docker import of the debootstrap rootfs failed: {imported.stderr.strip()}")
     log(f"built {DEBIAN_TAG} in {time.monotonic() - started:.0f} s")
-    return DEBIAN_TAG
+    return DEBIAN_TAG, image_id(DEBIAN_TAG) or ""
 
 
 def _build(spec: ImageSpec, base_ref: str, digest: str) -> None:
@@ -268,19 +269,21 @@ def build_images(specs: Mapping[str, ImageSpec], log: Log = print) -> dict[str, 
     """Build (or reuse) every image in `specs` and the bases they need, in base order."""
     built: dict[str, BuiltImage] = {}
     with build_lock():
-        base_ids = {DEBIAN: ""}
-        refs = {DEBIAN: ensure_debian(log)}
-        base_ids[DEBIAN] = image_id(refs[DEBIAN]) or ""
+        debian_ref, debian_id = ensure_debian(log)
+        refs, base_ids = {DEBIAN: debian_ref}, {DEBIAN: debian_id}
+        present = inspect_images([tag for spec in specs.values() for tag in spec.tags])
         for name in build_order({name: spec.base for name, spec in specs.items()}):
             spec = specs[name]
             digest = input_hash(spec_inputs(spec), base_ids[spec.base])
-            fresh = all(image_label(tag, HASH_LABEL) == digest for tag in spec.tags)
-            if not fresh:
+            fresh = all(tag in present and present[tag][1].get(HASH_LABEL) == digest for tag in spec.tags)
+            if fresh:
+                ident = present[spec.tag][0]
+            else:
                 log(f"building image {spec.tag} ({name}/)")
                 started = time.monotonic()
                 _build(spec, refs[spec.base], digest)
                 log(f"built {spec.tag} in {time.monotonic() - started:.1f} s")
-            ident = image_id(spec.tag)
+                ident = image_id(spec.tag)
             if not ident:
                 raise ImageError(f"image {spec.tag} is missing right after its build")
             base_ids[name], refs[name] = ident, spec.tag
