@@ -14,6 +14,19 @@ __state = load_state() if inventory.get_group("sandbox", default=[]) else None
 # ssh_* host data is set per host in inventories/sandbox.py (port, key); nothing fleet-wide here.
 
 # --- docker + toolkit (D)
+# Debian's docker.io (its .debs are baked into the node image: no network needed), and the sandbox's signed
+# apt repository standing in for NVIDIA's, trusted only with the fingerprint `up` read from its container.
+# Pinned to the oldest version it carries, so tests can show an upgrade of all four packages.
+if __state is not None:
+    docker_install = "docker.io"
+    docker_restart_batch_size = 2
+if __state is not None and __state.apt is not None:
+    from lpfleet.sandbox.aptrepo import VERSIONS as __APT_VERSIONS
+
+    nvidia_repo_url = __state.apt.repo_url
+    nvidia_key_url = __state.apt.key_url
+    nvidia_key_fingerprint = __state.apt.key_fingerprint
+    nvidia_toolkit_version = __APT_VERSIONS[0]
 
 # --- weights (C)
 # The sandbox hub stands in for huggingface.co: nodes reach it by container name, `lpfleet lock` on the controller
