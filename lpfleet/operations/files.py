@@ -1,0 +1,100 @@
+"""Writing files that hold secrets (aiModels.json with BYOC tokens): atomic, private, diffs masked.
+
+pyinfra's files.put / files.template print the file's content in `--diff` and leave the file
+world-readable until a later chmod; `secret_file` does neither.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from collections.abc import Sequence
+from io import BytesIO
+
+from pyinfra import host, logger, state
+from pyinfra.api import FileUploadCommand, OperationTypeError, QuoteString, StringCommand, operation
+from pyinfra.api.util import format_text
+from pyinfra.operations.util.files import generate_color_diff
+
+from lpfleet.facts.files import FileDigest, MaskedFileContents
+from lpfleet.render import mask_secrets
+
+
+def _octal(mode: str | int) -> str:
+    value = int(str(mode), 8) if not isinstance(mode, int) else mode
+    return format(value, "o")
+
+
+def temp_path(dest: str) -> str:
+    """The temporary file beside `dest` (same filesystem, so the final mv is an atomic rename)."""
+    return posixpath.join(posixpath.dirname(dest) or ".", f".{posixpath.basename(dest)}.lpfleet-tmp")
+
+
+@operation()
+def secret_file(
+    dest: str,
+    content: object,
+    mode: str = "600",
+    user: str | None = None,
+    group: str | None = None,
+    secrets: Sequence[object] = (),
+):
+    """
+    Write a file that holds secrets: atomically (temp file in the same folder + mv), private from the
+    first byte, and with secret values masked in any diff pyinfra shows.
+
+    + dest: path of the file on the node; its folder is created when missing
+    + content: the file's text as a ``pyinfra.api.HiddenValue`` (so pyinfra never prints it)
+    + mode: octal mode of the file (default 600)
+    + user: owner of the file (default: the connecting user)
+    + group: group of the file
+    + secrets: ``HiddenValue`` s to mask in diffs besides JSON ``"token"`` values, which are always masked
+
+    No change (``host.noop``) when the file already has this content (compared by sha256 on the node,
+    nothing read back), mode and owner.
+    """
+    from pyinfra.api import HiddenValue
+
+    if not isinstance(content, HiddenValue):
+        raise OperationTypeError("secret_file: content must be a HiddenValue (a plain str would be printed)")
+    text = content.unmask()
+    data = text.encode()
+    masks = [s.unmask() if isinstance(s, HiddenValue) else str(s) for s in secrets]
+    want_mode = _octal(mode)
+    want_sha = hashlib.sha256(data).hexdigest()
+    current = host.get_fact(FileDigest, path=dest)
+
+    if current is not None and current.sha256 == want_sha:
+        changed = False
+        if (user and current.user != user) or (group and current.group != group):
+            yield StringCommand("chown", QuoteString(f"{user or current.user}:{group or current.group}"), QuoteString(dest))
+            changed = True
+        if current.mode != want_mode:
+            yield StringCommand("chmod", want_mode, QuoteString(dest))
+            changed = True
+        if not changed:
+            host.noop(f"{dest} is up to date")
+        return
+
+    if state.config.DIFF:
+        old = host.get_fact(MaskedFileContents, path=dest) if current is not None else []
+        old_lines = [mask_secrets(line, masks) + "\n" for line in old or []]
+        new_lines = [line + "\n" for line in mask_secrets(text, masks).splitlines()]
+        verb = "modify" if current is not None else "create"
+        host.log(f"Will {verb} {format_text(dest, bold=True)} (secrets masked)", logger.info)
+        for line in generate_color_diff(old_lines, new_lines):
+            logger.info("  %s", line)
+        logger.info("")
+
+    tmp = temp_path(dest)
+    parent = posixpath.dirname(dest)
+    if parent:
+        yield StringCommand("mkdir", "-p", QuoteString(parent))
+    # the temp file exists with mode 0600 before any byte is written into it (an upload into an
+    # existing file keeps its mode, over SFTP and with the local connector's cp)
+    yield StringCommand("(", "umask", "077", "&&", "rm", "-f", QuoteString(tmp), "&&", ":", ">", QuoteString(tmp), ")")
+    yield FileUploadCommand(BytesIO(data), tmp, remote_temp_filename=host.get_temp_filename(dest))
+    if user or group:
+        owner = f"{user or ''}:{group or ''}" if user else f":{group}"
+        yield StringCommand("chown", QuoteString(owner), QuoteString(tmp))
+    yield StringCommand("chmod", want_mode, QuoteString(tmp), "&&", "mv", "-f", QuoteString(tmp), QuoteString(dest))
