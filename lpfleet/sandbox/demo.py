@@ -112,9 +112,7 @@ def sandbox_up(ctx: Context) -> Outcome:
         return _failed(result, "up", ctx)
     from lpfleet.sandbox.state import load_state
 
-    state = load_state(ctx.name, ctx.env)
-    if state.hub and state.hub.token:
-        ctx.env.setdefault("HF_TOKEN", state.hub.token)  # the controller's token env var (never on a command line)
+    state = load_state(ctx.name, ctx.env)  # the hub token reaches `lock` through group data, not from here
     services = ", ".join(sorted(state.services)) or "none"
     ctx.notes.append(f"nodes: {', '.join(f'{n.name} (127.0.0.1:{n.ssh_port}, {n.gpu_class})' for n in state.nodes)}")
     return Outcome("ok", f"{len(state.nodes)} nodes, services: {services}")
