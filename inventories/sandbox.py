@@ -25,3 +25,7 @@ def _host(node):
 
 sandbox_consumer = [_host(node) for node in _state.nodes if node.gpu_class == "consumer"]
 sandbox_datacenter = [_host(node) for node in _state.nodes if node.gpu_class == "datacenter"]
+
+from lpfleet.fleet import guard_inventory  # noqa: E402
+
+guard_inventory(__file__)

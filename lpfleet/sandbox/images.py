@@ -60,7 +60,7 @@ class RunSpec(BaseModel):
 
     service: str | None = None  # container suffix; default: the folder name
     command: list[str] | None = None  # replaces the image's CMD
-    env: dict[str, str] = Field(default_factory=dict)  # plain values; "{sandbox}" and "{node_view:<svc>}" expand
+    env: dict[str, str] = Field(default_factory=dict)  # plain values; "{sandbox}" expands to the sandbox name
     generated_secrets: list[str] = Field(default_factory=list)  # env vars set to a random per-sandbox value,
     # passed with --env-file (never on a command line) and recorded in state.secrets
     publish: list[int] = Field(default_factory=list)  # container ports published on 127.0.0.1:<free port>
