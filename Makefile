@@ -24,8 +24,10 @@ test: venv host-deps
 unit: venv
 	$(BIN)/pytest tests/unit tests/ops
 
+# Sandbox fleet end to end (docs/sandbox.md): up, lock, deploy, deploy again (0 changes), verify.
+DEMO_NODES ?= 3
 demo: venv host-deps
-	$(BIN)/python -m lpfleet.sandbox.demo
+	$(BIN)/python -m lpfleet.sandbox.demo --nodes $(DEMO_NODES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
