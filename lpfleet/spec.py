@@ -510,7 +510,10 @@ def _build(
 
     raw_models = values.get("ai_models", [])
     if "ai_models" not in values:
-        problems.append(Problem(host, None, "ai_models", "missing: every node needs its aiModels.json entries"))
+        problems.append(
+            Problem(host, None, "ai_models", "not set: the worker gets an empty aiModels.json (no models)",
+                    severity="warning")
+        )
     worker = built.get("worker")
     gpus = top.get("gpus", (0,))
     cpg = top.get("containers_per_gpu", 1)

@@ -112,8 +112,11 @@ def test_an_hf_token_in_group_data_is_refused_without_echoing_it():
     assert "hf_token_env" in line and "hf_verysecret" not in line
 
 
-def test_missing_ai_models_is_an_error():
-    assert "ai_models: missing" in problems(("group all", ALL))[0]
+def test_missing_ai_models_is_a_warning_and_an_empty_list():
+    spec, found = check_node_spec("gpu-1", [("group all", ALL)])
+    assert spec is not None and spec.models == ()
+    assert [(p.severity, p.key) for p in found] == [("warning", "ai_models")]
+    assert found[0].format() == "gpu-1: ai_models: warning: not set: the worker gets an empty aiModels.json (no models)"
 
 
 @pytest.mark.parametrize(
