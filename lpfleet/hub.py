@@ -60,13 +60,17 @@ def _api(endpoint: str, token: str | None):
     return HfApi(endpoint=endpoint.rstrip("/"), token=token or False, library_name="lpfleet")
 
 
+class HubAccessError(HubError):
+    """Not a transient failure (gated, not found): retrying cannot help."""
+
+
 def _gated_message(model_id: str, endpoint: str, token: str | None, token_env: str) -> HubError:
     page = f"{endpoint.rstrip('/')}/{model_id}"
     if not token:
-        return HubError(model_id, "gated model and no token",
+        return HubAccessError(model_id, "gated model and no token",
                         f"set {token_env} on the controller to a token of an account that accepted the terms "
                         f"on the model's page {page}")
-    return HubError(model_id, "gated model and the token has no access",
+    return HubAccessError(model_id, "gated model and the token has no access",
                     f"accept the terms on the model's page {page} with the account the token belongs to")
 
 
@@ -339,6 +343,7 @@ def ensure_model(
     folder = repo_folder_name(model.model_id)
     repo_dir = models_dir / folder
     result = EnsureResult(model, repaired=[])
+    last_error: HubError | None = None
     with models_dir_lock(models_dir):
         verified = _load_record(models_dir, folder, model.commit)
         for round_no in range(1, attempts + 1):
@@ -374,10 +379,16 @@ def ensure_model(
                                f"free {human_bytes(plan.disk_shortfall())} or point the models dir elsewhere")
             log(f"{model.model_id}@{model.commit[:12]}: fetching {len(missing)} file(s), "
                 f"{human_bytes(status.bytes_to_fetch)}" + (f" (round {round_no})" if round_no > 1 else ""))
-            _download(models_dir, model, [f.path for f in missing], endpoint, token, max_workers, progress,
-                      token_env)
-            result.fetched_files += len(missing)
-            result.fetched_bytes += status.bytes_to_fetch
+            try:
+                _download(models_dir, model, [f.path for f in missing], endpoint, token, max_workers, progress,
+                          token_env)
+            except HubAccessError:
+                raise
+            except HubError as exc:  # transient (5xx, timeouts, cut connections): keep what arrived, go again
+                last_error = exc
+                log(f"{exc}; " + ("retrying" if round_no < attempts else "giving up"))
+                if round_no < attempts:
+                    time.sleep(min(2.0 ** (round_no - 1), 8.0))
             for f in missing:  # hash what arrived; the library only checked sizes
                 locked = _locked(model, f.path)
                 blob = repo_dir / "blobs" / locked.etag
@@ -385,6 +396,8 @@ def ensure_model(
                     continue
                 if file_digest(blob, locked) == locked.etag:
                     verified[f.path] = {"etag": locked.etag, "stamp": _stamp(blob)}
+                    result.fetched_files += 1
+                    result.fetched_bytes += locked.size
                 else:
                     log(f"{model.model_id}: {f.path}: downloaded content does not match {locked.etag[:12]}")
                     result.repaired.append(f.path)
@@ -395,10 +408,12 @@ def ensure_model(
         status = plan.models[0]
         not_ok = [f for f in status.files if f.state != "ok"]
         if not_ok:
+            cause = f"; last error: {last_error}" if last_error else ""
             raise HubError(model.model_id,
                            f"{len(not_ok)} file(s) still not verified after {attempts} attempt(s): "
-                           + ", ".join(f"{f.path} ({f.reason})" for f in not_ok[:5]),
-                           "the endpoint keeps serving wrong or incomplete data; nothing was marked complete")
+                           + ", ".join(f"{f.path} ({f.reason})" for f in not_ok[:5]) + cause,
+                           f"refs/{branch} not written, nothing marked complete; run again when the endpoint "
+                           "serves the right data (verified files are kept)")
         _write_tree_listing(repo_dir, model)
         _fix_modes(repo_dir)
         ref = repo_dir / "refs" / branch
@@ -472,7 +487,12 @@ def _drop(repo_dir: Path, commit: str, locked: LockedFile, blob: bool = True) ->
 def _download(models_dir: Path, model: LockedModel, paths: Sequence[str], endpoint: str, token: str | None,
               max_workers: int, progress: bool, token_env: str) -> None:
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     repo_dir = models_dir / repo_folder_name(model.model_id)
     # The library trusts a cached tree listing of the commit; ours lists only the lock's files, so a download
@@ -498,6 +518,9 @@ def _download(models_dir: Path, model: LockedModel, paths: Sequence[str], endpoi
         )
     except GatedRepoError:
         raise _gated_message(model.model_id, endpoint, token, token_env) from None
+    except RepositoryNotFoundError:
+        raise HubAccessError(model.model_id, f"not found on {endpoint}",
+                             "check the model_id (org/name, exact case)") from None
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
         # Partial results stay on disk unreferenced (no ref written); the next round or run re-verifies them.
         raise HubError(model.model_id, f"download from {endpoint} failed: {_short(exc)}",
