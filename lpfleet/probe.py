@@ -11,6 +11,7 @@ take about 0.5 s plus thread start-up, not 50 s.
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import time
@@ -57,6 +58,8 @@ def _describe(exc: BaseException) -> str:
         return "connection refused"
     if isinstance(reason, ConnectionResetError):
         return "connection reset"
+    if isinstance(reason, http.client.RemoteDisconnected):
+        return "connection closed"
     if isinstance(reason, socket.gaierror):
         return "name not resolved"
     text = str(reason).strip() or type(reason).__name__

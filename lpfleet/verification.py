@@ -26,7 +26,10 @@ LOAD_LIMIT_S = 180.0
 LOAD_LIMIT_OPTIMIZED_S = 300.0
 #: A container that restarted and has been up for less than this is treated as restart-looping.
 SETTLED_S = 60.0
-NO_WEIGHTS_PIPELINES = ("live-video-to-video",)  # its model_id names a runner app, not a hub repo
+NO_WEIGHTS_PIPELINES = ("live-video-to-video",)
+#: Probe errors of a port nothing listens on yet (directly, or behind Docker's userland proxy, which accepts and
+#: then drops the connection): a batch runner binds only once its model is loaded.
+NOT_BOUND = ("connection refused", "connection reset", "connection closed")  # its model_id names a runner app, not a hub repo
 
 Classifier = Callable[[Sequence[str]], list[Cause]]
 
@@ -329,7 +332,7 @@ class _Verifier:
             note = f"; restarted {restarts} time{'s' if restarts != 1 else ''}" if restarts else ""
             self.add(check, "warn" if restarts else "ok", f"{health} on 127.0.0.1:{port}, up {_age(up)}{note}",
                      container=public, health=health)
-        elif health == "LOADING" or (result.get("error") == "connection refused" and up < limit_s):
+        elif health == "LOADING" or (result.get("error") in NOT_BOUND and up < limit_s):
             what = "LOADING" if health == "LOADING" else "loading (port not bound yet)"
             if up > limit_s:
                 self.add(check, "fail", f"{what} for {_age(up)}: go-livepeer gives up after {limit_s:.0f} s",

@@ -9,19 +9,25 @@ from __future__ import annotations
 import os
 
 from pyinfra.api import deploy
+from pyinfra.api.exceptions import DeployError
 
 from lpfleet.operations.verify import node_verified, weights_wanted
 from lpfleet.spec import NodeSpec
 from lpfleet.verification import expected_runners
+from tasks.weights import lock_for
 
 
 @deploy("Verify")
 def verify_node(spec: NodeSpec) -> None:
+    try:
+        lock = lock_for(spec)
+    except DeployError:  # no models.lock: check the snapshots the config names (verification never stops on it)
+        lock = None
     token = os.environ.get(spec.weights.hf_token_env, "")
     node_verified(
         name="Verify the node (read-only)",
         spec=spec,
         runners=expected_runners(spec),
-        weights=weights_wanted(spec),
+        weights=weights_wanted(spec, lock),
         secrets=[token] if token else [],
     )

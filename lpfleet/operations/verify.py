@@ -150,10 +150,22 @@ def _gateway(run: RunResults, spec: NodeSpec) -> list[Check]:
     return gateway_checks(spec, doc, error=error)
 
 
-def weights_wanted(spec: NodeSpec) -> list[WeightsWanted]:
-    """Models whose weights must be complete: from models.lock (files and sizes) when it lists them, else
-    every hub model of the config (a complete snapshot of refs/<branch>)."""
-    return weights_wanted_from_spec(spec)
+def weights_wanted(spec: NodeSpec, lock: Any | None) -> list[WeightsWanted]:
+    """Models whose weights must be complete: what models.lock pins for this node (extra models included, each
+    file at its size, refs at the locked commit); without a lock, every hub model of the config (a complete,
+    non-empty snapshot of refs/<branch>).
+
+    + spec: the host's spec
+    + lock: the run's lpfleet.lock.ModelsLock, or None
+    """
+    if lock is None:
+        return weights_wanted_from_spec(spec)
+    from lpfleet.lock import models_for_node
+
+    found, missing = models_for_node(lock, spec)
+    wanted = [WeightsWanted(m.model_id, spec.weights.branch, m.commit, tuple((f.path, f.size) for f in m.files))
+              for m in found]
+    return wanted + [WeightsWanted(r.model_id, spec.weights.branch) for r in missing]
 
 
 def diagnose_lines(lines: Sequence[str]) -> list[Cause]:

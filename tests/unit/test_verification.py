@@ -491,3 +491,21 @@ def test_real_diagnosis_of_the_stand_in_oom_and_worker_lines():
         f"runner {RUNNERS[0].name}"]
     assert check.state == "fail" and [c.cause for c in check.causes] == ["cuda-oom"]
     assert "smaller" in check.causes[0].hint or "warm" in check.causes[0].hint
+
+
+@pytest.mark.parametrize("error", ["connection reset", "connection closed"])
+def test_port_behind_dockers_proxy_not_bound_yet_counts_as_loading(error):
+    snap = healthy_snapshot()
+    snap["containers"][0]["up_s"] = 1.0
+    snap["probes"][0] = {"url": "http://127.0.0.1:8000/health", "status": None, "body": "", "error": error,
+                         "elapsed_s": 0.0}
+    check = checks_by_name(verify(snap))[f"runner {RUNNERS[0].name}"]
+    assert check.state == "loading", check
+
+
+def test_a_runner_that_times_out_fails():
+    snap = healthy_snapshot()
+    snap["probes"][0] = {"url": "http://127.0.0.1:8000/health", "status": None, "body": "", "error": "timeout",
+                         "elapsed_s": 5.0}
+    check = checks_by_name(verify(snap))[f"runner {RUNNERS[0].name}"]
+    assert check.state == "fail" and "timeout" in check.detail
