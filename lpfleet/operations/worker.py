@@ -30,6 +30,10 @@ from lpfleet.spec import NodeSpec
 SPEC_LABEL = "lpfleet.worker.spec"
 SECRET_FILE = ".orchSecret"
 STOP_TIMEOUT_S = 60  # go-livepeer stops and removes its runner containers on SIGTERM
+#: go-livepeer warms runners one after the other, up to 3 min each (5 with optimization flags).
+READY_BASE_S = 30
+READY_PER_WARM_S = 200
+READY_MAX_S = 900
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class WorkerPlan:
     spec_hash: str
     ai_models_path: str
     secret_path: str  # "" when no orch secret is configured
+    cli_port: int = 7935  # go-livepeer's CLI server answers once its warm runners started
+    ready_timeout_s: int = READY_BASE_S
 
     def describe(self) -> str:
         return f"{self.name} ({self.image})"
@@ -101,6 +107,25 @@ def docker_run_options(spec: NodeSpec) -> list[str]:
     return options
 
 
+def cli_port(spec: NodeSpec) -> int:
+    """go-livepeer's CLI port: -cliAddr from the extra flags, else 7935 (orchestrator) / 4935 (AI worker)."""
+    flags = list(spec.worker.extra_flags)
+    for i, flag in enumerate(flags):
+        name, _, value = flag.lstrip("-").partition("=")
+        if name == "cliAddr":
+            value = value or (flags[i + 1] if i + 1 < len(flags) else "")
+            port = value.rpartition(":")[2]
+            if port.isdigit():
+                return int(port)
+    return 7935 if spec.worker.mode == "orchestrator" else 4935
+
+
+def ready_timeout_s(spec: NodeSpec) -> int:
+    from lpfleet.runners import expected_runners
+
+    return min(READY_MAX_S, READY_BASE_S + READY_PER_WARM_S * len(expected_runners(spec)))
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -128,6 +153,8 @@ def worker_plan(spec: NodeSpec, ai_models_sha256: str) -> WorkerPlan:
         spec_hash=digest,
         ai_models_path=spec.ai_models_path,
         secret_path=secret_path(spec),
+        cli_port=cli_port(spec),
+        ready_timeout_s=ready_timeout_s(spec),
     )
 
 
@@ -159,6 +186,28 @@ fi
 docker run -d --name "$name" "$@" >/dev/null
 """
 
+# $1 container, $2 CLI port, $3 seconds. Waits for go-livepeer to finish warming (its CLI server answers),
+# and stops waiting early when it or a runner crashes: verification reports and explains those, so this
+# never fails the host.
+_READY = r"""
+name=$1 port=$2 limit=$3
+end=$(( $(date +%s) + limit ))
+while [ "$(date +%s)" -lt "$end" ]; do
+  if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/status"; then
+    echo "lpfleet: go-livepeer answers on 127.0.0.1:$port (warm runners started)"; exit 0
+  fi
+  st=$(docker inspect -f '{{.State.Status}} {{.RestartCount}}' "$name" 2>/dev/null || echo missing)
+  if [ "$st" != "running 0" ]; then
+    echo "lpfleet: worker $name is $st while warming: see the verification" >&2; exit 0
+  fi
+  if [ -n "$(docker ps -aq --filter label=creator=ai-worker --filter status=restarting --filter status=exited)" ]; then
+    echo "lpfleet: a runner container of $name crashed while warming: see the verification" >&2; exit 0
+  fi
+  sleep 1
+done
+echo "lpfleet: go-livepeer still warming after ${limit} s: see the verification" >&2
+"""
+
 
 @operation()
 def worker_container(plan: WorkerPlan, current: WorkerContainerState):
@@ -175,6 +224,7 @@ def worker_container(plan: WorkerPlan, current: WorkerContainerState):
     if action == "start":
         command = "unpause" if current.status == "paused" else "start"
         yield StringCommand("docker", command, QuoteString(plan.name))
+        yield _wait_ready(plan)
         return
     args = [
         "sh", "-c", QuoteString(_RUN), "lpfleet-worker",
@@ -185,6 +235,12 @@ def worker_container(plan: WorkerPlan, current: WorkerContainerState):
         *(QuoteString(flag) for flag in plan.flags),
     ]
     yield StringCommand(*args)
+    yield _wait_ready(plan)
+
+
+def _wait_ready(plan: WorkerPlan) -> StringCommand:
+    return StringCommand("sh", "-c", QuoteString(_READY), "lpfleet-worker-ready", QuoteString(plan.name),
+                         str(plan.cli_port), str(plan.ready_timeout_s))
 
 
 @operation()

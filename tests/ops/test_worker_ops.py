@@ -145,6 +145,13 @@ def test_hash_changes_with_each_input_and_only_then():
     assert SECRET not in repr(worker_plan(spec, "m1"))
 
 
+def test_cli_port_from_mode_and_extra_flags():
+    assert worker_plan(spec_for(), "m").cli_port == 7935
+    assert worker_plan(spec_for("worker"), "m").cli_port == 4935
+    assert worker_plan(spec_for(extra_flags=("-cliAddr", "127.0.0.1:7000")), "m").cli_port == 7000
+    assert worker_plan(spec_for(extra_flags=("-cliAddr=0.0.0.0:7001", "-v", "6")), "m").cli_port == 7001
+
+
 def test_fact_parses_absent_and_present():
     absent = parse_output(fact_lines(None, status=None))
     assert absent.docker and not absent.exists and absent.image_id == IMAGE_ID
@@ -176,7 +183,8 @@ def test_converged_node_is_no_changes(monkeypatch):
 def test_missing_container_is_created(monkeypatch):
     spec = spec_for()
     result = run(spec, fact_lines(spec, status=None), monkeypatch)
-    [command] = result.commands
+    command, ready = result.commands
+    assert "lpfleet-worker-ready livepeer_ai_worker 7935 230" in ready  # one warm runner: 30 + 200 s
     argv = run_argv(command)
     assert argv[:2] == ["--label", f"{SPEC_LABEL}={worker_plan(spec, sha256_text(ai_models_text(spec))).spec_hash}"]
     assert argv[argv.index("--network") + 1] == "host"
@@ -193,14 +201,15 @@ def test_changed_models_recreate(monkeypatch):
     new = spec_for(models=(AIModelEntry(pipeline="upscale", model_id="stabilityai/stable-diffusion-x4-upscaler",
                                         warm=True),))
     result = run(new, fact_lines(old), monkeypatch)
-    [command] = result.commands
+    command, _ready = result.commands
     assert "docker stop --time 60" in command and "docker run -d" in command
 
 
 def test_stopped_worker_is_started(monkeypatch):
     spec = spec_for()
     result = run(spec, fact_lines(spec, status="exited"), monkeypatch)
-    assert result.commands == ["docker start livepeer_ai_worker"]
+    assert result.commands[0] == "docker start livepeer_ai_worker"
+    assert "lpfleet-worker-ready" in result.commands[1]
 
 
 def test_secret_uploaded_0600_and_never_in_a_command(monkeypatch):
