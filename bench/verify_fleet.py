@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -51,7 +52,8 @@ def timed_verify(inventory: str, runs: int, env: dict[str, str]) -> dict[str, li
                          env={**env, "LPFLEET_VERIFY_JSON": report, "LPFLEET_VERIFY_TABLE": "0"})
             out["pyinfra verify.py"].append(time.perf_counter() - start)
             text = result.stdout + result.stderr
-            if result.returncode != 0 or "Success" in text:
+            total = re.search(r"Grand total\s+(\d+)\s+(\S+)", text)
+            if result.returncode != 0 or not total or total.group(2) != "-":
                 raise SystemExit(f"pyinfra verify.py failed or changed something:\n{text[-4000:]}")
     return out
 

@@ -148,6 +148,7 @@ def one_off_inventory(overrides: dict[str, str]) -> Path:
         "    return [(n, {**d, **_over.get(n, {})}) for n, d in hosts]\n"
         "sandbox_consumer = _with(_m.sandbox_consumer)\n"
         "sandbox_datacenter = _with(_m.sandbox_datacenter)\n"
+        "sandbox = sandbox_consumer + sandbox_datacenter\n"
     )
     return path
 

@@ -1,0 +1,286 @@
+"""The weights step on the sandbox fleet: lock, fan-out and direct fetches, re-runs, repair, gated access, secrets.
+
+Runs only the weights step (tests/integration/deploy_weights.py) so each deploy takes seconds; the module leaves
+every node's models dir complete (as the sandbox group data describes it) and the hub without faults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from lpfleet.lock import load
+from lpfleet.sandbox.hub import HubControl
+from lpfleet.sandbox.state import state_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+DEPLOY = "tests/integration/deploy_weights.py"
+MODELS_DIR = "/root/.lpData/models"
+RUNTIME_ROOT = "/opt/lpfleet/weights-runtime"
+
+
+def run(args, env, timeout=600, **kwargs):
+    return subprocess.run([str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+def deploy(sandbox, *extra, env=None, inventory=None):
+    return run([VENV_BIN / "pyinfra", "-y", inventory or sandbox.inventory, DEPLOY, *extra], {**sandbox.env, **(env or {})})
+
+
+def changes(result) -> int:
+    """Changed host-operations from pyinfra's results table ("Grand total" row: hosts, success, error, no change)."""
+    for line in (result.stdout + result.stderr).splitlines():
+        if line.strip().startswith("Grand total"):
+            cols = line.split()
+            return int(cols[3]) if cols[3] != "-" else 0
+    raise AssertionError("no results table:\n" + result.stdout[-3000:] + result.stderr[-3000:])
+
+
+def op_row(result, operation: str) -> tuple[int, int]:
+    """(changed hosts, unchanged hosts) of one operation in pyinfra's results table."""
+    for line in (result.stdout + result.stderr).splitlines():
+        if operation in line and "|" in line:
+            cols = line.split()[-4:]
+            return tuple(0 if c == "-" else int(c) for c in (cols[0], cols[2]))  # type: ignore[return-value]
+    raise AssertionError(f"no row {operation!r} in:\n" + result.stderr[-3000:])
+
+
+def lock_path(sandbox) -> Path:
+    return state_dir(sandbox.name) / "models.lock"
+
+
+def node_offline_load(sandbox, node, repo: str) -> tuple[int, str]:
+    """huggingface_hub's own offline loader on the node (the runtime the weights step installed)."""
+    code = ("from huggingface_hub import snapshot_download;"
+            f'print(snapshot_download("{repo}", cache_dir="{MODELS_DIR}", local_files_only=True))')
+    return sandbox.exec(node, f"PYTHONPATH=$(ls -d {RUNTIME_ROOT}/*/ | head -1) HF_HUB_OFFLINE=1 python3 -c '{code}'")
+
+
+@pytest.fixture(scope="module")
+def weights_fleet(sandbox):
+    hub = HubControl(sandbox.hub_url)
+    hub.reset()
+    result = run([VENV_BIN / "lpfleet", "lock", sandbox.inventory], sandbox.env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    yield sandbox
+    hub.reset()
+    final = deploy(sandbox)
+    assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
+
+
+def wipe(sandbox) -> None:
+    for node in sandbox.nodes:
+        assert sandbox.exec(node, f"rm -rf {MODELS_DIR}")[0] == 0
+
+
+def test_lock_is_current_and_not_rewritten(weights_fleet):
+    path = lock_path(weights_fleet)
+    before = path.stat().st_mtime_ns
+    result = run([VENV_BIN / "lpfleet", "lock", weights_fleet.inventory], weights_fleet.env)
+    assert result.returncode == 0 and "up to date" in result.stdout
+    assert path.stat().st_mtime_ns == before
+    lock = load(path.read_text())
+    ids = {m.model_id for m in lock.models}
+    assert "stabilityai/stable-diffusion-xl-base-1.0" in ids  # the extra model SDXL-Lightning loads
+    assert next(m for m in lock.models if m.model_id.startswith("meta-llama/")).gated is True
+
+
+def faulty_inventory(sandbox, overrides: dict, lock: Path) -> Path:
+    path = ROOT / "inventories" / f"_c_weights_{uuid.uuid4().hex[:8]}.py"
+    path.write_text(
+        "import importlib.util as _u\n"
+        f"_s = _u.spec_from_file_location('_sandbox_inventory', {str(ROOT / 'inventories' / 'sandbox.py')!r})\n"
+        "_m = _u.module_from_spec(_s)\n_s.loader.exec_module(_m)\n"
+        f"_over = {overrides!r}\n"
+        "def _with(hosts):\n"
+        f"    return [(n, {{**d, 'models_lock': {str(lock)!r}, **_over}}) for n, d in hosts]\n"
+        "sandbox_consumer = _with(_m.sandbox_consumer)\n"
+        "sandbox_datacenter = _with(_m.sandbox_datacenter)\n"
+        "sandbox = sandbox_consumer + sandbox_datacenter\n"
+    )
+    return path
+
+
+def test_lock_refuses_bad_models_before_any_node(weights_fleet, tmp_path):
+    lock = tmp_path / "bad.lock"
+    inventory = faulty_inventory(weights_fleet, {"ai_models": [
+        {"pipeline": "image-to-text", "model_id": "LPFLEET-sandbox/Tiny-Model"},
+        {"pipeline": "image-to-text", "model_id": "nobody/not-on-the-hub"},
+        {"pipeline": "llm", "model_id": "meta-llama/Meta-Llama-3.1-8B-Instruct"},
+    ]}, lock)
+    try:
+        result = run([VENV_BIN / "lpfleet", "lock", inventory],
+                     {**weights_fleet.env, "LPFLEET_SANDBOX_HF_TOKEN": ""})
+    finally:
+        inventory.unlink()
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "LPFLEET-sandbox/Tiny-Model: differs from the hub's canonical id 'lpfleet-sandbox/tiny-model'" in out
+    assert "nobody/not-on-the-hub: not found" in out
+    assert "meta-llama/Meta-Llama-3.1-8B-Instruct: gated model and no token" in out
+    assert "accepted the terms on the model's page" in out
+    assert not lock.exists()
+
+
+def test_lock_against_a_mirror_without_model_info(weights_fleet, tmp_path):
+    hub = HubControl(weights_fleet.hub_url)
+    hub.settings(mirror_only=True)
+    lock = tmp_path / "mirror.lock"
+    inventory = faulty_inventory(weights_fleet, {}, lock)
+    try:
+        result = run([VENV_BIN / "lpfleet", "lock", inventory], weights_fleet.env)
+    finally:
+        inventory.unlink()
+        hub.settings(mirror_only=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "not checked: model info" in result.stdout
+    mirror, full = load(lock.read_text()), load(lock_path(weights_fleet).read_text())
+    assert [(m.model_id, m.commit, m.files) for m in mirror.models] == [
+        (m.model_id, m.commit, m.files) for m in full.models]
+
+
+def test_fanout_pays_upstream_once_and_rerun_is_free(weights_fleet):
+    sandbox = weights_fleet
+    hub = HubControl(sandbox.hub_url)
+    lock = load(lock_path(sandbox).read_text())
+    wipe(sandbox)
+    hub.add_fault("bandwidth", rate=20 * 1024 * 1024, on=["get"])  # a WAN-like link shared by the fleet
+    hub.reset_counters()
+    first = deploy(sandbox)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-3000:]
+    upstream = hub.counters()["bytes_total"]
+    assert upstream <= 1.05 * lock.unique_bytes, (upstream, lock.unique_bytes)
+    for node in sandbox.nodes:
+        rc, out = node_offline_load(sandbox, node, "ByteDance/SDXL-Lightning" if node.gpu_class == "consumer"
+                                    else "meta-llama/Meta-Llama-3.1-8B-Instruct")
+        assert rc == 0 and "/snapshots/" in out, out
+    # consumer nodes share their models: one fetched them upstream, the other copied them over the LAN
+    consumers = [n for n in sandbox.nodes if n.gpu_class == "consumer"]
+    if len(consumers) > 1:
+        assert op_row(first, "copy from peers over the LAN")[0] == len(consumers) - 1
+    hub.reset_counters()
+    second = deploy(sandbox)
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert changes(second) == 0
+    assert hub.counters()["bytes_total"] == 0 and hub.counters()["requests"]["total"] == 0
+
+
+def test_repair_corrupted_and_missing_blobs(weights_fleet):
+    sandbox = weights_fleet
+    hub = HubControl(sandbox.hub_url)
+    consumers = [n for n in sandbox.nodes if n.gpu_class == "consumer"]
+    target = consumers[-1]
+    rc, blob = sandbox.exec(target, f"readlink -f {MODELS_DIR}/models--ByteDance--SDXL-Lightning/snapshots/*/"
+                                    "sdxl_lightning_4step_unet.safetensors")
+    assert rc == 0, blob
+    # same size, other content: only its hash can tell
+    assert sandbox.exec(target, f"printf 'XXXX' | dd of={blob.strip()} bs=1 seek=100 conv=notrunc 2>/dev/null")[0] == 0
+    other = sandbox.nodes[0]
+    assert sandbox.exec(other, f"rm -f $(readlink -f {MODELS_DIR}/models--*/snapshots/*/config.json | head -1)")[0] == 0
+    hub.reset_counters()
+    result = deploy(sandbox)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    assert changes(result) > 0
+    again = deploy(sandbox)
+    assert changes(again) == 0, again.stdout[-3000:]
+    rc, _ = sandbox.exec(target, f"cd {MODELS_DIR}/models--ByteDance--SDXL-Lightning/snapshots/*/ && "
+                                 "sha256sum -c /dev/stdin <<EOF\n"
+                                 + "\n".join(f"{f.sha256}  {f.path}" for f in load(lock_path(sandbox).read_text()).get(
+                                     "ByteDance/SDXL-Lightning", "main").files) + "\nEOF")
+    assert rc == 0
+
+
+def test_gated_model_without_token_fails_that_host_with_the_fix(weights_fleet):
+    sandbox = weights_fleet
+    datacenter = next(n for n in sandbox.nodes if n.gpu_class == "datacenter")
+    assert sandbox.exec(datacenter, f"rm -rf {MODELS_DIR}/models--meta-llama--Meta-Llama-3.1-8B-Instruct")[0] == 0
+    result = deploy(sandbox, env={"LPFLEET_SANDBOX_HF_TOKEN": ""})
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "gated model and no token" in out and "LPFLEET_SANDBOX_HF_TOKEN" in out
+    rc, _ = sandbox.exec(datacenter, f"test -e {MODELS_DIR}/models--meta-llama--Meta-Llama-3.1-8B-Instruct/refs/main")
+    assert rc != 0  # never marked complete
+    ok = deploy(sandbox)
+    assert ok.returncode == 0, ok.stdout[-3000:]
+
+
+def test_token_stays_out_of_output_and_process_lists(weights_fleet):
+    """The HF token reaches the node on stdin: not in pyinfra's output (even -vvv), not in any `ps` line."""
+    sandbox = weights_fleet
+    token = sandbox.hub.token
+    assert token
+    datacenter = next(n for n in sandbox.nodes if n.gpu_class == "datacenter")
+    assert sandbox.exec(datacenter, f"rm -rf {MODELS_DIR}/models--meta-llama--Meta-Llama-3.1-8B-Instruct")[0] == 0
+    hub = HubControl(sandbox.hub_url)
+    hub.add_fault("bandwidth", rate=64 * 1024, repo="meta-llama/Meta-Llama-3.1-8B-Instruct")  # ~15 s to fetch
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def watch_ps() -> None:
+        while not stop.is_set():
+            rc, out = sandbox.exec(datacenter, "ps -eo args")
+            if rc == 0:
+                seen.append(out)
+            time.sleep(0.3)
+
+    watcher = threading.Thread(target=watch_ps, daemon=True)
+    watcher.start()
+    try:
+        result = deploy(sandbox, "-vvv")
+    finally:
+        stop.set()
+        watcher.join()
+        hub.clear_faults()
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert any("lpfleet.commands.prefetch" in snap for snap in seen), "the fetch was never seen running"
+    assert not any(token in snap for snap in seen)
+    assert token not in result.stdout + result.stderr
+    rc, env_dump = sandbox.exec(datacenter, "cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c HF_TOKEN || true")
+    assert env_dump.strip() in ("0", "")
+
+
+def test_direct_mode_each_node_from_the_hub(weights_fleet):
+    sandbox = weights_fleet
+    hub = HubControl(sandbox.hub_url)
+    wipe(sandbox)
+    hub.reset_counters()
+    result = deploy(sandbox, "--data", "weights_mode=direct")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    direct_bytes = hub.counters()["bytes_total"]
+    lock = load(lock_path(sandbox).read_text())
+    consumers = [n for n in sandbox.nodes if n.gpu_class == "consumer"]
+    if len(consumers) > 1:
+        assert direct_bytes > 1.05 * lock.unique_bytes  # shared models crossed the WAN once per node
+    again = deploy(sandbox, "--data", "weights_mode=direct")
+    assert changes(again) == 0
+
+
+def test_disk_space_is_checked_before_downloading(weights_fleet, tmp_path):
+    """A models dir on a 4 MiB filesystem: the 17 MB model is refused up front, nothing fetched."""
+    from lpfleet.operations.weights import runtime_bundle
+
+    sandbox = weights_fleet
+    hub = HubControl(sandbox.hub_url)
+    hub.reset_counters()
+    bundle = runtime_bundle()
+    plan = {"endpoint": sandbox.hub_node_url, "token": None, "branch": "main",
+            "models": [m.to_dict() for m in load(lock_path(sandbox).read_text()).models
+                       if m.model_id == "openai/whisper-large-v3"]}
+    result = run(["docker", "run", "--rm", "-i", "--network", sandbox.state.network, "--tmpfs", "/models:size=4m",
+                  "-v", f"{bundle.path}:/rt.tgz:ro", "lpfleet-sandbox/python:bookworm", "sh", "-c",
+                  "mkdir /rt && tar -xzf /rt.tgz -C /rt && PYTHONPATH=/rt HF_HUB_DISABLE_TELEMETRY=1 "
+                  "python3 -m lpfleet.commands.prefetch --plan-stdin --models-dir /models"],
+                 sandbox.env, input=json.dumps(plan), timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "not enough disk space" in result.stderr
+    assert hub.counters()["bytes_by_repo"].get("openai/whisper-large-v3", 0) == 0
