@@ -7,6 +7,7 @@ entries and pass the same rules (`lpfleet.rules.check_entries`) before the file 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -24,6 +25,18 @@ _TOKEN_VALUE = re.compile(r'("(?i:token)"\s*:\s*)"(?:[^"\\]|\\.)*"')
 
 class RenderError(ValueError):
     """The template cannot be rendered, or its output is not what the spec says."""
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(root: str) -> jinja2.Environment:
+    # one per project root: a fleet of 1000 hosts compiles each template once (the loader still
+    # notices an edited template by its mtime)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(root),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
 
 
 def template_context(spec: NodeSpec, masked: bool = False) -> dict[str, Any]:
@@ -48,12 +61,7 @@ def render_ai_models(spec: NodeSpec, project_root: str | Path, masked: bool = Fa
     JSON, breaks a rule, or does not hold exactly the spec's entries.
     """
     name = _template_name(spec)
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(project_root)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
+    env = _environment(str(project_root))
     context = template_context(spec, masked=masked)
     try:
         text = env.get_template(name).render(**context)
