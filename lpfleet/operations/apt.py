@@ -16,7 +16,7 @@ from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.api.operation import OperationMeta
 
 from lpfleet.facts.docker import ContainerHostState, Download, DownloadedFile
-from lpfleet.openpgp import check_key
+from lpfleet.openpgp import OpenPGPError, check_key, normalize_fingerprint
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 APT_GET = ("apt-get", "-q", "-y", "-o", "DPkg::Lock::Timeout=300")
@@ -102,6 +102,11 @@ def apt_key_pinned(
     + installed: the keyring file now on the node (None when absent)
     + armored: keep the served ASCII armor (Docker's .asc) instead of dearmoring (NVIDIA's .gpg)
     """
+    try:
+        fingerprint = normalize_fingerprint(fingerprint)
+    except OpenPGPError as exc:
+        yield fail(f"{label} key: the pinned fingerprint is unusable: {exc}; nothing installed")
+        return
     if not served.ok and served.error == "curl is not installed":
         # The snapshot was taken before curl was installed (an earlier operation installs it): fetch now.
         if not state.is_executing:

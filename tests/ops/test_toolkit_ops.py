@@ -235,3 +235,10 @@ def test_one_failed_restart_does_not_stop_its_own_batch(monkeypatch):
     run = run_tasks(nodes, (install_nvidia_toolkit,), responses=responses, monkeypatch=monkeypatch)
     assert run.failed == {"n1"}
     assert run.ran("n2", "lpfleet-docker-restart")
+
+
+def test_a_key_id_instead_of_a_fingerprint_fails_the_host_not_the_run(monkeypatch):
+    run = run_tasks({"n1": (spec_for("@fake/n1", fingerprint="DDCAE044F796ECB0"), FakeNode())},
+                    (install_nvidia_toolkit,), monkeypatch=monkeypatch)
+    assert run.failed == {"n1"}
+    assert "not a full key fingerprint" in run.ran("n1", "pinned fingerprint is unusable")[0]
