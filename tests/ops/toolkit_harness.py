@@ -167,7 +167,10 @@ def run_tasks(nodes: dict[str, tuple[NodeSpec, FakeNode]], tasks, responses: dic
         fake_responses["lpfleet-container-host-state"] = fact_lines(node)
         # lpfleet.operations.apt.fail(): the fake connector runs nothing, so say that this one fails
         fake_responses[re.compile(r"1>&2; exit 1$")] = {"success": False}
-        hosts.append((f"@fake/{name}", {"fake_responses": fake_responses, "fake_delay": 0, "fake_delay_jitter": 0}))
+        # the group data key the fleet-wide restart batch size is read from (lpfleet.fleet.node_spec)
+        data = {"docker_restart_batch_size": nodes[name][0].docker.restart_batch_size}
+        hosts.append((f"@fake/{name}", {**data, "fake_responses": fake_responses, "fake_delay": 0,
+                                        "fake_delay_jitter": 0}))
     inventory = Inventory((hosts, {}))
     state = State(inventory, Config())
     uploads: dict[str, dict[str, bytes]] = {name: {} for name in nodes}
