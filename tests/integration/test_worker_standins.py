@@ -311,3 +311,12 @@ def _health(url: str) -> int:
         return exc.code
     except OSError:
         return 0
+
+
+def test_runner_error_state_is_restarted_immediately(run):
+    run.model("org/flaky", {"sandbox_failure": "runtime-error", "sandbox_error_after_seconds": 3})
+    worker = run.worker([{"pipeline": "image-to-text", "model_id": "org/flaky", "warm": True}],
+                        env={"LPSTANDIN_LOAD_S": "0"})
+    wait_for(lambda: "Container returned ERROR state, restarting immediately" in logs(worker), 40, "ERROR state")
+    wait_for(lambda: "Container was kept warm, restarting" in logs(worker), 20, "the re-warm")
+    assert "runner-timeout" in {f.cause for f in diagnose(logs(worker))}
