@@ -7,25 +7,22 @@ One fact round-trip per host.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pyinfra import host
 from pyinfra.api import deploy
 
 from lpfleet.facts.worker import WorkerContainer
-from lpfleet.fleet import template_root_for, template_roots
+from lpfleet.fleet import FleetError, template_root_for, template_roots
 from lpfleet.operations.worker import orch_secret_file, sha256_text, worker_container, worker_plan
-from lpfleet.render import render_ai_models
+from lpfleet.render import RenderError, render_ai_models
 from lpfleet.spec import NodeSpec
 
 
 def ai_models_text(spec: NodeSpec) -> str:
-    """The aiModels.json the node gets (tokens included: only its sha256 is used here)."""
-    roots = template_roots(None)
-    cwd = getattr(getattr(host, "state", None), "cwd", None)
-    if cwd:
-        roots.insert(0, Path(cwd))
-    return render_ai_models(spec, template_root_for(spec, roots))
+    """The aiModels.json the node gets, rendered as tasks/models_config.py renders it (only its sha256 is used)."""
+    try:
+        return render_ai_models(spec, template_root_for(spec, template_roots()))
+    except RenderError as exc:
+        raise FleetError([str(exc)]) from None
 
 
 @deploy("AI worker")
