@@ -229,7 +229,7 @@ def up(
     network = ensure_network(sandbox)
     node_image = built[NODE_IMAGE]
 
-    node_images = {image.tag: image.id for image in built.values() if image.target == "node"}
+    node_images = {image.tag: (image.id, image.tags) for image in built.values() if image.target == "node"}
     images_dir = folder / "node-images"
     node_ops.stage_node_images(node_images, images_dir, log)
 
@@ -277,7 +277,8 @@ def up(
     node_ops.load_images_into_running_dockerds([n.name for n in node_states], node_images, log)
 
     state = SandboxState(name=sandbox, network=network, ssh_key=str(key), nodes=node_states,
-                         node_images=node_images, secrets=state_secrets)
+                         node_images={tag: ident for ident, tags in node_images.values() for tag in tags},
+                         secrets=state_secrets)
     for svc in services:
         service = service_state(sandbox, svc)
         state.services[svc.name] = service

@@ -101,6 +101,7 @@ class ImageSpec(BaseModel):
 class BuiltImage(BaseModel):
     name: str
     tag: str
+    tags: list[str]
     id: str
     target: Literal["host", "node"]
     built: bool  # False when the cached image was up to date
@@ -287,7 +288,10 @@ def build_images(specs: Mapping[str, ImageSpec], log: Log = print) -> dict[str, 
             if not ident:
                 raise ImageError(f"image {spec.tag} is missing right after its build")
             base_ids[name], refs[name] = ident, spec.tag
-            built[name] = BuiltImage(name=name, tag=spec.tag, id=ident, target=spec.target, built=not fresh)
+            built[name] = BuiltImage(name=name, tag=spec.tag, tags=list(spec.tags), id=ident, target=spec.target,
+                                     built=not fresh)
+        # Rebuilds leave the previous image untagged: drop those of ours that no container uses.
+        docker("image", "prune", "--force", "--filter", f"label={HASH_LABEL}", check=False)
     return built
 
 

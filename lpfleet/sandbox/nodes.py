@@ -3,13 +3,14 @@ installs it), per-node files (authorized key, fake GPUs) and the stand-in images
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
 import socket
 import tarfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,42 +153,52 @@ def _image_file_name(tag: str) -> str:
     return tag.replace("/", "_").replace(":", "_")
 
 
-def stage_node_images(images: dict[str, str], images_dir: Path, log: Log) -> bool:
-    """Make `images_dir` (mounted read-only in every node) hold exactly `images` (tag -> id) as `docker save`
-    tarballs plus an id file each. Tarballs are saved once per image id into a shared cache and hard-linked.
-    Returns whether anything changed."""
+def stage_node_images(images: Mapping[str, tuple[str, list[str]]], images_dir: Path, log: Log) -> bool:
+    """Make `images_dir` (mounted read-only in every node) hold exactly `images` (first tag -> (id, all tags)):
+    per image a `docker save` tarball of all its tags and an .id file (id on the first line, then the tags).
+    Tarballs are saved once per image id into a shared cache and hard-linked. Returns whether anything changed."""
     cache = sandboxes_dir() / ".image-cache"
     cache.mkdir(parents=True, exist_ok=True)
     images_dir.mkdir(parents=True, exist_ok=True)
     changed = False
     wanted = set()
-    for tag, ident in sorted(images.items()):
+    for tag, (ident, tags) in sorted(images.items()):
         stem = _image_file_name(tag)
         wanted |= {f"{stem}.tar", f"{stem}.id"}
         id_file, tar_file = images_dir / f"{stem}.id", images_dir / f"{stem}.tar"
-        if id_file.is_file() and id_file.read_text().strip() == ident and tar_file.is_file():
+        id_text = "\n".join([ident, *tags]) + "\n"
+        if id_file.is_file() and id_file.read_text() == id_text and tar_file.is_file():
             continue
-        cached = cache / f"{ident.split(':')[-1]}.tar"
+        cached = cache / f"{ident.split(':')[-1]}-{hashlib.sha256(id_text.encode()).hexdigest()[:12]}.tar"
         if not cached.is_file():
-            log(f"saving {tag} for the nodes")
+            log(f"saving {', '.join(tags)} for the nodes")
             partial = cache / f".{cached.name}.{os.getpid()}"
-            docker("save", "-o", str(partial), tag, timeout=1800)
+            docker("save", "-o", str(partial), *tags, timeout=1800)
             os.replace(partial, cached)
         tar_file.unlink(missing_ok=True)
         try:
             os.link(cached, tar_file)
         except OSError:
             shutil.copyfile(cached, tar_file)
-        id_file.write_text(ident + "\n")
+        id_file.write_text(id_text)
         changed = True
     for leftover in images_dir.iterdir():
         if leftover.name not in wanted:
             leftover.unlink()
             changed = True
+    for stale in cache.glob("*.tar"):  # linked from no sandbox's node-images any more
+        if stale.stat().st_nlink == 1 and stale.name not in {p.name for p in images_dir.iterdir()}:
+            stale.unlink(missing_ok=True)
     return changed
 
 
-def load_images_into_running_dockerds(nodes: Iterable[str], images: dict[str, str], log: Log) -> list[str]:
+def missing_images(have: Mapping[str, str], images: Mapping[str, tuple[str, list[str]]]) -> list[str]:
+    """Tags a node's dockerd lacks or has on another image id (pure). `have`: tag -> id in the node."""
+    return [tag for ident, tags in images.values() for tag in tags if have.get(tag) != ident]
+
+
+def load_images_into_running_dockerds(nodes: Iterable[str], images: Mapping[str, tuple[str, list[str]]],
+                                      log: Log) -> list[str]:
     """On every node whose dockerd runs, load the staged images it lacks (same script the dockerd drop-in
     runs at start). Nodes without docker yet get them when the deploy installs and starts it."""
     loaded = []
@@ -197,8 +208,10 @@ def load_images_into_running_dockerds(nodes: Iterable[str], images: dict[str, st
         active = docker("exec", name, "systemctl", "is-active", "docker", check=False).stdout.strip()
         if active != "active":
             continue
-        have = docker("exec", name, "docker", "images", "-q", "--no-trunc", check=False).stdout.split()
-        missing = [tag for tag, ident in images.items() if ident not in have]
+        listing = docker("exec", name, "docker", "images", "--no-trunc", "--format",
+                         "{{.Repository}}:{{.Tag}} {{.ID}}", check=False).stdout
+        have = dict(line.split(" ", 1) for line in listing.splitlines() if " " in line)
+        missing = missing_images(have, images)
         if not missing:
             continue
         log(f"{name}: loading {', '.join(missing)}")

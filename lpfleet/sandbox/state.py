@@ -120,7 +120,7 @@ class SandboxState(BaseModel):
     services: dict[str, ServiceState] = Field(default_factory=dict)
     hub: HubState | None = None
     apt: AptState | None = None
-    node_images: dict[str, str] = Field(default_factory=dict)  # tag -> image id loaded into every node
+    node_images: dict[str, str] = Field(default_factory=dict)  # every tag -> image id, loaded into every node
     secrets: dict[str, str] = Field(default_factory=dict)  # generated per sandbox (run.generated_secrets)
 
     def node(self, name_or_index: str | int) -> NodeState:

@@ -16,7 +16,7 @@ import pytest
 
 from lpfleet.sandbox import gpus
 from lpfleet.sandbox.images import IMAGES_DIR, ImageError, build_order, discover, input_hash
-from lpfleet.sandbox.nodes import node_files_tar
+from lpfleet.sandbox.nodes import missing_images, node_files_tar
 from lpfleet.sandbox.state import (
     SandboxError,
     SandboxState,
@@ -191,3 +191,10 @@ def test_node_files_tar_has_root_owned_files_with_exact_modes():
         assert members["etc/lpfleet-sandbox/gpus.csv"].mode == 0o644
         assert all(m.uid == 0 and m.gid == 0 for m in members.values())
         assert tar.extractfile("root/.ssh/authorized_keys").read() == b"ssh-ed25519 AAAA test\n"
+
+
+def test_missing_images_compares_every_tag_with_its_image_id():
+    images = {"r:latest": ("sha256:a", ["r:latest", "r:llm"]), "w:1": ("sha256:b", ["w:1"])}
+    assert missing_images({"r:latest": "sha256:a", "r:llm": "sha256:a", "w:1": "sha256:b"}, images) == []
+    assert missing_images({"r:latest": "sha256:a", "w:1": "sha256:old"}, images) == ["r:llm", "w:1"]
+    assert missing_images({}, {}) == []
