@@ -335,6 +335,7 @@ def down(name: str | None = None, log: Log = print) -> list[str]:
             child.unlink()
         images_dir.rmdir()
     remove_state(sandbox)
+    node_ops.prune_image_cache()
     log(f"sandbox {sandbox}: removed {len(removed)} Docker objects" + (f" ({', '.join(removed)})" if removed else ""))
     return removed
 

@@ -149,47 +149,53 @@ def wait_for_ssh(ports: dict[str, int], timeout: float = 90) -> None:
 
 # --- stand-in images (target "node") ---------------------------------------------------------------------------
 
-def _image_file_name(tag: str) -> str:
-    return tag.replace("/", "_").replace(":", "_")
+BUNDLE = "stand-ins"
+
+
+def bundle_manifest(images: Mapping[str, tuple[str, list[str]]]) -> str:
+    """The .id file of the bundle: one `<tag> <image id>` line per tag, sorted (pure)."""
+    return "".join(f"{tag} {ident}\n" for _, (ident, tags) in sorted(images.items()) for tag in sorted(tags))
 
 
 def stage_node_images(images: Mapping[str, tuple[str, list[str]]], images_dir: Path, log: Log) -> bool:
-    """Make `images_dir` (mounted read-only in every node) hold exactly `images` (first tag -> (id, all tags)):
-    per image a `docker save` tarball of all its tags and an .id file (id on the first line, then the tags).
-    Tarballs are saved once per image id into a shared cache and hard-linked. Returns whether anything changed."""
+    """Make `images_dir` (mounted read-only in every node) hold `images` (first tag -> (id, all tags)) as one
+    `docker save` bundle of every tag (shared layers stored once) plus its manifest `stand-ins.id`.
+    The bundle is saved once per manifest into a shared cache and hard-linked. Returns whether it changed."""
     cache = sandboxes_dir() / ".image-cache"
     cache.mkdir(parents=True, exist_ok=True)
     images_dir.mkdir(parents=True, exist_ok=True)
+    manifest = bundle_manifest(images)
+    id_file, tar_file = images_dir / f"{BUNDLE}.id", images_dir / f"{BUNDLE}.tar"
     changed = False
-    wanted = set()
-    for tag, (ident, tags) in sorted(images.items()):
-        stem = _image_file_name(tag)
-        wanted |= {f"{stem}.tar", f"{stem}.id"}
-        id_file, tar_file = images_dir / f"{stem}.id", images_dir / f"{stem}.tar"
-        id_text = "\n".join([ident, *tags]) + "\n"
-        if id_file.is_file() and id_file.read_text() == id_text and tar_file.is_file():
-            continue
-        cached = cache / f"{ident.split(':')[-1]}-{hashlib.sha256(id_text.encode()).hexdigest()[:12]}.tar"
+    if not manifest:
+        for leftover in images_dir.iterdir():
+            leftover.unlink()
+            changed = True
+    elif not (id_file.is_file() and id_file.read_text() == manifest and tar_file.is_file()):
+        cached = cache / f"{hashlib.sha256(manifest.encode()).hexdigest()}.tar"
         if not cached.is_file():
-            log(f"saving {', '.join(tags)} for the nodes")
+            tags = [line.split()[0] for line in manifest.splitlines()]
+            log(f"saving {len(images)} stand-in images ({len(tags)} tags) for the nodes")
             partial = cache / f".{cached.name}.{os.getpid()}"
             docker("save", "-o", str(partial), *tags, timeout=1800)
             os.replace(partial, cached)
-        tar_file.unlink(missing_ok=True)
+        for leftover in images_dir.iterdir():
+            leftover.unlink()
         try:
             os.link(cached, tar_file)
         except OSError:
             shutil.copyfile(cached, tar_file)
-        id_file.write_text(id_text)
+        id_file.write_text(manifest)
         changed = True
-    for leftover in images_dir.iterdir():
-        if leftover.name not in wanted:
-            leftover.unlink()
-            changed = True
-    for stale in cache.glob("*.tar"):  # linked from no sandbox's node-images any more
-        if stale.stat().st_nlink == 1 and stale.name not in {p.name for p in images_dir.iterdir()}:
-            stale.unlink(missing_ok=True)
+    prune_image_cache()
     return changed
+
+
+def prune_image_cache() -> None:
+    """Drop cached bundles no sandbox links to any more."""
+    for stale in (sandboxes_dir() / ".image-cache").glob("*.tar"):
+        if stale.stat().st_nlink == 1:
+            stale.unlink(missing_ok=True)
 
 
 def missing_images(have: Mapping[str, str], images: Mapping[str, tuple[str, list[str]]]) -> list[str]:

@@ -16,7 +16,7 @@ import pytest
 
 from lpfleet.sandbox import gpus
 from lpfleet.sandbox.images import IMAGES_DIR, ImageError, build_order, discover, input_hash
-from lpfleet.sandbox.nodes import missing_images, node_files_tar
+from lpfleet.sandbox.nodes import bundle_manifest, missing_images, node_files_tar
 from lpfleet.sandbox.state import (
     SandboxError,
     SandboxState,
@@ -198,3 +198,9 @@ def test_missing_images_compares_every_tag_with_its_image_id():
     assert missing_images({"r:latest": "sha256:a", "r:llm": "sha256:a", "w:1": "sha256:b"}, images) == []
     assert missing_images({"r:latest": "sha256:a", "w:1": "sha256:old"}, images) == ["r:llm", "w:1"]
     assert missing_images({}, {}) == []
+
+
+def test_bundle_manifest_lists_every_tag_with_its_id_in_a_stable_order():
+    images = {"w:1": ("sha256:b", ["w:1"]), "r:latest": ("sha256:a", ["r:llm", "r:latest"])}
+    assert bundle_manifest(images) == "r:latest sha256:a\nr:llm sha256:a\nw:1 sha256:b\n"
+    assert bundle_manifest({}) == ""
