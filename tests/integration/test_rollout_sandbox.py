@@ -64,9 +64,13 @@ def fleet(sandbox):
     assert code.returncode == 0, code.stdout
 
 
-def rollout(sandbox, inventory: Path, tmp: Path):
+def lock(sandbox, inventory: Path) -> None:
     locked = run([VENV_BIN / "lpfleet", "lock", inventory], sandbox.env)
     assert locked.returncode == 0, locked.stdout + locked.stderr
+
+
+def rollout(sandbox, inventory: Path, tmp: Path):
+    lock(sandbox, inventory)
     report = tmp / "rollout.json"
     result = run([VENV_BIN / "lpfleet", "rollout", inventory, "--json", report, "--wait", "120"], sandbox.env)
     doc = json.loads(report.read_text()) if report.exists() else None
@@ -78,6 +82,7 @@ def test_one_groups_model_list_rolls_out_batch_by_batch(fleet, tmp_path):
     before = {n.name: config_sha(fleet, n) for n in fleet.nodes}
     inventory = copy_inventory(tmp_path, 'ai_models = list(ai_models) + [{"pipeline": "upscale", '
                                          '"model_id": "lpfleet-sandbox/tiny-model"}]')
+    lock(fleet, inventory)  # CI order: validate, lock, then the dry-run plan
     dry = run([VENV_BIN / "lpfleet", "rollout", inventory, "--dry"], fleet.env)
     assert dry.returncode == 0, dry.stderr
     assert f"rollout plan: {len(consumers)} hosts to converge in {len(consumers)} batches of up to 1" in dry.stderr
