@@ -96,7 +96,8 @@ def main() -> int:
         docker("exec", node, "sh", "-c", "docker rmi -f $(docker images -q) >/dev/null 2>&1; true")
         load = time.perf_counter()
         docker("exec", node, LOAD_IMAGES, timeout=900)
-        results.append((f"load {len(state.node_images)} stand-in images into an empty node dockerd",
+        count = f"{len(set(state.node_images.values()))} images, {len(state.node_images)} tags"
+        results.append((f"load the stand-in bundle ({count}) into an empty node dockerd",
                         time.perf_counter() - load))
         noop = time.perf_counter()
         docker("exec", node, LOAD_IMAGES)
