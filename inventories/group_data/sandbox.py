@@ -53,7 +53,3 @@ if __state is not None:
     worker_image = "livepeer/go-livepeer:sandbox"
     livepeer_network = "offchain"
     service_addr = "127.0.0.1:8935"
-    # The node loader loads each image's first tag only (livepeer/ai-runner:latest); the stand-in's per-pipeline
-    # tags (:audio-to-text, :llm, ...) are the same image, so point those pipelines at :latest explicitly.
-    runner_image_overrides = {"batch": {p: "livepeer/ai-runner:latest"
-                                        for p in ("segment-anything-2", "text-to-speech", "audio-to-text", "llm")}}
