@@ -379,9 +379,11 @@ def ensure_model(
                                f"free {human_bytes(plan.disk_shortfall())} or point the models dir elsewhere")
             log(f"{model.model_id}@{model.commit[:12]}: fetching {len(missing)} file(s), "
                 f"{human_bytes(status.bytes_to_fetch)}" + (f" (round {round_no})" if round_no > 1 else ""))
+            hasher = _EarlyHasher(repo_dir, model, [f.path for f in missing])
             try:
-                _download(models_dir, model, [f.path for f in missing], endpoint, token, max_workers, progress,
-                          token_env)
+                with hasher:
+                    _download(models_dir, model, [f.path for f in missing], endpoint, token, max_workers, progress,
+                              token_env)
             except HubAccessError:
                 raise
             except HubError as exc:  # transient (5xx, timeouts, cut connections): keep what arrived, go again
@@ -389,12 +391,12 @@ def ensure_model(
                 log(f"{exc}; " + ("retrying" if round_no < attempts else "giving up"))
                 if round_no < attempts:
                     time.sleep(min(2.0 ** (round_no - 1), 8.0))
-            for f in missing:  # hash what arrived; the library only checked sizes
+            for f in missing:  # hash what arrived (mostly done during the download); the library checks sizes only
                 locked = _locked(model, f.path)
                 blob = repo_dir / "blobs" / locked.etag
-                if not blob.exists():
+                if not blob.exists() or not (repo_dir / "snapshots" / model.commit / f.path).is_symlink():
                     continue
-                if file_digest(blob, locked) == locked.etag:
+                if hasher.digest(f.path, blob, locked) == locked.etag:
                     verified[f.path] = {"etag": locked.etag, "stamp": _stamp(blob)}
                     result.fetched_files += 1
                     result.fetched_bytes += locked.size
@@ -484,6 +486,53 @@ def _drop(repo_dir: Path, commit: str, locked: LockedFile, blob: bool = True) ->
             shutil.rmtree(path)
 
 
+class _EarlyHasher:
+    """Hashes each file as soon as the library has finished it (its snapshot link appears), while the other
+    downloads go on, so verification costs little wall time beyond the download itself. Results are keyed by the
+    blob's stamp: a blob changed after it was hashed is hashed again by the caller."""
+
+    def __init__(self, repo_dir: Path, model: LockedModel, paths: Sequence[str]) -> None:
+        import threading
+
+        self.repo_dir = repo_dir
+        self.model = model
+        self.pending = list(paths)
+        self.results: dict[str, tuple[list[int], str]] = {}  # path -> (stamp, digest)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lpfleet-hasher", daemon=True)
+
+    def __enter__(self) -> _EarlyHasher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        snapshot = self.repo_dir / "snapshots" / self.model.commit
+        while self.pending and not self._stop.is_set():
+            for path in list(self.pending):
+                locked = _locked(self.model, path)
+                blob = self.repo_dir / "blobs" / locked.etag
+                if not os.path.islink(snapshot / path) or not blob.is_file():
+                    continue
+                try:
+                    stamp = _stamp(blob)
+                    if stamp[0] == locked.size:
+                        self.results[path] = (stamp, file_digest(blob, locked))
+                except OSError:
+                    continue
+                self.pending.remove(path)
+            self._stop.wait(0.05)
+
+    def digest(self, path: str, blob: Path, locked: LockedFile) -> str:
+        early = self.results.get(path)
+        if early is not None and early[0] == _stamp(blob):
+            return early[1]
+        return file_digest(blob, locked)
+
+
 def _download(models_dir: Path, model: LockedModel, paths: Sequence[str], endpoint: str, token: str | None,
               max_workers: int, progress: bool, token_env: str) -> None:
     from huggingface_hub import snapshot_download
@@ -495,16 +544,14 @@ def _download(models_dir: Path, model: LockedModel, paths: Sequence[str], endpoi
     )
 
     repo_dir = models_dir / repo_folder_name(model.model_id)
-    # The library trusts a cached tree listing of the commit; ours lists only the lock's files, so a download
-    # of other paths must start from the hub's listing. Leftover temp files of a killed run go too.
-    (repo_dir / "trees" / f"{model.commit}.json").unlink(missing_ok=True)
+    # The library reads the commit's file listing from trees/<commit>.json when present: we write it from the
+    # lock (paths, sizes, sha256 / git blob ids), so no tree request is made and the listing is the lock's.
+    # Leftover temp files of a killed run go.
+    _write_tree_listing(repo_dir, model)
     for leftover in (repo_dir / "blobs").glob("*.incomplete") if (repo_dir / "blobs").is_dir() else ():
         leftover.unlink(missing_ok=True)
-    from huggingface_hub import _tree_cache
     from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
-    with _tree_cache._IN_MEMORY_TREE_CACHE_LOCK:
-        _tree_cache._IN_MEMORY_TREE_CACHE.pop(_tree_cache._tree_cache_path(str(repo_dir), model.commit), None)
     (enable_progress_bars if progress else disable_progress_bars)()
     try:
         snapshot_download(

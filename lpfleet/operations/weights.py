@@ -253,6 +253,8 @@ def runtime_installed(models: Sequence[LockedModel], models_dir: str):
         "mkdir", "-p", QuoteString(bundle.remote_dir), "&&",
         "tar", "-xzf", QuoteString(archive), "-C", QuoteString(bundle.remote_dir), "&&",
         "rm", "-f", QuoteString(archive), "&&",
+        # bytecode now, once: the first fetch on a fresh node should not pay for compiling huggingface_hub
+        "python3", "-m", "compileall", "-q", QuoteString(bundle.remote_dir), ">/dev/null", "&&",
         "touch", QuoteString(f"{bundle.remote_dir}/.complete"), "&&",
         # older runtimes of earlier lpfleet versions go
         "find", QuoteString(RUNTIME_ROOT), "-mindepth", "1", "-maxdepth", "1",

@@ -338,6 +338,18 @@ MODELS: tuple[ModelDef, ...] = (
         gated=True,
         description="llm, gated",
     ),
+    # Benchmark-only (bench/weights_throughput.py): about 200 MB, generated only when first asked for.
+    ModelDef(
+        "lpfleet-sandbox/bench-weights",
+        (
+            FileDef(".gitattributes", content=GITATTRIBUTES),
+            _readme("lpfleet-sandbox/bench-weights", "Benchmark-sized weights (4 shards)."),
+            _config(),
+            *(FileDef(f"model-0000{i}-of-00004.safetensors", size=48 * MiB) for i in range(1, 5)),
+            FileDef("model.safetensors.index.json", content=_json({"weight_map": {}})),
+        ),
+        description="benchmark-sized, about 200 MB",
+    ),
     ModelDef(
         "lpfleet-sandbox/tiny-model",
         (

@@ -92,8 +92,10 @@ class Fault:
 
 
 class TokenBucket:
-    """Paces writers to `rate` bytes/s in total. Each writer reserves its slot under the lock and sleeps outside it,
-    so concurrent downloads share the rate instead of waiting for each other."""
+    """Paces writers to `rate` bytes/s in total, like one shared link. Each writer reserves the next slot of the
+    link under the lock (its start, and the slot's length: nbytes / rate) and sleeps until the slot starts outside
+    the lock, so concurrent downloads share the rate instead of waiting for each other, and a lone download gets
+    all of it."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
@@ -105,7 +107,7 @@ class TokenBucket:
             now = time.monotonic()
             start = max(now, self._next)
             self._next = start + nbytes / self.rate
-            return self._next - now
+            return start - now
 
 
 @dataclass
