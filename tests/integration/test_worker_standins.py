@@ -201,10 +201,10 @@ def test_worker_starts_warm_runners_like_go_livepeer(run):
 def test_leftover_runners_of_this_creator_are_removed_at_start(run):
     run.model("org/tiny")
     leftover = run.name("leftover")
-    docker("run", "-d", "--name", leftover, "--label", "creator=ai-worker", "--label", f"creator_id={run.creator}",
+    docker("run", "-d", "--init", "--name", leftover, "--label", "creator=ai-worker", "--label", f"creator_id={run.creator}",
            RUNNER, "sleep", "600")
     other = run.name("other-creator")
-    docker("run", "-d", "--name", other, "--label", "creator=ai-worker", "--label", "creator_id=someone-else",
+    docker("run", "-d", "--init", "--name", other, "--label", "creator=ai-worker", "--label", "creator_id=someone-else",
            RUNNER, "sleep", "600")
     worker = run.worker([{"pipeline": "image-to-text", "model_id": "org/tiny", "warm": True}],
                         env={"LPSTANDIN_LOAD_S": "0"})
