@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class RunResults:
     executed: set[str] = field(default_factory=set)  # hosts whose result came from the execute stage
     snapshots: dict[str, dict] = field(default_factory=dict)  # prepare-time snapshots, reused when nothing ran
     gateway_docs: dict[str, tuple[dict | None, str]] = field(default_factory=dict)
+    gateway_lock: threading.Lock = field(default_factory=threading.Lock)  # gevent-aware under pyinfra's CLI
     disconnected: int = 0
     printed: bool = False
 
@@ -133,21 +135,26 @@ def _gateway(run: RunResults, spec: NodeSpec) -> list[Check]:
     if not (spec.verify.gateway_url and spec.verify.orchestrator_address):
         return []
     url = spec.verify.gateway_url.rstrip("/") + "/getNetworkCapabilities"
-    if url not in run.gateway_docs:
-        from lpfleet.probe import probe
-
-        answer = probe(url, timeout_s=max(spec.verify.health_timeout_s, 10.0))
-        doc, error = None, answer.error
-        if answer.status == 200:
-            try:
-                doc = json.loads(answer.body)
-            except ValueError:
-                error = "answer is not JSON"
-        elif answer.status is not None:
-            error = f"HTTP {answer.status}"
-        run.gateway_docs[url] = (doc, error)
+    with run.gateway_lock:
+        if url not in run.gateway_docs:
+            run.gateway_docs[url] = _fetch_gateway(url, spec)
     doc, error = run.gateway_docs[url]
     return gateway_checks(spec, doc, error=error)
+
+
+def _fetch_gateway(url: str, spec: NodeSpec) -> tuple[dict | None, str]:
+    """GET the gateway's capability list from the controller: (the document or None, why not)."""
+    from lpfleet.probe import probe
+
+    answer = probe(url, timeout_s=max(spec.verify.health_timeout_s, 10.0))
+    if answer.status is None:
+        return None, answer.error
+    if answer.status != 200:
+        return None, f"HTTP {answer.status}"
+    try:
+        return json.loads(answer.body), ""
+    except ValueError:
+        return None, "answer is not JSON"
 
 
 def weights_wanted(spec: NodeSpec, lock: Any | None) -> list[WeightsWanted]:

@@ -118,3 +118,69 @@ def test_end_of_run_reports(tmp_path, monkeypatch, capsys):
     assert doc["exit_code"] == 1 and [h["host"] for h in doc["hosts"]] == ["@fake/node-1", "@fake/node-2"]
     suites = ET.fromstring(out_junit.read_text()).findall("testsuite")
     assert [s.attrib["failures"] for s in suites] == ["0", "1"]
+
+
+# -- the gateway's view, fetched once per run from a gateway stand-in on 127.0.0.1 ---------------------------
+
+def _gateway(doc: dict):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits = []
+
+    class Gateway(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            body = json.dumps(doc).encode() if self.path == "/getNetworkCapabilities" else b"{}"
+            self.send_response(200 if self.path == "/getNetworkCapabilities" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, hits
+
+
+def test_gateway_checks_come_from_one_fetch_per_run():
+    from lpfleet.spec import VerifySpec
+    from tests.unit.test_verification import gateway_doc
+
+    doc = gateway_doc(include_a2t=False)
+    doc["orchestrators"].append(dict(doc["orchestrators"][1], address="0xsecond"))
+    server, hits = _gateway(doc)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    addresses = {"node-1": "0xAbC0000000000000000000000000000000000001", "node-2": "0xsecond"}
+    hosts = []
+    for name in addresses:
+        responses = {"python3 -c": answer(healthy_snapshot()), re.compile(r"exit 1$"): {"success": False}}
+        hosts.append((f"@fake/{name}", {"fake_responses": responses, "fake_delay": 0}))
+    state = State(Inventory((hosts, {})), Config(), check_for_changes=False)
+    connect_all(state)
+
+    def deploy_verify():
+        from pyinfra import host
+
+        name = host.name.removeprefix("@fake/")
+        spec = make_spec(host=host.name, models=make_spec().models[:2],
+                         verify=VerifySpec(gateway_url=url, orchestrator_address=addresses[name]))
+        node_verified(name="v", spec=spec, runners=RUNNERS, weights=[])
+
+    add_deploy(state, deploy_verify)
+    try:
+        with pytest.raises(PyinfraError, match="No hosts remaining"):  # both fail: a model is not advertised
+            run_ops(state)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert hits == ["/getNetworkCapabilities"]  # one fetch for the whole run
+    results = {r.host: {c.check: c for c in r.checks} for r in final_results(state)}
+    for host in ("@fake/node-1", "@fake/node-2"):
+        checks = results[host]
+        assert checks["gateway text-to-image SG161222/RealVisXL_V4.0_Lightning"].state == "ok"
+        assert checks["gateway audio-to-text openai/whisper-large-v3"].state == "fail"
+    assert {h.name for h in state.failed_hosts} == {"@fake/node-1", "@fake/node-2"}
