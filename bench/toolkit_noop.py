@@ -26,6 +26,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+#: The floor any pyinfra run over these hosts pays: start, connect, one trivial fact per host.
+FLOOR = '''
+from pyinfra import host
+from pyinfra.facts.server import Hostname
+
+host.get_fact(Hostname)
+'''
 DEPLOY = '''
 from pyinfra import host
 
@@ -52,35 +59,43 @@ def changes(output: str) -> int:
     return 0 if success == "-" else int(success)
 
 
-def converge_and_time(pyinfra: list[str], runs: int, env: dict[str, str]) -> list[float]:
+def converge_and_time(pyinfra: list[str], runs: int, env: dict[str, str], floor: Path) -> tuple[list, list]:
+    """Converge, check a second run is a no-op, then time `runs` no-op runs, each right after a floor run
+    (interleaved, so a busy machine weighs on both alike)."""
     first = run(*pyinfra, env=env)
     if first.returncode != 0:
         raise SystemExit(f"converge failed:\n{first.stdout[-4000:]}\n{first.stderr[-4000:]}")
     second = run(*pyinfra, env=env)
     if second.returncode != 0 or changes(second.stdout + second.stderr):
         raise SystemExit(f"second run was not a no-op:\n{second.stdout[-4000:]}")
-    times = []
+    times, floors = [], []
     for _ in range(runs):
+        start = time.perf_counter()
+        run(*pyinfra[:-1], str(floor), env=env)
+        floors.append(time.perf_counter() - start)
         start = time.perf_counter()
         result = run(*pyinfra, env=env)
         times.append(time.perf_counter() - start)
         if result.returncode != 0 or changes(result.stdout + result.stderr):
             raise SystemExit(f"a no-op run changed something:\n{result.stdout[-4000:]}")
-    return times
+    return times, floors
 
 
-def sandbox_bench(nodes: int, runs: int, env: dict[str, str], deploy: Path) -> list[float]:
+def sandbox_bench(nodes: int, runs: int, env: dict[str, str], deploy: Path, floor: Path) -> tuple[list, list]:
     up = run(str(VENV_BIN / "lpfleet"), "sandbox", "up", "--nodes", str(nodes), env=env)
     if up.returncode != 0:
         raise SystemExit(f"sandbox up failed:\n{up.stdout}\n{up.stderr}")
-    return converge_and_time([str(VENV_BIN / "pyinfra"), "-y", "inventories/sandbox.py", str(deploy)], runs, env)
+    return converge_and_time([str(VENV_BIN / "pyinfra"), "-y", "inventories/sandbox.py", str(deploy)], runs, env,
+                             floor)
 
 
-def report(label: str, times: list[float], runs: int) -> None:
+def report(label: str, measured: tuple[list, list], runs: int) -> None:
+    times, floors = measured
     print(
         f"{label}: no-op converge of docker_engine + nvidia_toolkit "
-        f"min {min(times):.2f} s, median {statistics.median(times):.2f} s, max {max(times):.2f} s "
-        f"({runs} runs, whole pyinfra CLI process)",
+        f"min {min(times):.2f} s, median {statistics.median(times):.2f} s, max {max(times):.2f} s; "
+        f"pyinfra floor (one trivial fact per host) median {statistics.median(floors):.2f} s "
+        f"({runs} interleaved runs each, whole pyinfra CLI process; load average {os.getloadavg()[0]:.1f})",
         flush=True,
     )
 
@@ -99,13 +114,15 @@ def main() -> int:
         deploy = Path(args.deploy) if args.deploy else Path(tmp) / "toolkit_deploy.py"
         if not args.deploy:
             deploy.write_text(DEPLOY)
+        floor = Path(tmp) / "floor_deploy.py"
+        floor.write_text(FLOOR)
         if args.inventory:
             pyinfra = [str(VENV_BIN / "pyinfra"), "-y", args.inventory, str(deploy)]
-            report(args.inventory, converge_and_time(pyinfra, args.runs, env), args.runs)
+            report(args.inventory, converge_and_time(pyinfra, args.runs, env, floor), args.runs)
             return 0
         try:
             for count in sorted(args.nodes):
-                report(f"{count:3d} sandbox nodes", sandbox_bench(count, args.runs, env, deploy), args.runs)
+                report(f"{count:3d} sandbox nodes", sandbox_bench(count, args.runs, env, deploy, floor), args.runs)
         finally:
             if not args.keep:
                 run(str(VENV_BIN / "lpfleet"), "sandbox", "down", env=env)
