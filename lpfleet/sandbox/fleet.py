@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lpfleet.sandbox import gpus as fake_gpus
 from lpfleet.sandbox import nodes as node_ops
-from lpfleet.sandbox.engine import docker, names, require_daemon
+from lpfleet.sandbox.engine import DockerError, docker, names, require_daemon
 from lpfleet.sandbox.images import BuiltImage, ImageSpec, RunSpec, build_images, discover
 from lpfleet.sandbox.state import (
     KEY_FILE,
@@ -97,11 +97,18 @@ def services_of(specs: Mapping[str, ImageSpec], built: Mapping[str, BuiltImage])
     return services
 
 
-def _container_image(container: str) -> tuple[bool, str] | None:
-    result = docker("inspect", "--format", "{{.State.Running}} {{.Image}}", container, check=False)
+def _container_image(sandbox: str, container: str) -> tuple[bool, str] | None:
+    """(running, image id) of our container of that name; None when there is none. A container of that
+    name that is not this sandbox's is an error: we never remove what we did not make."""
+    result = docker("inspect", "--type", "container", "--format",
+                    f'{{{{.State.Running}}}} {{{{.Image}}}} {{{{index .Config.Labels "{LABEL}"}}}}', container,
+                    check=False)
     if result.returncode != 0:
         return None
-    running, image = result.stdout.split()
+    running, image, owner = (result.stdout.split() + ["", ""])[:3]
+    if owner != sandbox:
+        raise SandboxError(f"a container named {container} exists that is not sandbox {sandbox}'s (no label "
+                           f"{LABEL}={sandbox}); remove it or pick another LPFLEET_SANDBOX")
     return running == "true", image
 
 
@@ -120,30 +127,43 @@ def _env_file(folder: Path, service: Service, sandbox_secrets: dict[str, str], s
 
 
 def ensure_service(sandbox: str, service: Service, network: str, folder: Path, sandbox_secrets: dict[str, str],
-                   log: Log) -> bool:
+                   log: Log, known_ports: Mapping[str, str] | None = None) -> bool:
     """Run the service container on the current image; reuse it when it already does. Returns whether it
     was (re)started."""
     container = service.container(sandbox)
     env_file = _env_file(folder, service, sandbox_secrets, sandbox)
-    current = _container_image(container)
+    current = _container_image(sandbox, container)
     if current == (True, service.image.id):
         return False
+    previous_ports: dict[int, int] = {}
     if current is not None:
         log(f"replacing {container} ({'new image' if current[1] != service.image.id else 'not running'})")
+        for port in service.run.publish:  # keep its URLs: tests and state readers may hold them
+            url = (known_ports or {}).get(str(port), "")
+            if url.rpartition(":")[2].isdigit():
+                previous_ports[port] = int(url.rpartition(":")[2])
         docker("rm", "-f", container)
-    args = ["run", "-d", "--name", container, "--hostname", container, "--network", network,
-            "--label", f"{LABEL}={sandbox}", "--label", f"{ROLE_LABEL}=service"]
-    if service.run.init:
-        args.append("--init")
-    if env_file:
-        args += ["--env-file", str(env_file)]
-    for port in service.run.publish:
-        args += ["-p", f"127.0.0.1::{port}"]
-    for mount in service.run.tmpfs:
-        args += ["--tmpfs", mount]
-    args.append(service.image.tag)
-    args += service.run.command or []
-    docker(*args)
+
+    def run_args(host_ports: dict[int, int]) -> list[str]:
+        args = ["run", "-d", "--name", container, "--hostname", container, "--network", network,
+                "--label", f"{LABEL}={sandbox}", "--label", f"{ROLE_LABEL}=service"]
+        if service.run.init:
+            args.append("--init")
+        if env_file:
+            args += ["--env-file", str(env_file)]
+        for port in service.run.publish:
+            args += ["-p", f"127.0.0.1:{host_ports.get(port, '')}:{port}"]
+        for mount in service.run.tmpfs:
+            args += ["--tmpfs", mount]
+        return [*args, service.image.tag, *(service.run.command or [])]
+
+    try:
+        docker(*run_args(previous_ports))
+    except DockerError:
+        if not previous_ports:
+            raise
+        docker("rm", "-f", container, check=False)  # the old host port was taken meanwhile: any free one
+        docker(*run_args({}))
     return True
 
 
@@ -260,10 +280,13 @@ def up(
     if created:
         log(f"created {', '.join(created)}")
 
-    state_secrets: dict[str, str] = _previous_secrets(sandbox)
+    previous = _previous_state(sandbox)
+    state_secrets: dict[str, str] = dict(previous.secrets) if previous else {}
     services = services_of(specs, built)
     started = [svc.container(sandbox) for svc in services
-               if ensure_service(sandbox, svc, network, folder, state_secrets, log)]
+               if ensure_service(sandbox, svc, network, folder, state_secrets, log,
+                                 previous.services[svc.name].published
+                                 if previous and svc.name in previous.services else None)]
     if started:
         log(f"started {', '.join(started)}")
     skipped = sorted({"hub", "apt"} - {svc.name for svc in services})
@@ -290,12 +313,13 @@ def up(
     return state
 
 
-def _previous_secrets(sandbox: str) -> dict[str, str]:
-    """Secrets generated by an earlier `up`: running services were started with them."""
+def _previous_state(sandbox: str) -> SandboxState | None:
+    """What an earlier `up` recorded: running services were started with its secrets, and a replaced
+    service keeps its published ports."""
     try:
-        return dict(load_state(sandbox).secrets)
+        return load_state(sandbox)
     except SandboxError:
-        return {}
+        return None
 
 
 def _ssh_ports(sandbox: str, node_states: list[NodeState]) -> list[tuple[NodeState, int]]:

@@ -18,7 +18,7 @@ import pytest
 
 from lpfleet.sandbox import fleet
 from lpfleet.sandbox.engine import docker, names
-from lpfleet.sandbox.state import LABEL, load_state, state_path
+from lpfleet.sandbox.state import LABEL, SandboxError, load_state, state_path
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +95,20 @@ def test_up_again_reuses_every_container_and_port(sandbox):
     assert load_state(sandbox.name) == state
 
 
+def test_a_stopped_service_is_replaced_on_its_old_port(sandbox):
+    if not sandbox.hub:
+        pytest.skip("no hub image folder")
+    old_id = docker("inspect", "--format", "{{.Id}}", sandbox.hub.container).stdout.strip()
+    docker("stop", "--time", "1", sandbox.hub.container)
+    logged: list[str] = []
+    state = fleet.up(nodes=len(sandbox.nodes), name=sandbox.name, log=logged.append)
+    assert f"replacing {sandbox.hub.container} (not running)" in logged
+    assert docker("inspect", "--format", "{{.Id}}", sandbox.hub.container).stdout.strip() != old_id
+    assert state.hub.controller_url == sandbox.hub.controller_url and state.hub.token == sandbox.hub.token
+    with urllib.request.urlopen(f"{sandbox.hub.controller_url}/_sandbox/health", timeout=10) as response:
+        assert response.status == 200
+
+
 def test_docker_io_installs_offline_and_its_dockerd_gets_the_stand_in_images(sandbox):
     node = sandbox.nodes[0]
     rc, out = sandbox.exec(node, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
@@ -121,7 +135,14 @@ def test_down_removes_exactly_what_its_sandbox_made(sandbox, sandbox_env):
     env = {**sandbox_env, "LPFLEET_SANDBOX": name}
     foreign = f"{name}-foreign"
     docker("volume", "create", foreign)  # same prefix, no label: not ours
+    squatter = f"{name}-hub"
     try:
+        if sandbox.hub:  # a container we did not make holds a service's name: refuse, never remove it
+            docker("create", "--name", squatter, sandbox.state.services["hub"].image)
+            with pytest.raises(SandboxError, match=f"a container named {squatter} exists that is not"):
+                fleet.up(nodes=1, name=name, log=lambda line: None)
+            assert docker("inspect", "--type", "container", squatter, check=False).returncode == 0
+            docker("rm", squatter)
         state = fleet.up(nodes=2, name=name, log=lambda line: None)
         assert [n.name for n in state.nodes] == [f"{name}-node-1", f"{name}-node-2"]
         shrunk = fleet.up(nodes=1, name=name, log=lambda line: None)
@@ -142,3 +163,4 @@ def test_down_removes_exactly_what_its_sandbox_made(sandbox, sandbox_env):
     finally:
         fleet.down(name=name, log=lambda line: None)
         docker("volume", "rm", foreign, check=False)
+        docker("rm", "-f", squatter, check=False)
