@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import re
 import subprocess
 import sys
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -79,7 +81,7 @@ def roles(sandbox):
     return consumer[0], datacenter[0], consumer[1]
 
 
-def fault_inventory(sandbox, overrides: dict[str, dict], tmp_lock: Path) -> Path:
+def fault_inventory(sandbox, overrides: dict[str, dict], tmp_lock: Path | None = None) -> Path:
     """A one-off inventory: the sandbox's hosts and groups, with host data overridden per host."""
     path = ROOT / "inventories" / f"_e2_faults_{uuid.uuid4().hex[:8]}.py"
     path.write_text(
@@ -87,9 +89,9 @@ def fault_inventory(sandbox, overrides: dict[str, dict], tmp_lock: Path) -> Path
         f"_s = _u.spec_from_file_location('_sandbox_inventory', {str(ROOT / 'inventories' / 'sandbox.py')!r})\n"
         "_m = _u.module_from_spec(_s)\n_s.loader.exec_module(_m)\n"
         f"_over = {overrides!r}\n"
-        f"_lock = {str(tmp_lock)!r}\n"
+        + (f"_lock = {{'models_lock': {str(tmp_lock)!r}}}\n" if tmp_lock else "_lock = {}\n") +
         "def _with(hosts):\n"
-        "    return [(n, {**d, 'models_lock': _lock, **_over.get(n, {})}) for n, d in hosts]\n"
+        "    return [(n, {**d, **_lock, **_over.get(n, {})}) for n, d in hosts]\n"
         "sandbox_consumer = _with(_m.sandbox_consumer)\n"
         "sandbox_datacenter = _with(_m.sandbox_datacenter)\n"
         "sandbox = sandbox_consumer + sandbox_datacenter\n"
@@ -127,6 +129,72 @@ def test_healthy_fleet_is_green_with_zero_changes(fleet):
     direct = run([VENV_BIN / "pyinfra", "-y", fleet.inventory, "verify.py"], fleet.env)
     assert direct.returncode == 0 and changes(direct.stderr) == 0, direct.stderr[-3000:]
     assert direct.stderr.index("--> Verification:") > direct.stderr.index("--> Results:")
+
+
+class GatewayStandIn:
+    """A gateway's GET /getNetworkCapabilities on 127.0.0.1, built from what each orchestrator (the go-livepeer
+    stand-in's /status on its node) advertises; capability ids are the gateway's own."""
+
+    def __init__(self, orchestrators: dict[str, list[dict]]):
+        pipelines = sorted({m["pipeline"] for models in orchestrators.values() for m in models})
+        ids = {p: str(40 + i) for i, p in enumerate(pipelines)}  # not go-livepeer's 27...: names map them
+        self.doc = {"capabilities_names": {ids[p]: p[:1].upper() + p[1:].replace("-", " ") for p in pipelines},
+                    "orchestrators": []}
+        for address, models in orchestrators.items():
+            per_cap: dict = {}
+            for m in models:
+                info = {"capacity": 1, "runnerVersion": "sandbox", "capacityInUse": 0}
+                if m["warm"]:
+                    info["warm"] = True
+                per_cap.setdefault(ids[m["pipeline"]], {"models": {}})["models"][m["model_id"]] = info
+            self.doc["orchestrators"].append({"address": address, "orch_uri": "https://127.0.0.1:8935",
+                                              "capabilities": {"constraints": {"PerCapability": per_cap}}})
+        doc = self.doc
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                body = json.dumps(doc).encode()
+                self.send_response(200 if self.path == "/getNetworkCapabilities" else 404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def test_gateway_sees_each_orchestrators_models_warm_or_cold(fleet):
+    addresses, advertised = {}, {}
+    for i, node in enumerate(fleet.nodes):
+        rc, status = fleet.exec(node, "curl -s http://127.0.0.1:7935/status")
+        assert rc == 0, status
+        addresses[node.name] = f"0x{i + 1:040x}"
+        advertised[addresses[node.name]] = [m for m in json.loads(status)["Models"] if not m.get("url")]
+    n1 = roles(fleet)[0]
+    cooled = next(m for m in advertised[addresses[n1.name]] if m["warm"])
+    cooled["warm"] = False  # the gateway sees node 1's warm model as cold
+    gateway = GatewayStandIn(advertised)
+    overrides = {name: {"gateway_url": gateway.url, "orchestrator_address": address}
+                 for name, address in addresses.items()}
+    inventory = fault_inventory(fleet, overrides)
+    try:
+        code, hosts, out = verify(fleet, str(inventory))
+    finally:
+        inventory.unlink(missing_ok=True)
+        gateway.server.shutdown()
+        gateway.server.server_close()
+    assert code == 1, out
+    check = hosts[n1.name][f"gateway {cooled['pipeline']} {cooled['model_id']}"]
+    assert check["state"] == "fail" and check["detail"].startswith("cold on") and "configured warm" in check["detail"]
+    for node in fleet.nodes:
+        gateway_checks = {k: c for k, c in hosts[node.name].items() if k.startswith("gateway ")}
+        assert gateway_checks, hosts[node.name].keys()
+        if node.name != n1.name:
+            assert all(c["state"] == "ok" for c in gateway_checks.values()), gateway_checks
 
 
 @pytest.fixture(scope="module")
