@@ -310,6 +310,7 @@ class EnsureResult:
     rehashed: int = 0
     repaired: list[str] | None = None  # files found wrong and fetched again
     ref_written: bool = False
+    hashed_while_downloading: int = 0  # files whose hash was done as their bytes arrived
 
     @property
     def changed(self) -> bool:
@@ -385,6 +386,7 @@ def ensure_model(
                     _download(models_dir, model, [f.path for f in missing], endpoint, token, max_workers, progress,
                               token_env)
             except HubAccessError:
+                hasher.close()
                 raise
             except HubError as exc:  # transient (5xx, timeouts, cut connections): keep what arrived, go again
                 last_error = exc
@@ -405,6 +407,8 @@ def ensure_model(
                     result.repaired.append(f.path)
                     _drop(repo_dir, model.commit, locked)
                     verified.pop(f.path, None)
+            hasher.close()
+            result.hashed_while_downloading += hasher.streamed
             _save_record(models_dir, folder, model, verified)
         plan = _plan(models_dir, model, branch)
         status = plan.models[0]
@@ -487,18 +491,26 @@ def _drop(repo_dir: Path, commit: str, locked: LockedFile, blob: bool = True) ->
 
 
 class _EarlyHasher:
-    """Hashes each file as soon as the library has finished it (its snapshot link appears), while the other
-    downloads go on, so verification costs little wall time beyond the download itself. Results are keyed by the
-    blob's stamp: a blob changed after it was hashed is hashed again by the caller."""
+    """Hashes the files while the library downloads them, so verification costs almost no wall time.
+
+    huggingface_hub writes each file sequentially into `blobs/<etag>.<uuid>.incomplete`, then renames it to
+    `blobs/<etag>` (same inode). A background thread follows every such temp file of a wanted etag, feeding the
+    bytes to the lock's hash (sha256, or git's blob sha1) as they land. When the final blob appears with the same
+    inode and the hasher has read exactly its size, the digest is ready; in every other case (a restart, a
+    truncation, a blob written another way) `digest` hashes the final blob from disk. Same result, never a guess.
+    """
+
+    POLL_S = 0.05
+    READ_CHUNK = 8 * 1024 * 1024
 
     def __init__(self, repo_dir: Path, model: LockedModel, paths: Sequence[str]) -> None:
         import threading
 
-        self.repo_dir = repo_dir
-        self.model = model
-        self.pending = list(paths)
-        self.results: dict[str, tuple[list[int], str]] = {}  # path -> (stamp, digest)
+        self.blobs = repo_dir / "blobs"
+        self.wanted = {_locked(model, p).etag: _locked(model, p) for p in paths}
+        self.streams: dict[int, list] = {}  # inode -> [file object, hasher, bytes read, etag]
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="lpfleet-hasher", daemon=True)
 
     def __enter__(self) -> _EarlyHasher:
@@ -509,28 +521,76 @@ class _EarlyHasher:
         self._stop.set()
         self._thread.join()
 
+    def _new_hasher(self, locked: LockedFile):
+        return hashlib.sha256() if locked.sha256 else hashlib.sha1(git_blob_header(locked.size))
+
+    def _poll(self) -> None:
+        try:
+            names = os.listdir(self.blobs)
+        except OSError:
+            return
+        for name in names:
+            if not name.endswith(".incomplete"):
+                continue
+            locked = self.wanted.get(name.split(".", 1)[0])
+            if locked is None:
+                continue
+            try:
+                st = os.stat(self.blobs / name)
+                if st.st_ino not in self.streams:
+                    handle = open(self.blobs / name, "rb")  # noqa: SIM115 - kept open across polls
+                    self.streams[st.st_ino] = [handle, self._new_hasher(locked), 0, locked.etag]
+            except OSError:
+                continue
+        with self._lock:
+            for stream in self.streams.values():
+                self._drain(stream)
+
+    def _drain(self, stream: list) -> None:
+        handle, digest, done, etag = stream
+        try:
+            size = os.fstat(handle.fileno()).st_size
+        except OSError:
+            return
+        if size < done:  # rewritten from the start: begin again
+            stream[1], stream[2] = self._new_hasher(self.wanted[etag]), 0
+            handle.seek(0)
+            done = 0
+        while done < size:
+            chunk = handle.read(min(self.READ_CHUNK, size - done))
+            if not chunk:
+                break
+            stream[1].update(chunk)
+            done += len(chunk)
+        stream[2] = done
+
     def _run(self) -> None:
-        snapshot = self.repo_dir / "snapshots" / self.model.commit
-        while self.pending and not self._stop.is_set():
-            for path in list(self.pending):
-                locked = _locked(self.model, path)
-                blob = self.repo_dir / "blobs" / locked.etag
-                if not os.path.islink(snapshot / path) or not blob.is_file():
-                    continue
-                try:
-                    stamp = _stamp(blob)
-                    if stamp[0] == locked.size:
-                        self.results[path] = (stamp, file_digest(blob, locked))
-                except OSError:
-                    continue
-                self.pending.remove(path)
-            self._stop.wait(0.05)
+        while not self._stop.is_set():
+            self._poll()
+            self._stop.wait(self.POLL_S)
+        self._poll()
+
+    streamed = 0
 
     def digest(self, path: str, blob: Path, locked: LockedFile) -> str:
-        early = self.results.get(path)
-        if early is not None and early[0] == _stamp(blob):
-            return early[1]
+        """The blob's hash: from the stream that wrote it when it saw every byte of it, else read from disk."""
+        try:
+            st = os.stat(blob)
+        except OSError:
+            return ""
+        with self._lock:
+            stream = self.streams.get(st.st_ino)
+            if stream is not None and stream[3] == locked.etag:
+                self._drain(stream)
+                if stream[2] == st.st_size:
+                    self.streamed += 1
+                    return stream[1].copy().hexdigest()
         return file_digest(blob, locked)
+
+    def close(self) -> None:
+        for handle, *_ in self.streams.values():
+            handle.close()
+        self.streams.clear()
 
 
 def _download(models_dir: Path, model: LockedModel, paths: Sequence[str], endpoint: str, token: str | None,

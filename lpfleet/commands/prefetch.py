@@ -97,7 +97,8 @@ def _run_plan(args: argparse.Namespace, plan: dict) -> int:
             continue
         report["models"].append({"id": model.model_id, "commit": model.commit, "fetched_files": result.fetched_files,
                                  "fetched_bytes": result.fetched_bytes, "repaired": result.repaired,
-                                 "ref_written": result.ref_written})
+                                 "ref_written": result.ref_written,
+                                 "hashed_while_downloading": result.hashed_while_downloading})
     print("@@lpfleet-weights " + json.dumps(report, sort_keys=True))
     for error in report["errors"]:
         _err(error)

@@ -240,3 +240,26 @@ def test_token_on_stdin_never_on_the_command_line(server, hub, tmp_path):
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert TOKEN not in result.stdout + result.stderr
+
+
+def test_node_mode_hashes_while_downloading(server, hub, tmp_path):
+    """--plan-stdin (how nodes run it): the lock's files, hashed as their bytes arrive (same digests as reading
+    them back), one JSON report line."""
+    import json
+
+    from lpfleet.hub import lock_model
+    from lpfleet.lock import ModelRequest
+
+    model = lock_model(ModelRequest(SAM, "main", ("*.pt", "*.yaml")), server.url, None)
+    hub.add_fault("bandwidth", rate=512 * 1024, repo=SAM)  # 768 KiB: the hasher sees it arrive in pieces
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    plan = {"endpoint": server.url, "token": None, "branch": "main", "models": [model.to_dict()]}
+    result = subprocess.run([sys.executable, "-m", "lpfleet.commands.prefetch", "--plan-stdin", "--models-dir",
+                             str(tmp_path / "models")], input=json.dumps(plan), env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("@@lpfleet-weights "))
+    report = json.loads(line.split(" ", 1)[1])
+    assert report["errors"] == [] and report["models"][0]["fetched_files"] == 2
+    assert report["models"][0]["hashed_while_downloading"] >= 1
+    offline_snapshot(tmp_path / "models", SAM)
