@@ -202,3 +202,31 @@ def test_stale_nvidia_list_is_removed_with_a_message(fleet):
     assert "removing stale NVIDIA apt source /etc/apt/sources.list.d/nvidia-docker.list" in result.output
     assert "nvidia-docker.list" not in fleet.sh(node, "ls /etc/apt/sources.list.d/")
     assert changed_operations(fleet.deploy("--limit", node.name).output) == 0
+
+
+def test_a_change_that_needs_a_restart_rolls_in_batches(fleet):
+    """features.cdi is not re-read on reload: every node restarts, at most docker_restart_batch_size (2 in the
+    sandbox group data) at a time - a later batch starts only once the earlier one is back up."""
+    originals = {node.name: fleet.sh(node, f"cat {DAEMON_JSON}") for node in fleet.nodes}
+    try:
+        result = fleet.deploy("--data", "nvidia_cdi=true")
+        assert result.returncode == 0, result.output[-4000:]
+        assert "features.cdi set to true (needs a dockerd restart)" in result.output
+        timings = []
+        for node in fleet.nodes:
+            assert json.loads(fleet.sh(node, f"cat {DAEMON_JSON}"))["features"]["cdi"] is True
+            shown = dict(line.split("=", 1) for line in fleet.sh(
+                node, "systemctl show docker -p ExecMainStartTimestampMonotonic -p ActiveEnterTimestampMonotonic"
+            ).split())
+            timings.append((int(shown["ExecMainStartTimestampMonotonic"]),
+                            int(shown["ActiveEnterTimestampMonotonic"])))
+        timings.sort()
+        batch = 2
+        for index in range(batch, len(timings)):
+            started = timings[index][0]
+            earlier_batch = timings[(index // batch - 1) * batch:(index // batch) * batch]
+            assert all(started >= up for _, up in earlier_batch), timings
+    finally:
+        for node in fleet.nodes:
+            fleet.sh(node, f"cat > {DAEMON_JSON} <<'EOF'\n{originals[node.name]}\nEOF\nsystemctl restart docker")
+    assert changed_operations(fleet.deploy().output) == 0
