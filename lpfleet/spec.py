@@ -253,6 +253,8 @@ _SECTIONS = {
 }
 _FIELD_TO_KEY = {(section, name): key for key, (section, name) in DATA_KEYS.items()}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FINGERPRINT = re.compile(r"^[0-9A-Fa-f]{40}$")
+_DEB_VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~:-]*$")
 
 
 @dataclass(frozen=True)
@@ -399,7 +401,16 @@ def _check_node_values(host: str, values: Mapping[str, Any], sources: Mapping[st
     env = values.get("hf_token_env")
     if env is not None and (not isinstance(env, str) or not _ENV_NAME.match(env)):
         bad("hf_token_env", "must be the NAME of an environment variable (not the token)")
-    for key in ("hf_endpoint", "hf_lock_endpoint", "gateway_url", "docker_repo_url", "nvidia_key_url"):
+    fingerprint = values.get("nvidia_key_fingerprint")
+    if fingerprint is not None and (
+        not isinstance(fingerprint, str) or not _FINGERPRINT.match(fingerprint.replace(" ", ""))
+    ):
+        bad("nvidia_key_fingerprint", "must be the key's full 40-hex-digit fingerprint (gpg --show-keys), not a key id")
+    version = values.get("nvidia_toolkit_version")
+    if version is not None and (not isinstance(version, str) or not _DEB_VERSION.match(version)):
+        bad("nvidia_toolkit_version", 'must be an exact Debian package version such as "1.20.0-1"')
+    for key in ("hf_endpoint", "hf_lock_endpoint", "gateway_url", "docker_repo_url", "nvidia_key_url",
+                "nvidia_repo_url"):
         url = values.get(key)
         if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
             bad(key, "must be an http(s) URL")

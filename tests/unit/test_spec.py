@@ -139,6 +139,11 @@ def test_missing_ai_models_is_a_warning_and_an_empty_list():
         ("runner_image_overrides", {"defaults": "x"}, "unknown part"),
         ("weights_mode", "torrent", "Input should be"),
         ("docker_install", "podman", "Input should be"),
+        ("nvidia_key_fingerprint", "F796ECB0", "40-hex-digit fingerprint"),
+        ("nvidia_key_fingerprint", "C95B321B61E88C1809C4F759DDCAE044F796ECBZ", "40-hex-digit fingerprint"),
+        ("nvidia_toolkit_version", "latest", "exact Debian package version"),
+        ("nvidia_toolkit_version", "1.20.0-1; rm -rf /", "exact Debian package version"),
+        ("nvidia_repo_url", "nvidia.github.io/libnvidia-container", "http(s) URL"),
     ],
 )
 def test_node_level_values_are_checked(key, value, words):
@@ -155,6 +160,8 @@ def test_node_level_values_are_checked(key, value, words):
         ("runner_image_overrides", {"default": "m/r:1", "batch": {"llm": "m/r:llm"}, "live": {"comfyui": "m/c"}}),
         ("ai_models_template", "templates/aiModels.compact.json.j2"),
         ("price_per_unit", 0),
+        ("nvidia_key_fingerprint", "C95B 321B 61E8 8C18 09C4  F759 DDCA E044 F796 ECB0"),
+        ("nvidia_toolkit_version", "1.17.8-1"),
     ],
 )
 def test_good_node_level_values_pass(key, value):
