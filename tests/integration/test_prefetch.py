@@ -263,3 +263,32 @@ def test_node_mode_hashes_while_downloading(server, hub, tmp_path):
     assert report["errors"] == [] and report["models"][0]["fetched_files"] == 2
     assert report["models"][0]["hashed_while_downloading"] >= 1
     offline_snapshot(tmp_path / "models", SAM)
+
+
+def test_runtime_bundle_runs_without_the_controllers_site_packages(server, hub, tmp_path):
+    """The runtime shipped to nodes is self-contained: unpacked alone, run with `python -S` (stdlib only), it
+    fetches and verifies; it carries no pyinfra, pydantic or docker."""
+    import json
+    import tarfile
+
+    from lpfleet.hub import lock_model
+    from lpfleet.lock import ModelRequest
+    from lpfleet.operations.weights import runtime_bundle
+
+    bundle = runtime_bundle()
+    runtime = tmp_path / "runtime"
+    with tarfile.open(bundle.path) as tar:
+        names = tar.getnames()
+        tar.extractall(runtime, filter="data")
+    tops = {n.split("/", 1)[0] for n in names}
+    assert {"lpfleet", "huggingface_hub", "httpx2", "yaml"} <= tops
+    assert not tops & {"pyinfra", "pydantic", "pydantic_core", "docker", "hf_xet"}
+    model = lock_model(ModelRequest(TINY, "main", None), server.url, None)
+    plan = {"endpoint": server.url, "token": None, "branch": "main", "models": [model.to_dict()]}
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(runtime), "HF_HUB_DISABLE_TELEMETRY": "1",
+           "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-S", "-m", "lpfleet.commands.prefetch", "--plan-stdin",
+                             "--models-dir", str(tmp_path / "models")], input=json.dumps(plan), env=env,
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert_verified_complete(server, tmp_path / "models", TINY)
