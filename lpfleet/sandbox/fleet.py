@@ -352,12 +352,6 @@ def down(name: str | None = None, log: Log = print) -> list[str]:
     if networks:
         docker("network", "rm", *networks)
         removed += networks
-    folder = state_dir(sandbox)
-    images_dir = folder / "node-images"
-    if images_dir.is_dir():
-        for child in images_dir.iterdir():
-            child.unlink()
-        images_dir.rmdir()
     remove_state(sandbox)
     node_ops.prune_image_cache()
     log(f"sandbox {sandbox}: removed {len(removed)} Docker objects" + (f" ({', '.join(removed)})" if removed else ""))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -162,12 +163,6 @@ def save_state(state: SandboxState, env: Mapping[str, str] = os.environ) -> Path
 
 
 def remove_state(name: str, env: Mapping[str, str] = os.environ) -> None:
-    folder = state_dir(name, env)
-    for child in (folder / STATE_FILE, folder / KEY_FILE, folder / f"{KEY_FILE}.pub", folder / "service.env"):
-        child.unlink(missing_ok=True)
-    for leftover in folder.glob(".*.env"):
-        leftover.unlink(missing_ok=True)
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
+    """Delete the sandbox's folder: state, key, env files, staged images, and what others keep per sandbox
+    there (its models.lock pins the commits of a hub that is gone, demo logs)."""
+    shutil.rmtree(state_dir(name, env), ignore_errors=True)
