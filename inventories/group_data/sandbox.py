@@ -53,3 +53,7 @@ if __state is not None:
     worker_image = "livepeer/go-livepeer:sandbox"
     livepeer_network = "offchain"
     service_addr = "127.0.0.1:8935"
+    # verify: stand-in runners answer /health within milliseconds on the node, so a short timeout keeps a verify
+    # of a fleet with a hung runner short; the last 100 log lines hold every stand-in failure signature.
+    health_timeout_s = 2.0
+    verify_log_lines = 100
