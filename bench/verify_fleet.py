@@ -48,8 +48,13 @@ def timed_verify(inventory: str, runs: int, env: dict[str, str]) -> dict[str, li
             if result.returncode != 0:
                 raise SystemExit(f"lpfleet verify did not come out healthy:\n{result.stdout[-4000:]}")
             start = time.perf_counter()
-            result = run(str(VENV_BIN / "pyinfra"), "-y", inventory, "verify.py",
-                         env={**env, "LPFLEET_VERIFY_JSON": report, "LPFLEET_VERIFY_TABLE": "0"})
+            result = run(
+                str(VENV_BIN / "pyinfra"),
+                "-y",
+                inventory,
+                "verify.py",
+                env={**env, "LPFLEET_VERIFY_JSON": report, "LPFLEET_VERIFY_TABLE": "0"},
+            )
             out["pyinfra verify.py"].append(time.perf_counter() - start)
             text = result.stdout + result.stderr
             total = re.search(r"Grand total\s+(\d+)\s+(\S+)", text)
@@ -78,8 +83,11 @@ def node_script_seconds(inventory: str, env: dict[str, str]) -> float:
     for node in state.nodes:
         if node.name not in params:
             continue
-        result = subprocess.run(["docker", "exec", node.container, "python3", "-c", _bootstrap(), params[node.name]],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["docker", "exec", node.container, "python3", "-c", _bootstrap(), params[node.name]],
+            capture_output=True,
+            text=True,
+        )
         line = next(x for x in result.stdout.splitlines() if x.startswith("@@lpfleet-verify "))
         times.append(json.loads(line.split(" ", 1)[1])["elapsed_s"])
     return statistics.median(times)
@@ -105,14 +113,18 @@ def main() -> int:
     args = parser.parse_args()
     env = {**os.environ, "LPFLEET_SANDBOX": os.environ.get("LPFLEET_BENCH_SANDBOX", "lpfleet-bench-verify")}
     os.environ["LPFLEET_SANDBOX"] = env["LPFLEET_SANDBOX"]
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}",
-          flush=True)
+    print(
+        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}",
+        flush=True,
+    )
     if args.inventory:
         for label, values in timed_verify(args.inventory, args.runs, env).items():
             if values:
                 print(f"{args.inventory}: {label}: {stats(values)} ({args.runs} runs, healthy, 0 changes)")
         try:  # a sandbox inventory: the node script's own time too
-            print(f"{args.inventory}: node script on a node: median {node_script_seconds(args.inventory, env):.3f} s")
+            print(
+                f"{args.inventory}: node script on a node: median {node_script_seconds(args.inventory, env):.3f} s"
+            )
         except Exception as exc:  # noqa: BLE001 - not a sandbox: nothing to exec into
             print(f"{args.inventory}: node script time not measured ({exc})")
         return 0
@@ -126,10 +138,14 @@ def main() -> int:
             print(f"{count:3d} nodes: deploy + settle {took:.0f} s", flush=True)
             for label, values in timed_verify(inventory, args.runs, env).items():
                 if values:
-                    print(f"{count:3d} nodes: {label}: {stats(values)} ({args.runs} runs, healthy, 0 changes)",
-                          flush=True)
-            print(f"{count:3d} nodes: node script on a node: median {node_script_seconds(inventory, env):.3f} s",
-                  flush=True)
+                    print(
+                        f"{count:3d} nodes: {label}: {stats(values)} ({args.runs} runs, healthy, 0 changes)",
+                        flush=True,
+                    )
+            print(
+                f"{count:3d} nodes: node script on a node: median {node_script_seconds(inventory, env):.3f} s",
+                flush=True,
+            )
     finally:
         if not args.keep:
             run(str(VENV_BIN / "lpfleet"), "sandbox", "down", env=env)

@@ -58,8 +58,10 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     servers = [serve(args.latency) for _ in range(max(1, args.endpoints // 10))]
-    urls = [f"http://127.0.0.1:{servers[i % len(servers)].server_address[1]}/health?e={i}"
-            for i in range(args.endpoints)]
+    urls = [
+        f"http://127.0.0.1:{servers[i % len(servers)].server_address[1]}/health?e={i}"
+        for i in range(args.endpoints)
+    ]
 
     controller = []
     for _ in range(args.repeat):
@@ -69,26 +71,44 @@ def main() -> int:
         assert all(r.status == 200 for r in results), [r for r in results if r.status != 200][:3]
 
     node = []
-    params = {"docker_socket": "/nonexistent.sock", "urls": urls, "timeout": 5, "ai_models_path": "/nonexistent",
-              "models_dir": "/nonexistent", "weights": []}
+    params = {
+        "docker_socket": "/nonexistent.sock",
+        "urls": urls,
+        "timeout": 5,
+        "ai_models_path": "/nonexistent",
+        "models_dir": "/nonexistent",
+        "weights": [],
+    }
     for _ in range(args.repeat):
         started = time.monotonic()
-        proc = subprocess.run(["python3", "-c", _bootstrap(), encode_params(params)], capture_output=True, text=True)
+        proc = subprocess.run(
+            ["python3", "-c", _bootstrap(), encode_params(params)], capture_output=True, text=True
+        )
         node.append(time.monotonic() - started)
         snap = parse_output(proc.stdout.splitlines())
         assert sum(p["status"] == 200 for p in snap["probes"]) == args.endpoints, snap.get("error")
 
     def stats(values):
-        return {"min": round(min(values), 3), "median": round(statistics.median(values), 3),
-                "max": round(max(values), 3)}
+        return {
+            "min": round(min(values), 3),
+            "median": round(statistics.median(values), 3),
+            "max": round(max(values), 3),
+        }
 
-    print(json.dumps({
-        "endpoints": args.endpoints, "latency_s": args.latency, "repeat": args.repeat,
-        "controller_probe_all_s": stats(controller),
-        "node_script_s": stats(node),
-        "sequential_would_take_s": round(args.endpoints * args.latency, 1),
-        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "endpoints": args.endpoints,
+                "latency_s": args.latency,
+                "repeat": args.repeat,
+                "controller_probe_all_s": stats(controller),
+                "node_script_s": stats(node),
+                "sequential_would_take_s": round(args.endpoints * args.latency, 1),
+                "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+            },
+            indent=2,
+        )
+    )
     ok = max(controller) < 2.0 and max(node) < 2.0
     print("bar (100 endpoints at 0.5 s in < 2 s):", "met" if ok else "NOT met", file=sys.stderr)
     return 0 if ok else 1

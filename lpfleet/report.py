@@ -49,8 +49,12 @@ class Check:
             raise ValueError(f"unknown check state {self.state!r}")
 
     def to_dict(self) -> dict:
-        out = {"check": self.check, "state": self.state, "detail": self.detail,
-               "causes": [cause.to_dict() for cause in self.causes]}
+        out = {
+            "check": self.check,
+            "state": self.state,
+            "detail": self.detail,
+            "causes": [cause.to_dict() for cause in self.causes],
+        }
         if self.data:
             out["data"] = self.data
         return out
@@ -73,8 +77,12 @@ class HostResult:
         return "healthy"
 
     def to_dict(self) -> dict:
-        return {"host": self.host, "groups": list(self.groups), "status": self.status,
-                "checks": [check.to_dict() for check in self.checks]}
+        return {
+            "host": self.host,
+            "groups": list(self.groups),
+            "status": self.status,
+            "checks": [check.to_dict() for check in self.checks],
+        }
 
 
 def results_from_json(text: str) -> list[HostResult]:
@@ -85,9 +93,16 @@ def results_from_json(text: str) -> list[HostResult]:
     hosts = []
     for item in document.get("hosts") or []:
         checks = tuple(
-            Check(item["host"], c["check"], c["state"], c["detail"],
-                  tuple(Cause(x["cause"], x["line"], x["hint"]) for x in c.get("causes") or []), c.get("data") or {})
-            for c in item.get("checks") or [])
+            Check(
+                item["host"],
+                c["check"],
+                c["state"],
+                c["detail"],
+                tuple(Cause(x["cause"], x["line"], x["hint"]) for x in c.get("causes") or []),
+                c.get("data") or {},
+            )
+            for c in item.get("checks") or []
+        )
         hosts.append(HostResult(item["host"], tuple(item.get("groups") or ()), checks))
     return hosts
 
@@ -110,12 +125,20 @@ def summary(hosts: Sequence[HostResult]) -> dict:
     for host in hosts:
         for check in host.checks:
             counts[check.state] += 1
-    by_status = {status: sum(1 for h in hosts if h.status == status) for status in ("healthy", "problems", "unchecked")}
+    by_status = {
+        status: sum(1 for h in hosts if h.status == status) for status in ("healthy", "problems", "unchecked")
+    }
     return {"hosts": len(hosts), **by_status, "checks": counts}
 
 
-def to_json(hosts: Sequence[HostResult], *, inventory: str = "", generated_at: datetime | None = None,
-            elapsed_s: float | None = None, extra: dict | None = None) -> str:
+def to_json(
+    hosts: Sequence[HostResult],
+    *,
+    inventory: str = "",
+    generated_at: datetime | None = None,
+    elapsed_s: float | None = None,
+    extra: dict | None = None,
+) -> str:
     """The JSON report; its schema is documented in docs/verify.md (`schema` names the version)."""
     when = (generated_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
     document = {
@@ -133,7 +156,9 @@ def to_json(hosts: Sequence[HostResult], *, inventory: str = "", generated_at: d
     return json.dumps(document, indent=2, sort_keys=False) + "\n"
 
 
-def to_junit(hosts: Sequence[HostResult], *, suite_name: str = "lpfleet verify", elapsed_s: float = 0.0) -> str:
+def to_junit(
+    hosts: Sequence[HostResult], *, suite_name: str = "lpfleet verify", elapsed_s: float = 0.0
+) -> str:
     """JUnit XML: one testsuite per host, one testcase per check.
 
     fail -> <failure>, unknown -> <error>, skip -> <skipped>; loading and warn pass with the detail in
@@ -143,15 +168,19 @@ def to_junit(hosts: Sequence[HostResult], *, suite_name: str = "lpfleet verify",
     failures = sum(1 for h in hosts for c in h.checks if c.state == "fail")
     errors = sum(1 for h in hosts for c in h.checks if c.state == "unknown")
     skipped = sum(1 for h in hosts for c in h.checks if c.state == "skip")
-    out = ['<?xml version="1.0" encoding="UTF-8"?>',
-           f"<testsuites name={quoteattr(suite_name)} tests=\"{total}\" failures=\"{failures}\" "
-           f"errors=\"{errors}\" skipped=\"{skipped}\" time=\"{elapsed_s:.3f}\">"]
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<testsuites name={quoteattr(suite_name)} tests="{total}" failures="{failures}" '
+        f'errors="{errors}" skipped="{skipped}" time="{elapsed_s:.3f}">',
+    ]
     for host in hosts:
         h_fail = sum(1 for c in host.checks if c.state == "fail")
         h_err = sum(1 for c in host.checks if c.state == "unknown")
         h_skip = sum(1 for c in host.checks if c.state == "skip")
-        out.append(f"  <testsuite name={quoteattr(host.host)} tests=\"{len(host.checks)}\" failures=\"{h_fail}\" "
-                   f"errors=\"{h_err}\" skipped=\"{h_skip}\">")
+        out.append(
+            f'  <testsuite name={quoteattr(host.host)} tests="{len(host.checks)}" failures="{h_fail}" '
+            f'errors="{h_err}" skipped="{h_skip}">'
+        )
         for check in host.checks:
             head = f"    <testcase classname={quoteattr(host.host)} name={quoteattr(check.check)}"
             body = _junit_body(check)
@@ -167,9 +196,11 @@ def to_junit(hosts: Sequence[HostResult], *, suite_name: str = "lpfleet verify",
 def _junit_body(check: Check) -> list[str]:
     text = "\n".join([check.detail] + [f"{c.cause}: {c.line}\n  fix: {c.hint}" for c in check.causes])
     if check.state == "fail":
-        return [f"      <failure message={quoteattr(check.detail)} type=\"fail\">{escape(text)}</failure>"]
+        return [f'      <failure message={quoteattr(check.detail)} type="fail">{escape(text)}</failure>']
     if check.state == "unknown":
-        return [f"      <error message={quoteattr(check.detail)} type=\"could-not-check\">{escape(text)}</error>"]
+        return [
+            f'      <error message={quoteattr(check.detail)} type="could-not-check">{escape(text)}</error>'
+        ]
     if check.state == "skip":
         return [f"      <skipped message={quoteattr(check.detail)}/>"]
     if check.state in ("loading", "warn"):
@@ -177,11 +208,19 @@ def _junit_body(check: Check) -> list[str]:
     return []
 
 
-_MARK = {"ok": "ok", "skip": "skip", "loading": "LOADING", "warn": "WARN", "fail": "FAIL", "unknown": "UNKNOWN"}
+_MARK = {
+    "ok": "ok",
+    "skip": "skip",
+    "loading": "LOADING",
+    "warn": "WARN",
+    "fail": "FAIL",
+    "unknown": "UNKNOWN",
+}
 
 
-def to_table(hosts: Sequence[HostResult], *, width: int = 160, elapsed_s: float | None = None,
-             compact: bool = True) -> str:
+def to_table(
+    hosts: Sequence[HostResult], *, width: int = 160, elapsed_s: float | None = None, compact: bool = True
+) -> str:
     """The table a person reads at the end of a run, and a one-line verdict.
 
     Compact (the default): every check that is not ok gets its row, with each diagnosed cause and its fix
@@ -196,20 +235,34 @@ def to_table(hosts: Sequence[HostResult], *, width: int = 160, elapsed_s: float 
                 continue
             rows.append((host.host, check.check, _MARK[check.state], check.detail))
             if check.causes:
-                notes[len(rows) - 1] = [text for c in check.causes
-                                        for text in (f"{c.cause}: {c.line.strip()}", f"  fix: {c.hint}")]
+                notes[len(rows) - 1] = [
+                    text
+                    for c in check.causes
+                    for text in (f"{c.cause}: {c.line.strip()}", f"  fix: {c.hint}")
+                ]
         if folded:
             names = ", ".join(_fold_names(folded))
-            label = f"all {len(folded)} checks" if len(folded) == len(host.checks) else f"{len(folded)} other checks"
+            label = (
+                f"all {len(folded)} checks"
+                if len(folded) == len(host.checks)
+                else f"{len(folded)} other checks"
+            )
             rows.append((host.host, label, "ok", names))
     headers = ("HOST", "CHECK", "STATE", "DETAIL")
     w_host = max([len(headers[0])] + [len(r[0]) for r in rows])
     w_check = min(64, max([len(headers[1])] + [len(r[1]) for r in rows]))
     w_state = max([len(headers[2])] + [len(r[2]) for r in rows])
     w_detail = max(20, width - w_host - w_check - w_state - 6)
-    lines = [_row(headers, w_host, w_check, w_state, w_detail),
-             _row(("-" * w_host, "-" * w_check, "-" * w_state, "-" * min(w_detail, 40)), w_host, w_check, w_state,
-                  w_detail)]
+    lines = [
+        _row(headers, w_host, w_check, w_state, w_detail),
+        _row(
+            ("-" * w_host, "-" * w_check, "-" * w_state, "-" * min(w_detail, 40)),
+            w_host,
+            w_check,
+            w_state,
+            w_detail,
+        ),
+    ]
     indent = " " * (w_host + w_check + w_state + 6)
     for index, row in enumerate(rows):
         lines.append(_row(row, w_host, w_check, w_state, w_detail))
@@ -228,11 +281,19 @@ def _fold_names(checks: Sequence[Check]) -> list[str]:
         first = check.check.split(" ")[0]
         kind = first if first in _COUNTED else check.check
         kinds[kind] = kinds.get(kind, 0) + 1
-    return [f"{count} {_COUNTED[kind]}" if kind in _COUNTED and count > 1 else kind for kind, count in kinds.items()]
+    return [
+        f"{count} {_COUNTED[kind]}" if kind in _COUNTED and count > 1 else kind
+        for kind, count in kinds.items()
+    ]
 
 
-_COUNTED = {"runner": "runners", "weights": "weights", "external": "externals", "gateway": "gateway models",
-            "worker": "workers"}
+_COUNTED = {
+    "runner": "runners",
+    "weights": "weights",
+    "external": "externals",
+    "gateway": "gateway models",
+    "worker": "workers",
+}
 
 
 def verdict(hosts: Sequence[HostResult], *, elapsed_s: float | None = None) -> str:
@@ -260,5 +321,6 @@ def _clip(text: str, width: int) -> str:
 
 def _row(cells: tuple[str, str, str, str], w_host: int, w_check: int, w_state: int, w_detail: int) -> str:
     host, check, state, detail = cells
-    return (f"{host:<{w_host}}  {_clip(check, w_check):<{w_check}}  {state:<{w_state}}  "
-            f"{_clip(detail, w_detail)}").rstrip()
+    return (
+        f"{host:<{w_host}}  {_clip(check, w_check):<{w_check}}  {state:<{w_state}}  {_clip(detail, w_detail)}"
+    ).rstrip()

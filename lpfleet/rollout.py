@@ -40,8 +40,11 @@ def fleet_settings(specs: Iterable[RolloutSpec]) -> RolloutSettings:
     sizes = [s.batch_size for s in specs if s.batch_size]
     percents = [s.batch_percent for s in specs if s.batch_percent]
     thresholds = [s.fail_threshold for s in specs]
-    return RolloutSettings(min(sizes) if sizes else None, min(percents) if percents else None,
-                           min(thresholds) if thresholds else 0)
+    return RolloutSettings(
+        min(sizes) if sizes else None,
+        min(percents) if percents else None,
+        min(thresholds) if thresholds else 0,
+    )
 
 
 def plan_batches(hosts: Sequence[str], settings: RolloutSettings) -> list[tuple[str, ...]]:
@@ -50,7 +53,7 @@ def plan_batches(hosts: Sequence[str], settings: RolloutSettings) -> list[tuple[
     if not ordered:
         return []
     size = settings.batch_for(len(ordered))
-    return [tuple(ordered[i:i + size]) for i in range(0, len(ordered), size)]
+    return [tuple(ordered[i : i + size]) for i in range(0, len(ordered), size)]
 
 
 @dataclass
@@ -87,7 +90,7 @@ class Rollout:
     @property
     def untouched(self) -> list[str]:
         """Hosts of batches that never ran (the rollout stopped before them)."""
-        return [h for batch in self.batches[len(self.done):] for h in batch]
+        return [h for batch in self.batches[len(self.done) :] for h in batch]
 
     @property
     def status(self) -> str:
@@ -103,11 +106,14 @@ class Rollout:
         size = max((len(b) for b in self.batches), default=0)
         if not total:
             return ["rollout plan: nothing to roll out (every host is converged)"] + (
-                [f"  no changes (left alone): {', '.join(self.unchanged)}"] if self.unchanged else [])
-        lines.append(f"rollout plan: {total} host{'s' if total != 1 else ''} to converge in {len(self.batches)} "
-                     f"batch{'es' if len(self.batches) != 1 else ''} of up to {size}; a batch with more than "
-                     f"{self.settings.fail_threshold} failed host{'s' if self.settings.fail_threshold != 1 else ''} "
-                     "stops the rollout")
+                [f"  no changes (left alone): {', '.join(self.unchanged)}"] if self.unchanged else []
+            )
+        lines.append(
+            f"rollout plan: {total} host{'s' if total != 1 else ''} to converge in {len(self.batches)} "
+            f"batch{'es' if len(self.batches) != 1 else ''} of up to {size}; a batch with more than "
+            f"{self.settings.fail_threshold} failed host{'s' if self.settings.fail_threshold != 1 else ''} "
+            "stops the rollout"
+        )
         for index, batch in enumerate(self.batches, 1):
             lines.append(f"  batch {index}: {', '.join(batch)}")
         if self.unchanged:
@@ -119,16 +125,22 @@ class Rollout:
         for batch in self.done:
             if batch.failed:
                 failed = "; ".join(f"{h}: {why}" for h, why in batch.failed.items())
-                lines.append(f"batch {batch.index}/{len(self.batches)} ({', '.join(batch.hosts)}): "
-                             f"{len(batch.failed)} failed - {failed}")
+                lines.append(
+                    f"batch {batch.index}/{len(self.batches)} ({', '.join(batch.hosts)}): "
+                    f"{len(batch.failed)} failed - {failed}"
+                )
             else:
-                lines.append(f"batch {batch.index}/{len(self.batches)} ({', '.join(batch.hosts)}): verified healthy")
+                lines.append(
+                    f"batch {batch.index}/{len(self.batches)} ({', '.join(batch.hosts)}): verified healthy"
+                )
         if self.stopped:
             last = self.done[-1]
             untouched = self.untouched
-            lines.append(f"rollout STOPPED after batch {last.index}/{len(self.batches)}: {len(last.failed)} failed "
-                         f"host{'s' if len(last.failed) != 1 else ''} > threshold {self.settings.fail_threshold}; "
-                         + (f"not touched: {', '.join(untouched)}" if untouched else "no hosts were left"))
+            lines.append(
+                f"rollout STOPPED after batch {last.index}/{len(self.batches)}: {len(last.failed)} failed "
+                f"host{'s' if len(last.failed) != 1 else ''} > threshold {self.settings.fail_threshold}; "
+                + (f"not touched: {', '.join(untouched)}" if untouched else "no hosts were left")
+            )
         else:
             lines.append(f"rollout {self.status}: {len(self.done)}/{len(self.batches)} batches")
         return lines
@@ -136,11 +148,20 @@ class Rollout:
     def to_dict(self) -> dict:
         return {
             "status": self.status,
-            "settings": {"batch_size": self.settings.batch_size, "batch_percent": self.settings.batch_percent,
-                         "fail_threshold": self.settings.fail_threshold},
-            "batches": [{"index": i, "hosts": list(b),
-                         "failed": (self.done[i - 1].failed if i <= len(self.done) else None),
-                         "ran": i <= len(self.done)} for i, b in enumerate(self.batches, 1)],
+            "settings": {
+                "batch_size": self.settings.batch_size,
+                "batch_percent": self.settings.batch_percent,
+                "fail_threshold": self.settings.fail_threshold,
+            },
+            "batches": [
+                {
+                    "index": i,
+                    "hosts": list(b),
+                    "failed": (self.done[i - 1].failed if i <= len(self.done) else None),
+                    "ran": i <= len(self.done),
+                }
+                for i, b in enumerate(self.batches, 1)
+            ],
             "untouched": self.untouched,
             "unchanged": list(self.unchanged),
         }

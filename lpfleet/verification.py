@@ -29,7 +29,11 @@ SETTLED_S = 60.0
 NO_WEIGHTS_PIPELINES = ("live-video-to-video",)
 #: Probe errors of a port nothing listens on yet (directly, or behind Docker's userland proxy, which accepts and
 #: then drops the connection): a batch runner binds only once its model is loaded.
-NOT_BOUND = ("connection refused", "connection reset", "connection closed")  # its model_id names a runner app, not a hub repo
+NOT_BOUND = (
+    "connection refused",
+    "connection reset",
+    "connection closed",
+)  # its model_id names a runner app, not a hub repo
 
 Classifier = Callable[[Sequence[str]], list[Cause]]
 
@@ -61,11 +65,18 @@ def expected_runners(spec: NodeSpec) -> list[ExpectedRunner]:
 
     found = []
     for runner in runners.expected_runners(spec):
-        get = runner.get if isinstance(runner, dict) else lambda key, default=None, r=runner: getattr(r, key, default)
+        get = (
+            runner.get
+            if isinstance(runner, dict)
+            else lambda key, default=None, r=runner: getattr(r, key, default)
+        )
         port = get("port", None)
         port = get("host_port", None) if port is None else port
-        found.append(ExpectedRunner(str(get("name")), int(port), str(get("pipeline")), str(get("model_id")),
-                                    get("gpu", None)))
+        found.append(
+            ExpectedRunner(
+                str(get("name")), int(port), str(get("pipeline")), str(get("model_id")), get("gpu", None)
+            )
+        )
     return found
 
 
@@ -92,8 +103,13 @@ def weights_wanted_from_spec(spec: NodeSpec) -> list[WeightsWanted]:
     return list(seen.values())
 
 
-def node_params(spec: NodeSpec, runners: Sequence[ExpectedRunner], weights: Sequence[WeightsWanted],
-                *, docker_socket: str = "/var/run/docker.sock") -> dict[str, Any]:
+def node_params(
+    spec: NodeSpec,
+    runners: Sequence[ExpectedRunner],
+    weights: Sequence[WeightsWanted],
+    *,
+    docker_socket: str = "/var/run/docker.sock",
+) -> dict[str, Any]:
     """What the node script needs (no token: external URLs are probed at /health without one)."""
     return {
         "docker_socket": docker_socket,
@@ -107,8 +123,12 @@ def node_params(spec: NodeSpec, runners: Sequence[ExpectedRunner], weights: Sequ
         "ai_models_path": spec.ai_models_path,
         "models_dir": spec.models_dir,
         "weights": [
-            {"id": w.model_id, "branch": w.branch, "commit": w.commit,
-             "files": [list(f) for f in w.files] if w.files is not None else None}
+            {
+                "id": w.model_id,
+                "branch": w.branch,
+                "commit": w.commit,
+                "files": [list(f) for f in w.files] if w.files is not None else None,
+            }
             for w in weights
         ],
     }
@@ -134,8 +154,14 @@ def _no_classifier(lines: Sequence[str]) -> list[Cause]:
 
 
 class _Verifier:
-    def __init__(self, spec: NodeSpec, snap: dict[str, Any], runners: Sequence[ExpectedRunner],
-                 classify: Classifier, secrets: Sequence[str]) -> None:
+    def __init__(
+        self,
+        spec: NodeSpec,
+        snap: dict[str, Any],
+        runners: Sequence[ExpectedRunner],
+        classify: Classifier,
+        secrets: Sequence[str],
+    ) -> None:
         self.spec = spec
         self.snap = snap
         self.expected = list(runners)
@@ -149,8 +175,16 @@ class _Verifier:
 
     # -- helpers -------------------------------------------------------------------------------------------
     def add(self, check: str, state: str, detail: str, causes: Sequence[Cause] = (), **data: Any) -> None:
-        self.checks.append(Check(self.spec.host, check, state, redact(detail, self.secrets), tuple(causes),
-                                 {k: v for k, v in data.items() if v is not None}))
+        self.checks.append(
+            Check(
+                self.spec.host,
+                check,
+                state,
+                redact(detail, self.secrets),
+                tuple(causes),
+                {k: v for k, v in data.items() if v is not None},
+            )
+        )
 
     def causes_of(self, name: str) -> list[Cause]:
         lines = [redact(line, self.secrets) for line in self.logs.get(name) or []]
@@ -169,12 +203,25 @@ class _Verifier:
         """The GPU check; returns the configured GPU ids nvidia-smi really shows (None: unknown)."""
         info = self.snap.get("gpus") or {}
         if not info.get("present"):
-            self.add("gpus", "fail", "nvidia-smi not found: no NVIDIA driver on the node",
-                     [Cause("no-gpu", "nvidia-smi: command not found",
-                            "install the NVIDIA driver (a runner without a GPU falls back to CPU or fails)")])
+            self.add(
+                "gpus",
+                "fail",
+                "nvidia-smi not found: no NVIDIA driver on the node",
+                [
+                    Cause(
+                        "no-gpu",
+                        "nvidia-smi: command not found",
+                        "install the NVIDIA driver (a runner without a GPU falls back to CPU or fails)",
+                    )
+                ],
+            )
             return []
         if info.get("rc") != 0:
-            self.add("gpus", "fail", f"nvidia-smi failed (exit {info.get('rc')}): {info.get('error') or 'no output'}")
+            self.add(
+                "gpus",
+                "fail",
+                f"nvidia-smi failed (exit {info.get('rc')}): {info.get('error') or 'no output'}",
+            )
             return []
         gpus = []
         for line in info.get("lines") or []:
@@ -189,12 +236,23 @@ class _Verifier:
             return []
         seen = {index for index, *_ in gpus}
         missing = [gpu for gpu in self.spec.gpus if gpu not in seen]
-        described = ", ".join(f"{index}: {name} {total / 1024:.0f} GiB (used {used / 1024:.1f})"
-                              for index, name, total, used in gpus)
-        data = {"gpus": [{"index": i, "name": n, "memory_total_mib": t, "memory_used_mib": u} for i, n, t, u in gpus]}
+        described = ", ".join(
+            f"{index}: {name} {total / 1024:.0f} GiB (used {used / 1024:.1f})"
+            for index, name, total, used in gpus
+        )
+        data = {
+            "gpus": [
+                {"index": i, "name": n, "memory_total_mib": t, "memory_used_mib": u} for i, n, t, u in gpus
+            ]
+        }
         if missing:
-            self.add("gpus", "fail", f"-nvidia {_ids(self.spec.gpus)} but nvidia-smi lists only {_ids(sorted(seen))} "
-                     f"({described})", **data)
+            self.add(
+                "gpus",
+                "fail",
+                f"-nvidia {_ids(self.spec.gpus)} but nvidia-smi lists only {_ids(sorted(seen))} "
+                f"({described})",
+                **data,
+            )
         else:
             self.add("gpus", "ok", f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}: {described}", **data)
         return [gpu for gpu in self.spec.gpus if gpu in seen]
@@ -202,16 +260,26 @@ class _Verifier:
     def docker(self) -> None:
         docker = self.snap.get("docker") or {}
         if not docker.get("ok"):
-            self.add("docker", "fail", f"Docker Engine API not answering: {docker.get('error') or 'unknown error'}")
+            self.add(
+                "docker", "fail", f"Docker Engine API not answering: {docker.get('error') or 'unknown error'}"
+            )
             self.add("nvidia runtime", "unknown", "not checked: Docker Engine not answering")
             return
         self.add("docker", "ok", f"Engine {docker.get('version') or '?'} answering")
         runtimes = docker.get("runtimes") or []
         if "nvidia" in runtimes:
-            self.add("nvidia runtime", "ok", f"registered (default runtime: {docker.get('default_runtime') or '?'})")
+            self.add(
+                "nvidia runtime",
+                "ok",
+                f"registered (default runtime: {docker.get('default_runtime') or '?'})",
+            )
         else:
-            self.add("nvidia runtime", "fail", f"not registered in dockerd (runtimes: {', '.join(runtimes) or 'none'}); "
-                     "re-run deploy.py (nvidia_toolkit step merges it into daemon.json)")
+            self.add(
+                "nvidia runtime",
+                "fail",
+                f"not registered in dockerd (runtimes: {', '.join(runtimes) or 'none'}); "
+                "re-run deploy.py (nvidia_toolkit step merges it into daemon.json)",
+            )
 
     def config(self) -> list[dict] | None:
         """The aiModels.json check; returns the deployed entries (None when unreadable)."""
@@ -221,14 +289,25 @@ class _Verifier:
             self.add("aiModels.json", "fail", f"{path} missing: the worker cannot start (run deploy.py)")
             return None
         if config.get("error"):
-            self.add("aiModels.json", "fail", f"{path}: {config['error']}",
-                     [Cause("invalid-config", config["error"], "re-render it with deploy.py (lpfleet lint checks a "
-                            "hand-written file)")])
+            self.add(
+                "aiModels.json",
+                "fail",
+                f"{path}: {config['error']}",
+                [
+                    Cause(
+                        "invalid-config",
+                        config["error"],
+                        "re-render it with deploy.py (lpfleet lint checks a hand-written file)",
+                    )
+                ],
+            )
             return None
         entries = [e for e in config.get("entries") or [] if not e.get("invalid")]
         want = sorted(_entry_key(e) for e in self.spec.models)
-        have = sorted((e.get("pipeline") or "", e.get("model_id") or "", bool(e.get("warm")), bool(e.get("external")))
-                      for e in entries)
+        have = sorted(
+            (e.get("pipeline") or "", e.get("model_id") or "", bool(e.get("warm")), bool(e.get("external")))
+            for e in entries
+        )
         if want != have:
             missing = [k for k in want if k not in have]
             extra = [k for k in have if k not in want]
@@ -237,33 +316,62 @@ class _Verifier:
                 parts.append("missing " + "; ".join(_describe_key(k) for k in missing))
             if extra:
                 parts.append("not in group data " + "; ".join(_describe_key(k) for k in extra))
-            self.add("aiModels.json", "fail", f"{path} differs from the group data: {', '.join(parts)} "
-                     "(run deploy.py)", sha256=config.get("sha256"))
+            self.add(
+                "aiModels.json",
+                "fail",
+                f"{path} differs from the group data: {', '.join(parts)} (run deploy.py)",
+                sha256=config.get("sha256"),
+            )
         elif config.get("mode") not in (None, "0o600"):
-            self.add("aiModels.json", "warn", f"{path} mode {config['mode'][2:]}, want 600 (it can hold tokens)",
-                     sha256=config.get("sha256"))
+            self.add(
+                "aiModels.json",
+                "warn",
+                f"{path} mode {config['mode'][2:]}, want 600 (it can hold tokens)",
+                sha256=config.get("sha256"),
+            )
         else:
-            self.add("aiModels.json", "ok", f"{len(entries)} entr{'ies' if len(entries) != 1 else 'y'}, as configured",
-                     sha256=config.get("sha256"))
+            self.add(
+                "aiModels.json",
+                "ok",
+                f"{len(entries)} entr{'ies' if len(entries) != 1 else 'y'}, as configured",
+                sha256=config.get("sha256"),
+            )
         return entries
 
     def warm_slots(self, deployed: list[dict] | None, gpus_seen: list[int] | None) -> None:
-        entries = deployed if deployed is not None else [
-            {"warm": e.warm, "capacity": e.capacity, "external": e.is_external} for e in self.spec.models]
+        entries = (
+            deployed
+            if deployed is not None
+            else [
+                {"warm": e.warm, "capacity": e.capacity, "external": e.is_external} for e in self.spec.models
+            ]
+        )
         warm = sum((e.get("capacity") or 1) for e in entries if e.get("warm") and not e.get("external"))
         gpus = gpus_seen if gpus_seen else []
         slots = len(gpus) * self.spec.containers_per_gpu
         source = "the deployed aiModels.json" if deployed is not None else "the group data"
-        where = (f"GPU{'s' if len(gpus) != 1 else ''} {_ids(gpus) or 'none'} x {self.spec.containers_per_gpu} "
-                 "per GPU")
+        where = (
+            f"GPU{'s' if len(gpus) != 1 else ''} {_ids(gpus) or 'none'} x {self.spec.containers_per_gpu} "
+            "per GPU"
+        )
         if warm > slots:
-            self.add("warm slots", "fail",
-                     f"{warm} warm container{'s' if warm != 1 else ''} in {source} but {slots} GPU slot"
-                     f"{'s' if slots != 1 else ''} ({where}): go-livepeer fails at start; make fewer models warm "
-                     "(or lower capacity), or add GPUs", warm=warm, slots=slots)
+            self.add(
+                "warm slots",
+                "fail",
+                f"{warm} warm container{'s' if warm != 1 else ''} in {source} but {slots} GPU slot"
+                f"{'s' if slots != 1 else ''} ({where}): go-livepeer fails at start; make fewer models warm "
+                "(or lower capacity), or add GPUs",
+                warm=warm,
+                slots=slots,
+            )
         else:
-            self.add("warm slots", "ok", f"{warm} warm / {slots} slot{'s' if slots != 1 else ''} ({where})",
-                     warm=warm, slots=slots)
+            self.add(
+                "warm slots",
+                "ok",
+                f"{warm} warm / {slots} slot{'s' if slots != 1 else ''} ({where})",
+                warm=warm,
+                slots=slots,
+            )
 
     def worker(self) -> bool:
         """The worker check; True when it runs."""
@@ -277,8 +385,13 @@ class _Verifier:
             self.add(check, "fail", f"container {name} not found (run deploy.py)")
             return False
         state, detail = _container_state(worker)
-        self.add(check, state, f"{detail}, image {worker.get('image')}", self.causes_of(worker["name"]) if state != "ok"
-                 else [], container=_public(worker))
+        self.add(
+            check,
+            state,
+            f"{detail}, image {worker.get('image')}",
+            self.causes_of(worker["name"]) if state != "ok" else [],
+            container=_public(worker),
+        )
         return worker.get("running") and not worker.get("restarting")
 
     def runners(self, worker_running: bool, configured: list[AIModelEntry]) -> None:
@@ -293,8 +406,14 @@ class _Verifier:
             if container is None:
                 reason = "the worker is not running" if not worker_running else "the worker did not start it"
                 causes = self.causes_of(self.spec.worker.container_name)
-                self.add(check, "fail", f"missing: no container {runner.name} ({reason}; {runner.pipeline} "
-                         f"{runner.model_id} is warm)", causes, expected_port=runner.port)
+                self.add(
+                    check,
+                    "fail",
+                    f"missing: no container {runner.name} ({reason}; {runner.pipeline} "
+                    f"{runner.model_id} is warm)",
+                    causes,
+                    expected_port=runner.port,
+                )
                 continue
             self.runner(check, container, runner.port, _limit_for(configured, runner.model_id))
         known = {e.model_id for e in configured}
@@ -303,19 +422,31 @@ class _Verifier:
                 continue
             check = f"runner {name}"
             if container.get("model_id") in known:  # a cold model the worker started on demand
-                self.runner(check + " (cold)", container, container.get("port"),
-                            _limit_for(configured, container.get("model_id")))
+                self.runner(
+                    check + " (cold)",
+                    container,
+                    container.get("port"),
+                    _limit_for(configured, container.get("model_id")),
+                )
             else:
-                self.add(check, "warn", f"{container.get('pipeline') or '?'} {container.get('model_id') or '?'} is not "
-                         f"in aiModels.json: a leftover runner holding a GPU slot (docker rm -f {name})",
-                         container=_public(container))
+                self.add(
+                    check,
+                    "warn",
+                    f"{container.get('pipeline') or '?'} {container.get('model_id') or '?'} is not "
+                    f"in aiModels.json: a leftover runner holding a GPU slot (docker rm -f {name})",
+                    container=_public(container),
+                )
 
     def runner(self, check: str, container: dict, port: int | None, limit_s: float) -> None:
         state, detail = _container_state(container)
         public = _public(container)
         if container.get("port") is not None and port is not None and container.get("port") != port:
-            self.add(check, "fail", f"published on port {container.get('port')}, go-livepeer expects {port}",
-                     container=public)
+            self.add(
+                check,
+                "fail",
+                f"published on port {container.get('port')}, go-livepeer expects {port}",
+                container=public,
+            )
             return
         if state == "fail":
             self.add(check, "fail", detail, self.causes_of(container["name"]), container=public)
@@ -330,21 +461,48 @@ class _Verifier:
         restarts = container.get("restart_count") or 0
         if result.get("status") == 200 and health in ("OK", "IDLE"):
             note = f"; restarted {restarts} time{'s' if restarts != 1 else ''}" if restarts else ""
-            self.add(check, "warn" if restarts else "ok", f"{health} on 127.0.0.1:{port}, up {_age(up)}{note}",
-                     container=public, health=health)
+            self.add(
+                check,
+                "warn" if restarts else "ok",
+                f"{health} on 127.0.0.1:{port}, up {_age(up)}{note}",
+                container=public,
+                health=health,
+            )
         elif health == "LOADING" or (result.get("error") in NOT_BOUND and up < limit_s):
             what = "LOADING" if health == "LOADING" else "loading (port not bound yet)"
             if up > limit_s:
-                self.add(check, "fail", f"{what} for {_age(up)}: go-livepeer gives up after {limit_s:.0f} s",
-                         self.causes_of(container["name"]), container=public, health=health, loading_s=up)
+                self.add(
+                    check,
+                    "fail",
+                    f"{what} for {_age(up)}: go-livepeer gives up after {limit_s:.0f} s",
+                    self.causes_of(container["name"]),
+                    container=public,
+                    health=health,
+                    loading_s=up,
+                )
             else:
-                self.add(check, "loading", f"{what} for {_age(up)} on 127.0.0.1:{port}", container=public,
-                         health=health, loading_s=up)
+                self.add(
+                    check,
+                    "loading",
+                    f"{what} for {_age(up)} on 127.0.0.1:{port}",
+                    container=public,
+                    health=health,
+                    loading_s=up,
+                )
         else:
-            answer = (f"HTTP {result.get('status')} {health or (result.get('body') or '')[:80]}"
-                      if result.get("status") is not None else result.get("error") or "no answer")
-            self.add(check, "fail", f"/health on 127.0.0.1:{port}: {answer} (up {_age(up)})",
-                     self.causes_of(container["name"]), container=public, health=health)
+            answer = (
+                f"HTTP {result.get('status')} {health or (result.get('body') or '')[:80]}"
+                if result.get("status") is not None
+                else result.get("error") or "no answer"
+            )
+            self.add(
+                check,
+                "fail",
+                f"/health on 127.0.0.1:{port}: {answer} (up {_age(up)})",
+                self.causes_of(container["name"]),
+                container=public,
+                health=health,
+            )
 
     def externals(self) -> None:
         for entry in self.spec.models:
@@ -359,11 +517,22 @@ class _Verifier:
             elif result.get("status") == 200:
                 self.add(check, "ok", f"{shown}: 200 in {result.get('elapsed_s', 0):.2f} s")
             else:
-                answer = f"HTTP {result['status']}" if result.get("status") is not None else result.get("error")
-                self.add(check, "fail", f"{shown}: {answer} (go-livepeer aborts its start when an external /health "
-                         "is not 200 within 2 min)",
-                         [Cause("external-health-failed", f"GET {shown} -> {answer}",
-                                "start the external container or fix its url; it must answer /health 200")])
+                answer = (
+                    f"HTTP {result['status']}" if result.get("status") is not None else result.get("error")
+                )
+                self.add(
+                    check,
+                    "fail",
+                    f"{shown}: {answer} (go-livepeer aborts its start when an external /health "
+                    "is not 200 within 2 min)",
+                    [
+                        Cause(
+                            "external-health-failed",
+                            f"GET {shown} -> {answer}",
+                            "start the external container or fix its url; it must answer /health 200",
+                        )
+                    ],
+                )
 
     def weights(self) -> None:
         models_dir = self.spec.models_dir
@@ -373,38 +542,75 @@ class _Verifier:
             repo = f"{models_dir}/models--{str(model).replace('/', '--')}"
             hint = "run deploy.py (weights step) or lpfleet prefetch; the models dir must be a host path"
             if not item.get("repo_dir"):
-                self.add(check, "fail", f"not in {models_dir}: {repo} absent",
-                         [Cause("weights-missing", f"{repo} does not exist", hint)])
+                self.add(
+                    check,
+                    "fail",
+                    f"not in {models_dir}: {repo} absent",
+                    [Cause("weights-missing", f"{repo} does not exist", hint)],
+                )
             elif not item.get("commit"):
-                self.add(check, "fail", f"{repo}/refs/main missing: incomplete or interrupted download",
-                         [Cause("weights-missing", f"{repo}/refs/main not found", hint)])
+                self.add(
+                    check,
+                    "fail",
+                    f"{repo}/refs/main missing: incomplete or interrupted download",
+                    [Cause("weights-missing", f"{repo}/refs/main not found", hint)],
+                )
             elif not item.get("snapshot"):
-                self.add(check, "fail", f"refs point at {item['commit'][:12]} but that snapshot is missing",
-                         [Cause("weights-missing", f"{repo}/snapshots/{item['commit']} not found", hint)])
+                self.add(
+                    check,
+                    "fail",
+                    f"refs point at {item['commit'][:12]} but that snapshot is missing",
+                    [Cause("weights-missing", f"{repo}/snapshots/{item['commit']} not found", hint)],
+                )
             elif item.get("missing") or item.get("wrong_size"):
                 missing = item.get("missing") or []
                 wrong = [w[0] for w in item.get("wrong_size") or []]
                 parts = []
                 if missing:
-                    parts.append(f"{len(missing)} missing ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
+                    more = ", ..." if len(missing) > 3 else ""
+                    parts.append(f"{len(missing)} missing ({', '.join(missing[:3])}{more})")
                 if wrong:
-                    parts.append(f"{len(wrong)} wrong size ({', '.join(wrong[:3])}{', ...' if len(wrong) > 3 else ''})")
-                self.add(check, "fail", f"incomplete at {item['commit'][:12]}: {'; '.join(parts)}",
-                         [Cause("weights-missing", f"{repo}: {'; '.join(parts)}", hint)])
+                    parts.append(
+                        f"{len(wrong)} wrong size ({', '.join(wrong[:3])}{', ...' if len(wrong) > 3 else ''})"
+                    )
+                self.add(
+                    check,
+                    "fail",
+                    f"incomplete at {item['commit'][:12]}: {'; '.join(parts)}",
+                    [Cause("weights-missing", f"{repo}: {'; '.join(parts)}", hint)],
+                )
             elif item.get("expected_commit") and item["expected_commit"] != item["commit"]:
-                self.add(check, "fail", f"refs/main at {item['commit'][:12]}, models.lock pins "
-                         f"{item['expected_commit'][:12]} (run deploy.py)")
+                self.add(
+                    check,
+                    "fail",
+                    f"refs/main at {item['commit'][:12]}, models.lock pins "
+                    f"{item['expected_commit'][:12]} (run deploy.py)",
+                )
             elif not item.get("files"):
-                self.add(check, "fail", f"snapshot {item['commit'][:12]} is empty",
-                         [Cause("weights-missing", f"{repo}/snapshots/{item['commit']} is empty", hint)])
+                self.add(
+                    check,
+                    "fail",
+                    f"snapshot {item['commit'][:12]} is empty",
+                    [Cause("weights-missing", f"{repo}/snapshots/{item['commit']} is empty", hint)],
+                )
             else:
-                self.add(check, "ok", f"complete: {item['files']} file{'s' if item['files'] != 1 else ''}, "
-                         f"{_size(item.get('bytes') or 0)}, commit {item['commit'][:12]}")
+                self.add(
+                    check,
+                    "ok",
+                    f"complete: {item['files']} file{'s' if item['files'] != 1 else ''}, "
+                    f"{_size(item.get('bytes') or 0)}, commit {item['commit'][:12]}",
+                )
 
 
-def verify_host(spec: NodeSpec, snapshot: dict[str, Any], runners: Sequence[ExpectedRunner], *,
-                classify: Classifier | None = None, secrets: Sequence[str] = (),
-                gateway: Sequence[Check] = ()) -> HostResult:
+def verify_host(
+    spec: NodeSpec,
+    snapshot: dict[str, Any],
+    runners: Sequence[ExpectedRunner],
+    *,
+    classify: Classifier | None = None,
+    secrets: Sequence[str] = (),
+    gateway: Sequence[Check] = (),
+) -> HostResult:
     """Every check of one host, in the order a person reads them (node, config, worker, runners, weights).
 
     + spec: the host's validated spec
@@ -416,7 +622,9 @@ def verify_host(spec: NodeSpec, snapshot: dict[str, Any], runners: Sequence[Expe
     """
     all_secrets = list(secrets) + spec_secrets(spec)
     if snapshot.get("error"):
-        check = Check(spec.host, "node", "unknown", redact(f"could not check: {snapshot['error']}", all_secrets))
+        check = Check(
+            spec.host, "node", "unknown", redact(f"could not check: {snapshot['error']}", all_secrets)
+        )
         return HostResult(spec.host, spec.groups, (check,) + tuple(gateway))
     v = _Verifier(spec, snapshot, runners, classify or _no_classifier, all_secrets)
     seen = v.gpus()
@@ -439,7 +647,8 @@ def unchecked_host(spec_or_host: NodeSpec | str, reason: str, groups: Sequence[s
     return HostResult(host, tuple(groups), (Check(host, "node", "unknown", f"could not check: {reason}"),))
 
 
-# -- the gateway's view ---------------------------------------------------------------------------------------
+# -- the gateway's view ------------------------------------------------------------------------------------
+
 
 def capability_pipelines(doc: dict[str, Any]) -> dict[str, str]:
     """capability id -> pipeline, from the gateway's own names ("Text to image" -> text-to-image)."""
@@ -458,17 +667,28 @@ def gateway_checks(spec: NodeSpec, doc: dict[str, Any] | None, *, error: str = "
     gateway = display_url(spec.verify.gateway_url or "")
     host = spec.host
     if doc is None:
-        return [Check(host, "gateway", "unknown", f"{gateway}/getNetworkCapabilities: {error or 'no answer'}")]
-    orchestrators = [o for o in doc.get("orchestrators") or [] if str(o.get("address", "")).lower() == address]
+        return [
+            Check(host, "gateway", "unknown", f"{gateway}/getNetworkCapabilities: {error or 'no answer'}")
+        ]
+    orchestrators = [
+        o for o in doc.get("orchestrators") or [] if str(o.get("address", "")).lower() == address
+    ]
     if not orchestrators:
         count = len(doc.get("orchestrators") or [])
-        return [Check(host, "gateway", "fail", f"orchestrator {spec.verify.orchestrator_address} is not among the "
-                      f"{count} orchestrators {gateway} sees (registration takes 2-5 min after the worker starts; "
-                      "the gateway refreshes every 25 min)")]
+        return [
+            Check(
+                host,
+                "gateway",
+                "fail",
+                f"orchestrator {spec.verify.orchestrator_address} is not among the "
+                f"{count} orchestrators {gateway} sees (registration takes 2-5 min after the worker starts; "
+                "the gateway refreshes every 25 min)",
+            )
+        ]
     pipelines = capability_pipelines(doc)
     advertised: dict[tuple[str, str], dict] = {}
     for orch in orchestrators:
-        per_cap = (((orch.get("capabilities") or {}).get("constraints") or {}).get("PerCapability") or {})
+        per_cap = ((orch.get("capabilities") or {}).get("constraints") or {}).get("PerCapability") or {}
         for cap, constraint in per_cap.items():
             pipeline = pipelines.get(str(cap))
             if pipeline is None:
@@ -484,7 +704,8 @@ def gateway_checks(spec: NodeSpec, doc: dict[str, Any] | None, *, error: str = "
             checks.append(Check(host, check, "fail", f"not advertised on {gateway} (configured {want})"))
             continue
         seen = "warm" if info.get("warm") else "cold"
-        detail = f"{seen} on {gateway}, capacity {info.get('capacity', '?')}, in use {info.get('capacityInUse', 0)}"
+        used = info.get("capacityInUse", 0)
+        detail = f"{seen} on {gateway}, capacity {info.get('capacity', '?')}, in use {used}"
         if seen != want:
             checks.append(Check(host, check, "fail", f"{detail}; configured {want}"))
         else:
@@ -493,6 +714,7 @@ def gateway_checks(spec: NodeSpec, doc: dict[str, Any] | None, *, error: str = "
 
 
 # -- small pure helpers -------------------------------------------------------------------------------------
+
 
 def _entry_key(entry: AIModelEntry) -> tuple[str, str, bool, bool]:
     return (entry.pipeline, entry.model_id, bool(entry.warm), entry.is_external)
@@ -540,8 +762,11 @@ def _container_state(c: dict) -> tuple[str, str]:
     if not c.get("running"):
         ago = f" {_age(c['exited_ago_s'])} ago" if c.get("exited_ago_s") is not None else ""
         status = c.get("status") or "not running"
-        return "fail", f"{'stopped' if status == 'exited' else status}{ago} (exit code {c.get('exit_code')}, " \
-                       f"{times}{oom})"
+        return (
+            "fail",
+            f"{'stopped' if status == 'exited' else status}{ago} (exit code {c.get('exit_code')}, "
+            f"{times}{oom})",
+        )
     up = c.get("up_s") or 0.0
     if restarts and up < SETTLED_S:
         return "fail", f"restart loop: {times}, up only {_age(up)}"

@@ -21,7 +21,9 @@ from tasks.weights import lock_for
 def verify_node(spec: NodeSpec) -> None:
     try:
         lock = lock_for(spec)
-    except DeployError:  # no models.lock: check the snapshots the config names (verification never stops on it)
+    except (
+        DeployError
+    ):  # no models.lock: check the snapshots the config names (verification never stops on it)
         lock = None
     token = os.environ.get(spec.weights.hf_token_env, "")
     node_verified(

@@ -1,4 +1,4 @@
-"""`lpfleet bootstrap user@host --group G [--inventory INV]`: one bare Debian/Ubuntu box to a verified serving node.
+"""`lpfleet bootstrap user@host --group G [--inventory INV]`: one bare box to a verified serving node.
 
 Writes a one-host inventory beside INV (so INV's group_data/ - all.py and the named groups - applies to the
 box exactly as to the fleet, and relative paths such as models.lock resolve the same), runs
@@ -48,7 +48,9 @@ def inventory_source(name: str, data: dict, groups: list[str]) -> str:
     """A pyinfra inventory putting one host into `groups` (each a Python identifier, as group files are)."""
     for group in groups:
         if not GROUP_NAME.match(group) or keyword.iskeyword(group):
-            raise ValueError(f"--group {group!r}: a group name is a Python identifier (its group_data/<name>.py)")
+            raise ValueError(
+                f"--group {group!r}: a group name is a Python identifier (its group_data/<name>.py)"
+            )
     lines = ['"""Written by `lpfleet bootstrap` for one run; removed afterwards."""', ""]
     lines.append(f"_host = ({name!r}, {data!r})")
     for group in dict.fromkeys(groups):
@@ -65,8 +67,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     inventory = Path(args.inventory)
     if not inventory.is_file():
-        print(f"lpfleet bootstrap: inventory {inventory} not found (its group_data/ describes the groups)",
-              file=sys.stderr)
+        print(
+            f"lpfleet bootstrap: inventory {inventory} not found (its group_data/ describes the groups)",
+            file=sys.stderr,
+        )
         return 2
     deploy = Path(args.deploy) if args.deploy else default_deploy()
     name = args.name or hostname
@@ -79,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
         data.update(ssh_strict_host_key_checking="no", ssh_known_hosts_file="/dev/null")
     groups = list(args.group)
     if inventory.stem not in groups:
-        groups.insert(0, inventory.stem)  # the inventory file's own group (e.g. `sandbox`) applies as in the fleet
+        groups.insert(
+            0, inventory.stem
+        )  # the inventory file's own group (e.g. `sandbox`) applies as in the fleet
     try:
         source = inventory_source(name, data, groups)
     except ValueError as exc:
@@ -88,14 +94,26 @@ def run(args: argparse.Namespace) -> int:
     one_host = inventory.parent / f"_bootstrap_{uuid.uuid4().hex[:8]}.py"
     one_host.write_text(source)
     try:
-        print(f"--> bootstrap {name} ({user}@{hostname}{':' + str(port) if port else ''}) in groups "
-              f"{', '.join(groups)}: deploy", file=sys.stderr, flush=True)
+        print(
+            f"--> bootstrap {name} ({user}@{hostname}{':' + str(port) if port else ''}) in groups "
+            f"{', '.join(groups)}: deploy",
+            file=sys.stderr,
+            flush=True,
+        )
         env = dict(os.environ, LPFLEET_VERIFY_TABLE="0")
         deployed = subprocess.run([*pyinfra_command(), "-y", str(one_host), str(deploy)], env=env)
-        print(f"--> bootstrap {name}: verify (waiting up to {args.wait:.0f} s for runners to load)", file=sys.stderr,
-              flush=True)
-        outcome = verify_fleet(str(one_host), default_verify_deploy(), None, args.wait,
-                               say=lambda text: print(f"--> {text}", file=sys.stderr, flush=True))
+        print(
+            f"--> bootstrap {name}: verify (waiting up to {args.wait:.0f} s for runners to load)",
+            file=sys.stderr,
+            flush=True,
+        )
+        outcome = verify_fleet(
+            str(one_host),
+            default_verify_deploy(),
+            None,
+            args.wait,
+            say=lambda text: print(f"--> {text}", file=sys.stderr, flush=True),
+        )
     finally:
         one_host.unlink(missing_ok=True)
     if not outcome.ok:
@@ -106,25 +124,40 @@ def run(args: argparse.Namespace) -> int:
     write_reports(outcome.results, outcome.elapsed_s, str(inventory), args.json, args.junit)
     code = exit_code(outcome.results)
     if deployed.returncode != 0 and code == 0:
-        print("lpfleet bootstrap: the deploy reported errors (see above) although verification passed", file=sys.stderr)
+        print(
+            "lpfleet bootstrap: the deploy reported errors (see above) although verification passed",
+            file=sys.stderr,
+        )
         return 1
     return code
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "bootstrap", help="take one bare Debian/Ubuntu box (user@host) to a verified serving node of a group",
-        description=__doc__.split("\n\n")[1] if __doc__ else None)
+        "bootstrap",
+        help="take one bare Debian/Ubuntu box (user@host) to a verified serving node of a group",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
     parser.add_argument("target", help="user@host[:port] reachable by SSH (root, or a user with sudo)")
-    parser.add_argument("--group", action="append", required=True,
-                        help="group(s) the box joins: their group_data/<group>.py applies (repeatable)")
-    parser.add_argument("--inventory", default="inventory.py",
-                        help="the fleet's inventory file whose group_data/ applies (default inventory.py)")
+    parser.add_argument(
+        "--group",
+        action="append",
+        required=True,
+        help="group(s) the box joins: their group_data/<group>.py applies (repeatable)",
+    )
+    parser.add_argument(
+        "--inventory",
+        default="inventory.py",
+        help="the fleet's inventory file whose group_data/ applies (default inventory.py)",
+    )
     parser.add_argument("--name", help="host name in the reports (default: the host part of the target)")
     parser.add_argument("--port", type=int, help="SSH port")
     parser.add_argument("--ssh-key", help="private key file for SSH")
-    parser.add_argument("--insecure-host-key", action="store_true",
-                        help="do not check the SSH host key (a throw-away box or the sandbox only)")
+    parser.add_argument(
+        "--insecure-host-key",
+        action="store_true",
+        help="do not check the SSH host key (a throw-away box or the sandbox only)",
+    )
     parser.add_argument("--wait", type=float, default=300.0, help="seconds the runners may take to load")
     parser.add_argument("--deploy", help="deploy.py to run (default: ./deploy.py or the project's)")
     parser.add_argument("--json", metavar="FILE", help="write the JSON report")

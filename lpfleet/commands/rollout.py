@@ -46,8 +46,13 @@ def hosts_with_changes(inventory: str, deploy: Path) -> tuple[list[str] | None, 
     env = dict(os.environ, LPFLEET_VERIFY_TABLE="0")
     env.pop("LPFLEET_VERIFY_JSON", None)
     env.pop("LPFLEET_VERIFY_JUNIT", None)
-    proc = subprocess.run([*pyinfra_command(), "--dry", "--json", inventory, str(deploy)],
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        [*pyinfra_command(), "--dry", "--json", inventory, str(deploy)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         plan = json.loads(proc.stdout)
     except ValueError:
@@ -90,7 +95,11 @@ def deploy_failures(report: str, hosts: tuple[str, ...]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     deploy = Path(args.deploy) if args.deploy else default_deploy()
     verify_deploy = Path(args.verify_deploy) if args.verify_deploy else default_verify_deploy()
-    for path, what in ((Path(args.inventory), "inventory"), (deploy, "deploy.py"), (verify_deploy, "verify.py")):
+    for path, what in (
+        (Path(args.inventory), "inventory"),
+        (deploy, "deploy.py"),
+        (verify_deploy, "verify.py"),
+    ):
         if not path.is_file():
             print(f"lpfleet rollout: {what} {path} not found", file=sys.stderr)
             return 2
@@ -116,8 +125,11 @@ def run(args: argparse.Namespace) -> int:
             print("lpfleet rollout: pyinfra could not plan the deploy (its output is above)", file=sys.stderr)
             return 2
         targets = [host for host in order if host in changed]
-    rollout = Rollout(plan_batches(targets, settings), settings,
-                      unchanged=tuple(host for host in order if host not in targets))
+    rollout = Rollout(
+        plan_batches(targets, settings),
+        settings,
+        unchanged=tuple(host for host in order if host not in targets),
+    )
     for line in rollout.describe_plan():
         say(line)
     if args.dry:
@@ -139,7 +151,9 @@ def run(args: argparse.Namespace) -> int:
                 verified[result.host] = result
                 if result.host in hosts and result.status != "healthy" and result.host not in failed:
                     bad = [c for c in result.checks if c.state in ("fail", "unknown", "loading")]
-                    failed[result.host] = "; ".join(f"{c.check}: {c.detail}" for c in bad[:2]) or result.status
+                    failed[result.host] = (
+                        "; ".join(f"{c.check}: {c.detail}" for c in bad[:2]) or result.status
+                    )
                 elif result.host in hosts and any(c.state == "loading" for c in result.checks):
                     failed.setdefault(result.host, f"runners still loading after {args.wait:.0f} s")
             for host in hosts:
@@ -154,8 +168,14 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(to_table(results, elapsed_s=elapsed))
     print(rollout.describe_outcome()[-1])
     if args.json:
-        Path(args.json).write_text(to_json(results, inventory=args.inventory, elapsed_s=round(elapsed, 3),
-                                           extra={"rollout": rollout.to_dict()}))
+        Path(args.json).write_text(
+            to_json(
+                results,
+                inventory=args.inventory,
+                elapsed_s=round(elapsed, 3),
+                extra={"rollout": rollout.to_dict()},
+            )
+        )
     if args.junit:
         Path(args.junit).write_text(to_junit(results, suite_name="lpfleet rollout", elapsed_s=elapsed))
     return 0 if rollout.status == "completed" else 1
@@ -163,18 +183,32 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "rollout", help="converge the fleet in batches, each gated on verification; stop on a failed batch",
-        description="Roll deploy.py across the fleet batch by batch (rollout_batch_size / rollout_batch_percent), "
-                    "verify each batch, stop when one fails beyond rollout_fail_threshold. See docs/rollout.md.")
+        "rollout",
+        help="converge the fleet in batches, each gated on verification; stop on a failed batch",
+        description="Roll deploy.py across the fleet batch by batch (rollout_batch_size or "
+        "rollout_batch_percent), verify each batch, stop when one fails beyond rollout_fail_threshold. See docs/rollout.md.",
+    )
     parser.add_argument("inventory", help="pyinfra inventory file")
-    parser.add_argument("--dry", action="store_true", help="print the plan (hosts with changes, batches) and exit")
-    parser.add_argument("--every-host", action="store_true",
-                        help="roll every host, not only those pyinfra's dry run says would change")
-    parser.add_argument("--wait", metavar="SECONDS", type=float, default=DEFAULT_WAIT_S,
-                        help=f"how long a batch's runners may keep loading before it counts as failed "
-                             f"(default {DEFAULT_WAIT_S:.0f})")
+    parser.add_argument(
+        "--dry", action="store_true", help="print the plan (hosts with changes, batches) and exit"
+    )
+    parser.add_argument(
+        "--every-host",
+        action="store_true",
+        help="roll every host, not only those pyinfra's dry run says would change",
+    )
+    parser.add_argument(
+        "--wait",
+        metavar="SECONDS",
+        type=float,
+        default=DEFAULT_WAIT_S,
+        help=f"how long a batch's runners may keep loading before it counts as failed "
+        f"(default {DEFAULT_WAIT_S:.0f})",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the JSON report (with a `rollout` section)")
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML")
-    parser.add_argument("--deploy", metavar="PATH", help="deploy.py to roll out (default: ./deploy.py or the project's)")
+    parser.add_argument(
+        "--deploy", metavar="PATH", help="deploy.py to roll out (default: ./deploy.py or the project's)"
+    )
     parser.add_argument("--verify-deploy", metavar="PATH", help="verify.py used as the gate")
     parser.set_defaults(func=run)

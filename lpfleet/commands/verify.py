@@ -1,4 +1,4 @@
-"""`lpfleet verify INVENTORY [--json FILE] [--junit FILE] [--wait SECONDS]`: read-only verification, a table, exit 0/1/2.
+"""`lpfleet verify INVENTORY [--json FILE] [--junit FILE] [--wait SECONDS]`: read-only verification.
 
 Runs `pyinfra -y INVENTORY verify.py` - the same verification as a plain pyinfra run, one code path - with
 its table turned off and its JSON report written to a temporary file, then prints the table itself and
@@ -34,7 +34,7 @@ class VerifyRun:
 
 
 def pyinfra_command() -> list[str]:
-    """The pyinfra CLI beside this Python (its script name matters: lpfleet.fleet's inventory guard looks for it)."""
+    """The pyinfra CLI beside this Python (the script, by name: lpfleet.fleet's inventory guard looks for it)."""
     script = Path(sys.executable).parent / "pyinfra"
     return [str(script)] if script.is_file() else [sys.executable, "-m", "pyinfra"]
 
@@ -47,9 +47,14 @@ def default_verify_deploy() -> Path:
     return Path(__file__).resolve().parents[2] / "verify.py"
 
 
-def run_pyinfra_verify(inventory: str, deploy: Path, limit: list[str] | None = None,
-                       extra_env: dict[str, str] | None = None, timeout_s: float = 900,
-                       pyinfra_args: list[str] | None = None) -> VerifyRun:
+def run_pyinfra_verify(
+    inventory: str,
+    deploy: Path,
+    limit: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
+    timeout_s: float = 900,
+    pyinfra_args: list[str] | None = None,
+) -> VerifyRun:
     """One `pyinfra -y INVENTORY verify.py` run; its results read back from the JSON report it writes."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="lpfleet-verify-") as tmp:
@@ -62,8 +67,14 @@ def run_pyinfra_verify(inventory: str, deploy: Path, limit: list[str] | None = N
         for name in limit or []:
             command += ["--limit", name]
         try:
-            proc = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  timeout=timeout_s)
+            proc = subprocess.run(
+                command,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=timeout_s,
+            )
             output = proc.stdout
         except subprocess.TimeoutExpired as exc:
             output = (exc.stdout or "") if isinstance(exc.stdout, str) else ""
@@ -75,8 +86,9 @@ def run_pyinfra_verify(inventory: str, deploy: Path, limit: list[str] | None = N
             return VerifyRun(results_from_json(handle.read()), elapsed, output, True)
 
 
-def verify_fleet(inventory: str, deploy: Path, limit: list[str] | None = None, wait_s: float = 0.0,
-                 say=lambda text: None) -> VerifyRun:
+def verify_fleet(
+    inventory: str, deploy: Path, limit: list[str] | None = None, wait_s: float = 0.0, say=lambda text: None
+) -> VerifyRun:
     """Verify, then re-verify the hosts whose runners are still loading until they settle or wait_s passes."""
     started = time.monotonic()
     run = run_pyinfra_verify(inventory, deploy, limit)
@@ -88,8 +100,10 @@ def verify_fleet(inventory: str, deploy: Path, limit: list[str] | None = None, w
         left = wait_s - (time.monotonic() - started)
         if not loading or left <= 0:
             break
-        say(f"{len(loading)} host(s) still loading ({', '.join(loading)}); re-checking in {RECHECK_EVERY_S:.0f} s "
-            f"({left:.0f} s left)")
+        say(
+            f"{len(loading)} host(s) still loading ({', '.join(loading)}); "
+            f"re-checking in {RECHECK_EVERY_S:.0f} s ({left:.0f} s left)"
+        )
         time.sleep(min(RECHECK_EVERY_S, left))
         again = run_pyinfra_verify(inventory, deploy, loading)
         if not again.ok:
@@ -98,8 +112,9 @@ def verify_fleet(inventory: str, deploy: Path, limit: list[str] | None = None, w
     return VerifyRun(list(results.values()), time.monotonic() - started, run.output, True)
 
 
-def write_reports(results: list[HostResult], elapsed_s: float, inventory: str, json_path: str | None,
-                  junit_path: str | None) -> None:
+def write_reports(
+    results: list[HostResult], elapsed_s: float, inventory: str, json_path: str | None, junit_path: str | None
+) -> None:
     if json_path:
         Path(json_path).write_text(to_json(results, inventory=inventory, elapsed_s=round(elapsed_s, 3)))
     if junit_path:
@@ -114,11 +129,14 @@ def run(args: argparse.Namespace) -> int:
     if not deploy.is_file():
         print(f"lpfleet verify: {deploy} not found (give --deploy PATH to verify.py)", file=sys.stderr)
         return 2
-    outcome = verify_fleet(args.inventory, deploy, args.limit, args.wait,
-                           say=lambda text: print(f"--> {text}", file=sys.stderr))
+    outcome = verify_fleet(
+        args.inventory, deploy, args.limit, args.wait, say=lambda text: print(f"--> {text}", file=sys.stderr)
+    )
     if not outcome.ok:
         sys.stderr.write(outcome.output)
-        print("lpfleet verify: pyinfra stopped before verifying any host (its output is above)", file=sys.stderr)
+        print(
+            "lpfleet verify: pyinfra stopped before verifying any host (its output is above)", file=sys.stderr
+        )
         return 2
     if args.verbose:
         sys.stderr.write(outcome.output)
@@ -129,15 +147,28 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "verify", help="read-only verification of a fleet: table, JSON, JUnit; exit 0 healthy, 1 problems, 2 unchecked",
-        description=__doc__.split("\n\n")[1] if __doc__ else None)
+        "verify",
+        help="read-only verification of a fleet: table, JSON, JUnit; exit 0 healthy, 1 problems, 2 unchecked",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
     parser.add_argument("inventory", help="pyinfra inventory file (e.g. inventories/sandbox.py)")
     parser.add_argument("--json", metavar="FILE", help="write the JSON report (schema: docs/verify.md)")
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML (one testsuite per host)")
-    parser.add_argument("--wait", metavar="SECONDS", type=float, default=0.0,
-                        help="re-check hosts with runners still loading for up to SECONDS")
-    parser.add_argument("--limit", action="append", metavar="HOST_OR_GROUP", help="only these hosts (repeatable)")
-    parser.add_argument("--deploy", metavar="PATH", help="verify.py to run (default: ./verify.py or the project's)")
-    parser.add_argument("--all", action="store_true", help="list every check, not only the ones that are not ok")
+    parser.add_argument(
+        "--wait",
+        metavar="SECONDS",
+        type=float,
+        default=0.0,
+        help="re-check hosts with runners still loading for up to SECONDS",
+    )
+    parser.add_argument(
+        "--limit", action="append", metavar="HOST_OR_GROUP", help="only these hosts (repeatable)"
+    )
+    parser.add_argument(
+        "--deploy", metavar="PATH", help="verify.py to run (default: ./verify.py or the project's)"
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="list every check, not only the ones that are not ok"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show pyinfra's own output too")
     parser.set_defaults(func=run)

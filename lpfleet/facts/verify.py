@@ -47,7 +47,9 @@ def _bootstrap() -> str:
 
 def encode_params(params: dict[str, Any]) -> str:
     """The node script's parameters as one shell-safe argument (no secret is ever part of them)."""
-    return base64.b64encode(json.dumps(params, sort_keys=True, separators=(",", ":")).encode("utf-8")).decode("ascii")
+    return base64.b64encode(json.dumps(params, sort_keys=True, separators=(",", ":")).encode("utf-8")).decode(
+        "ascii"
+    )
 
 
 class NodeVerification(FactBase):
@@ -59,9 +61,23 @@ class NodeVerification(FactBase):
 
     def command(self, params: str) -> StringCommand:
         return StringCommand(
-            "if", "command", "-v", "python3", ">/dev/null", "2>&1;", "then",
-            "python3", "-c", QuoteString(_bootstrap()), QuoteString(params), "2>&1;",
-            "else", "echo", "@@no-python3;", "fi;", "true",
+            "if",
+            "command",
+            "-v",
+            "python3",
+            ">/dev/null",
+            "2>&1;",
+            "then",
+            "python3",
+            "-c",
+            QuoteString(_bootstrap()),
+            QuoteString(params),
+            "2>&1;",
+            "else",
+            "echo",
+            "@@no-python3;",
+            "fi;",
+            "true",
         )
 
     def default(self) -> dict[str, Any]:
@@ -77,14 +93,16 @@ def parse_output(output: list[str]) -> dict[str, Any]:
     for line in output:
         if line.startswith(MARKER):
             try:
-                data = json.loads(line[len(MARKER):])
+                data = json.loads(line[len(MARKER) :])
             except ValueError as exc:
                 return {"error": f"unreadable answer from the node script: {exc}"}
             if isinstance(data, dict):
                 return data
             return {"error": "unreadable answer from the node script: not an object"}
         if line.strip() == "@@no-python3":
-            return {"error": "python3 not found on the node (verification runs a stdlib python3 script there)"}
+            return {
+                "error": "python3 not found on the node (verification runs a stdlib python3 script there)"
+            }
         if line.strip():
             other.append(line.strip())
     last = other[-1] if other else "no output"

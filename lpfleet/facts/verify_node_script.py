@@ -58,7 +58,9 @@ def docker_json(sock_path, path, timeout):
     if status == 404:
         return None
     if status != 200:
-        raise RuntimeError("docker API %s: HTTP %s %s" % (path, status, body[:200].decode("utf-8", "replace")))
+        raise RuntimeError(
+            "docker API %s: HTTP %s %s" % (path, status, body[:200].decode("utf-8", "replace"))
+        )
     return json.loads(body.decode("utf-8"))
 
 
@@ -104,7 +106,8 @@ def parse_docker_time(value):
 
 
 def container_summary(info, now):
-    """The fields verification reads from a container inspect (no env but PIPELINE / MODEL_ID: env may hold secrets)."""
+    """The fields verification reads from a container inspect (of its env only PIPELINE and MODEL_ID: the
+    environment may hold secrets)."""
     state = info.get("State") or {}
     config = info.get("Config") or {}
     host_config = info.get("HostConfig") or {}
@@ -184,7 +187,11 @@ def gather_config(path):
         return {"exists": False}
     except OSError as exc:
         return {"exists": True, "error": str(exc)}
-    result = {"exists": True, "sha256": hashlib.sha256(raw).hexdigest(), "mode": oct(os.stat(path).st_mode & 0o777)}
+    result = {
+        "exists": True,
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "mode": oct(os.stat(path).st_mode & 0o777),
+    }
     try:
         data = json.loads(raw.decode("utf-8"))
     except ValueError as exc:
@@ -198,7 +205,9 @@ def gather_config(path):
         if not isinstance(item, dict):
             entries.append({"invalid": True})
             continue
-        lowered = {str(key).lower(): value for key, value in item.items()}  # go-livepeer matches keys case-insensitively
+        lowered = {
+            str(key).lower(): value for key, value in item.items()
+        }  # go-livepeer matches keys case-insensitively
         capacity = lowered.get("capacity")
         entries.append(
             {
@@ -214,12 +223,21 @@ def gather_config(path):
 
 
 def gather_weights(models_dir, wanted):
-    """Per model: refs/<branch> -> snapshots/<commit>/ and, when the lock lists them, every file at its size."""
+    """Per model: refs/<branch> -> snapshots/<commit>/ and, when the lock lists them, each file at its size."""
     results = []
     for model in wanted:
         repo = os.path.join(models_dir, "models--" + model["id"].replace("/", "--"))
-        entry = {"id": model["id"], "repo_dir": os.path.isdir(repo), "commit": None, "snapshot": False,
-                 "files": 0, "bytes": 0, "missing": [], "wrong_size": [], "expected_commit": model.get("commit")}
+        entry = {
+            "id": model["id"],
+            "repo_dir": os.path.isdir(repo),
+            "commit": None,
+            "snapshot": False,
+            "files": 0,
+            "bytes": 0,
+            "missing": [],
+            "wrong_size": [],
+            "expected_commit": model.get("commit"),
+        }
         try:
             with open(os.path.join(repo, "refs", model.get("branch") or "main")) as handle:
                 entry["commit"] = handle.read().strip()
@@ -276,12 +294,17 @@ def gather(params):
             default_runtime=info.get("DefaultRuntime") or "",
             version=info.get("ServerVersion") or "",
         )
-        label_filter = urllib.parse.quote(json.dumps({"label": [params.get("runner_label") or "creator=ai-worker"]}))
+        label_filter = urllib.parse.quote(
+            json.dumps({"label": [params.get("runner_label") or "creator=ai-worker"]})
+        )
         listed = docker_json(sock, "/containers/json?all=1&filters=" + label_filter, timeout) or []
         names = [params.get("worker")] if params.get("worker") else []
         names += [item["Id"] for item in listed]
-        inspected = list(pool.map(lambda ref: docker_json(sock, "/containers/%s/json" % urllib.parse.quote(ref), timeout),
-                                  names))
+        inspected = list(
+            pool.map(
+                lambda ref: docker_json(sock, "/containers/%s/json" % urllib.parse.quote(ref), timeout), names
+            )
+        )
         if params.get("worker"):
             worker = container_summary(inspected[0], now) if inspected[0] else None
             inspected = inspected[1:]
@@ -303,9 +326,16 @@ def gather(params):
     expected = set(params.get("runner_names", []))
     found = {c["name"] for c in containers}
     for c in containers:
-        if (not c["running"] or c["restarting"] or c["restart_count"] or (c["port"] and c["port"] not in healthy_ports)):
+        if (
+            not c["running"]
+            or c["restarting"]
+            or c["restart_count"]
+            or (c["port"] and c["port"] not in healthy_ports)
+        ):
             troubled.append(c["name"])
-    worker_trouble = worker is None or not worker["running"] or worker["restarting"] or worker["restart_count"]
+    worker_trouble = (
+        worker is None or not worker["running"] or worker["restarting"] or worker["restart_count"]
+    )
     if worker is not None and (worker_trouble or troubled or expected - found):
         troubled.append(worker["name"])
 

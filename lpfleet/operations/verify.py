@@ -36,8 +36,8 @@ from lpfleet.verification import (
     WeightsWanted,
     gateway_checks,
     node_params,
-    weights_wanted_from_spec,
     verify_host,
+    weights_wanted_from_spec,
 )
 
 ENV_JSON = "LPFLEET_VERIFY_JSON"
@@ -52,7 +52,9 @@ class RunResults:
     started: float = field(default_factory=time.monotonic)
     results: dict[str, HostResult] = field(default_factory=dict)  # host name -> latest result
     executed: set[str] = field(default_factory=set)  # hosts whose result came from the execute stage
-    snapshots: dict[str, dict] = field(default_factory=dict)  # prepare-time snapshots, reused when nothing ran
+    snapshots: dict[str, dict] = field(
+        default_factory=dict
+    )  # prepare-time snapshots, reused when nothing ran
     gateway_docs: dict[str, tuple[dict | None, str]] = field(default_factory=dict)
     gateway_lock: threading.Lock = field(default_factory=threading.Lock)  # gevent-aware under pyinfra's CLI
     disconnected: int = 0
@@ -81,8 +83,11 @@ def final_results(state: State) -> list[HostResult]:
         if target not in state.activated_hosts:
             out.append(_unchecked(target.name, "could not connect"))
         elif state.is_executing and target.name not in run.executed:
-            reason = ("an earlier step failed on this host, so verification did not run"
-                      if target in state.failed_hosts else "verification did not run on this host")
+            reason = (
+                "an earlier step failed on this host, so verification did not run"
+                if target in state.failed_hosts
+                else "verification did not run on this host"
+            )
             out.append(_unchecked(target.name, reason))
         elif result is not None:
             out.append(result)
@@ -112,10 +117,15 @@ def publish(state: State) -> list[HostResult]:
     elapsed = time.monotonic() - run.started
     mode = os.environ.get(ENV_TABLE, "")
     if mode != "0":
-        sys.stderr.write("\n--> Verification:\n" + to_table(results, elapsed_s=elapsed, compact=mode != "full"))
+        when = "" if state.is_executing else " (as the nodes are now, before this run's changes)"
+        sys.stderr.write(
+            f"\n--> Verification{when}:\n" + to_table(results, elapsed_s=elapsed, compact=mode != "full")
+        )
         sys.stderr.flush()
-    for env, render in ((ENV_JSON, lambda: to_json(results, elapsed_s=round(elapsed, 3))),
-                        (ENV_JUNIT, lambda: to_junit(results, elapsed_s=elapsed))):
+    for env, render in (
+        (ENV_JSON, lambda: to_json(results, elapsed_s=round(elapsed, 3))),
+        (ENV_JUNIT, lambda: to_junit(results, elapsed_s=elapsed)),
+    ):
         path = os.environ.get(env)
         if path:
             with open(path, "w", encoding="utf-8") as handle:
@@ -170,8 +180,10 @@ def weights_wanted(spec: NodeSpec, lock: Any | None) -> list[WeightsWanted]:
     from lpfleet.lock import models_for_node
 
     found, missing = models_for_node(lock, spec)
-    wanted = [WeightsWanted(m.model_id, spec.weights.branch, m.commit, tuple((f.path, f.size) for f in m.files))
-              for m in found]
+    wanted = [
+        WeightsWanted(m.model_id, spec.weights.branch, m.commit, tuple((f.path, f.size) for f in m.files))
+        for m in found
+    ]
     return wanted + [WeightsWanted(r.model_id, spec.weights.branch) for r in missing]
 
 
@@ -204,15 +216,18 @@ def node_verified(
     """
     state = host.state
     run = run_results(state)
-    reuse = run.snapshots.get(host.name) if state.is_executing and not _earlier_command_ran(state, host) else None
+    reuse = (
+        run.snapshots.get(host.name) if state.is_executing and not _earlier_command_ran(state, host) else None
+    )
     if reuse is not None:
         snapshot = reuse
     else:
         snapshot = host.get_fact(NodeVerification, params=encode_params(node_params(spec, runners, weights)))
     if not state.is_executing:
         run.snapshots[host.name] = snapshot
-    result = verify_host(spec, snapshot, runners, classify=diagnose_lines, secrets=secrets,
-                         gateway=_gateway(run, spec))
+    result = verify_host(
+        spec, snapshot, runners, classify=diagnose_lines, secrets=secrets, gateway=_gateway(run, spec)
+    )
     run.results[host.name] = result
     if state.is_executing:
         run.executed.add(host.name)

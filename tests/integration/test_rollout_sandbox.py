@@ -8,7 +8,6 @@ as the real group data describes it at the end of the module.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -23,7 +22,9 @@ OOM_MODEL = "lpfleet-sandbox/oom-model"
 
 
 def run(args, env, timeout=900):
-    return subprocess.run([str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def consumers_and_others(sandbox):
@@ -80,12 +81,17 @@ def rollout(sandbox, inventory: Path, tmp: Path):
 def test_one_groups_model_list_rolls_out_batch_by_batch(fleet, tmp_path):
     consumers, others = consumers_and_others(fleet)
     before = {n.name: config_sha(fleet, n) for n in fleet.nodes}
-    inventory = copy_inventory(tmp_path, 'ai_models = list(ai_models) + [{"pipeline": "upscale", '
-                                         '"model_id": "lpfleet-sandbox/tiny-model"}]')
+    inventory = copy_inventory(
+        tmp_path,
+        'ai_models = list(ai_models) + [{"pipeline": "upscale", "model_id": "lpfleet-sandbox/tiny-model"}]',
+    )
     lock(fleet, inventory)  # CI order: validate, lock, then the dry-run plan
     dry = run([VENV_BIN / "lpfleet", "rollout", inventory, "--dry"], fleet.env)
     assert dry.returncode == 0, dry.stderr
-    assert f"rollout plan: {len(consumers)} hosts to converge in {len(consumers)} batches of up to 1" in dry.stderr
+    assert (
+        f"rollout plan: {len(consumers)} hosts to converge in {len(consumers)} batches of up to 1"
+        in dry.stderr
+    )
     for node in consumers:
         assert node.name in dry.stderr
     assert all(config_sha(fleet, n) == before[n.name] for n in fleet.nodes)  # --dry touched nothing
@@ -100,10 +106,12 @@ def test_one_groups_model_list_rolls_out_batch_by_batch(fleet, tmp_path):
     # batch 1 was deployed and verified before batch 2 was touched
     log = result.stderr
     first, second = consumers[0].name, consumers[1].name
-    assert log.index(f"batch 1/{len(consumers)}: deploying {first}") < log.index(f"batch 1/{len(consumers)}: "
-                                                                               f"verifying {first}")
-    assert log.index(f"batch 1/{len(consumers)}: verifying {first}") < log.index(f"batch 2/{len(consumers)}: "
-                                                                               f"deploying {second}")
+    assert log.index(f"batch 1/{len(consumers)}: deploying {first}") < log.index(
+        f"batch 1/{len(consumers)}: verifying {first}"
+    )
+    assert log.index(f"batch 1/{len(consumers)}: verifying {first}") < log.index(
+        f"batch 2/{len(consumers)}: deploying {second}"
+    )
     for node in consumers:
         assert config_sha(fleet, node) != before[node.name]
         rc, text = fleet.exec(node, "cat /root/.lpData/aiModels.json")
@@ -115,9 +123,12 @@ def test_one_groups_model_list_rolls_out_batch_by_batch(fleet, tmp_path):
 def test_a_batch_failing_verification_stops_the_rollout(fleet, tmp_path):
     consumers, others = consumers_and_others(fleet)
     before = {n.name: config_sha(fleet, n) for n in fleet.nodes}
-    inventory = copy_inventory(tmp_path, "ai_models = [dict(e, warm=False) for e in ai_models if not e.get('url')]"
-                                         f' + [{{"pipeline": "image-to-image", "model_id": "{OOM_MODEL}", '
-                                         '"warm": True}]')
+    inventory = copy_inventory(
+        tmp_path,
+        "ai_models = [dict(e, warm=False) for e in ai_models if not e.get('url')]"
+        f' + [{{"pipeline": "image-to-image", "model_id": "{OOM_MODEL}", '
+        '"warm": True}]',
+    )
     result, doc = rollout(fleet, inventory, tmp_path)
     assert result.returncode == 1, result.stderr[-6000:]
     plan = doc["rollout"]

@@ -42,18 +42,47 @@ def fresh_node(sandbox_env):
 def test_bootstrap_takes_a_bare_node_to_a_verified_serving_node(fresh_node, tmp_path):
     state, env = fresh_node
     node = state.nodes[0]
-    rc = subprocess.run(["docker", "exec", node.container, "sh", "-c", "command -v docker || echo bare"],
-                        capture_output=True, text=True)
+    rc = subprocess.run(
+        ["docker", "exec", node.container, "sh", "-c", "command -v docker || echo bare"],
+        capture_output=True,
+        text=True,
+    )
     assert rc.stdout.strip() == "bare", "the node must start without Docker"
-    lock = subprocess.run([VENV_BIN / "lpfleet", "lock", "inventories/sandbox.py"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    lock = subprocess.run(
+        [VENV_BIN / "lpfleet", "lock", "inventories/sandbox.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert lock.returncode == 0, lock.stdout + lock.stderr
     report = tmp_path / "bootstrap.json"
     result = subprocess.run(
-        [VENV_BIN / "lpfleet", "bootstrap", f"root@127.0.0.1:{node.ssh_port}", "--ssh-key", state.ssh_key,
-         "--insecure-host-key", "--group", f"sandbox_{node.gpu_class}", "--inventory", "inventories/sandbox.py",
-         "--name", "fresh-box", "--json", report, "--wait", "240"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        [
+            VENV_BIN / "lpfleet",
+            "bootstrap",
+            f"root@127.0.0.1:{node.ssh_port}",
+            "--ssh-key",
+            state.ssh_key,
+            "--insecure-host-key",
+            "--group",
+            f"sandbox_{node.gpu_class}",
+            "--inventory",
+            "inventories/sandbox.py",
+            "--name",
+            "fresh-box",
+            "--json",
+            report,
+            "--wait",
+            "240",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
     assert "verify: 1 host: 1 healthy" in result.stdout
     doc = json.loads(report.read_text())
@@ -64,10 +93,26 @@ def test_bootstrap_takes_a_bare_node_to_a_verified_serving_node(fresh_node, tmp_
     assert not list((ROOT / "inventories").glob("_bootstrap_*.py")), "the one-host inventory was left behind"
     # a second bootstrap of the same box changes nothing
     again = subprocess.run(
-        [VENV_BIN / "lpfleet", "bootstrap", f"root@127.0.0.1:{node.ssh_port}", "--ssh-key", state.ssh_key,
-         "--insecure-host-key", "--group", f"sandbox_{node.gpu_class}", "--inventory", "inventories/sandbox.py",
-         "--name", "fresh-box"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        [
+            VENV_BIN / "lpfleet",
+            "bootstrap",
+            f"root@127.0.0.1:{node.ssh_port}",
+            "--ssh-key",
+            state.ssh_key,
+            "--insecure-host-key",
+            "--group",
+            f"sandbox_{node.gpu_class}",
+            "--inventory",
+            "inventories/sandbox.py",
+            "--name",
+            "fresh-box",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stderr[-4000:]
     match = re.search(r"Grand total\s+(\d+)\s+(\S+)", again.stdout + again.stderr)
     assert match and match.group(2) == "-", "a second bootstrap changed something:\n" + again.stderr[-4000:]

@@ -13,11 +13,10 @@ The module puts the fleet back as the group data describes it at the end.
 from __future__ import annotations
 
 import json
-import os
-import threading
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,15 +33,19 @@ BYOC_PORT = 9137
 
 
 def run(args, env, timeout=900):
-    return subprocess.run([str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def verify(sandbox, inventory=None, *extra):
     """`lpfleet verify` -> (exit code, {host: {check: check dict}}, stdout)."""
     report = ROOT / ".sandbox" / f"verify-{uuid.uuid4().hex[:8]}.json"
     try:
-        result = run([VENV_BIN / "lpfleet", "verify", inventory or sandbox.inventory, "--json", report, *extra],
-                     sandbox.env)
+        result = run(
+            [VENV_BIN / "lpfleet", "verify", inventory or sandbox.inventory, "--json", report, *extra],
+            sandbox.env,
+        )
         assert report.exists(), result.stdout + result.stderr
         doc = json.loads(report.read_text())
     finally:
@@ -89,8 +92,8 @@ def fault_inventory(sandbox, overrides: dict[str, dict], tmp_lock: Path | None =
         f"_s = _u.spec_from_file_location('_sandbox_inventory', {str(ROOT / 'inventories' / 'sandbox.py')!r})\n"
         "_m = _u.module_from_spec(_s)\n_s.loader.exec_module(_m)\n"
         f"_over = {overrides!r}\n"
-        + (f"_lock = {{'models_lock': {str(tmp_lock)!r}}}\n" if tmp_lock else "_lock = {}\n") +
-        "def _with(hosts):\n"
+        + (f"_lock = {{'models_lock': {str(tmp_lock)!r}}}\n" if tmp_lock else "_lock = {}\n")
+        + "def _with(hosts):\n"
         "    return [(n, {**d, **_lock, **_over.get(n, {})}) for n, d in hosts]\n"
         "sandbox_consumer = _with(_m.sandbox_consumer)\n"
         "sandbox_datacenter = _with(_m.sandbox_datacenter)\n"
@@ -118,11 +121,22 @@ def test_healthy_fleet_is_green_with_zero_changes(fleet):
     for name, checks in hosts.items():
         assert not failing(checks), (name, failing(checks))
         kinds = {c.split(" ")[0] for c in checks}
-        assert {"gpus", "docker", "nvidia", "aiModels.json", "warm", "worker", "runner", "weights"} <= kinds, kinds
+        assert {
+            "gpus",
+            "docker",
+            "nvidia",
+            "aiModels.json",
+            "warm",
+            "worker",
+            "runner",
+            "weights",
+        } <= kinds, kinds
     assert "verify: 3 hosts: 3 healthy" in out
     # read-only: pyinfra's own plan for verify.py has nothing to change on any host
-    plan = run([VENV_BIN / "pyinfra", "--dry", "--json", fleet.inventory, "verify.py"],
-               {**fleet.env, "LPFLEET_VERIFY_TABLE": "0"})
+    plan = run(
+        [VENV_BIN / "pyinfra", "--dry", "--json", fleet.inventory, "verify.py"],
+        {**fleet.env, "LPFLEET_VERIFY_TABLE": "0"},
+    )
     ops = json.loads(plan.stdout)["plan"]
     assert ops and all(not op["hosts_with_change"] for op in ops), plan.stdout
     # and the plain pyinfra run: "No changes" on every host, the table after pyinfra's results
@@ -138,8 +152,10 @@ class GatewayStandIn:
     def __init__(self, orchestrators: dict[str, list[dict]]):
         pipelines = sorted({m["pipeline"] for models in orchestrators.values() for m in models})
         ids = {p: str(40 + i) for i, p in enumerate(pipelines)}  # not go-livepeer's 27...: names map them
-        self.doc = {"capabilities_names": {ids[p]: p[:1].upper() + p[1:].replace("-", " ") for p in pipelines},
-                    "orchestrators": []}
+        self.doc = {
+            "capabilities_names": {ids[p]: p[:1].upper() + p[1:].replace("-", " ") for p in pipelines},
+            "orchestrators": [],
+        }
         for address, models in orchestrators.items():
             per_cap: dict = {}
             for m in models:
@@ -147,8 +163,13 @@ class GatewayStandIn:
                 if m["warm"]:
                     info["warm"] = True
                 per_cap.setdefault(ids[m["pipeline"]], {"models": {}})["models"][m["model_id"]] = info
-            self.doc["orchestrators"].append({"address": address, "orch_uri": "https://127.0.0.1:8935",
-                                              "capabilities": {"constraints": {"PerCapability": per_cap}}})
+            self.doc["orchestrators"].append(
+                {
+                    "address": address,
+                    "orch_uri": "https://127.0.0.1:8935",
+                    "capabilities": {"constraints": {"PerCapability": per_cap}},
+                }
+            )
         doc = self.doc
 
         class Handler(BaseHTTPRequestHandler):
@@ -178,8 +199,10 @@ def test_gateway_sees_each_orchestrators_models_warm_or_cold(fleet):
     cooled = next(m for m in advertised[addresses[n1.name]] if m["warm"])
     cooled["warm"] = False  # the gateway sees node 1's warm model as cold
     gateway = GatewayStandIn(advertised)
-    overrides = {name: {"gateway_url": gateway.url, "orchestrator_address": address}
-                 for name, address in addresses.items()}
+    overrides = {
+        name: {"gateway_url": gateway.url, "orchestrator_address": address}
+        for name, address in addresses.items()
+    }
     inventory = fault_inventory(fleet, overrides)
     try:
         code, hosts, out = verify(fleet, str(inventory))
@@ -189,7 +212,11 @@ def test_gateway_sees_each_orchestrators_models_warm_or_cold(fleet):
         gateway.server.server_close()
     assert code == 1, out
     check = hosts[n1.name][f"gateway {cooled['pipeline']} {cooled['model_id']}"]
-    assert check["state"] == "fail" and check["detail"].startswith("cold on") and "configured warm" in check["detail"]
+    assert (
+        check["state"] == "fail"
+        and check["detail"].startswith("cold on")
+        and "configured warm" in check["detail"]
+    )
     for node in fleet.nodes:
         gateway_checks = {k: c for k, c in hosts[node.name].items() if k.startswith("gateway ")}
         assert gateway_checks, hosts[node.name].keys()
@@ -240,17 +267,27 @@ def config_faults(fleet, node_faults, tmp_path_factory):
     """Round 2: a faulty configuration deployed, then the BYOC server switched unhealthy and node 2 hand-edited."""
     n1, n2, n3 = roles(fleet)
     byoc = f"e2-byoc-{uuid.uuid4().hex[:6]}"
-    rc, out = fleet.exec(n3, f"docker run -d --name {byoc} --network host -e PORT={BYOC_PORT} "
-                             f"-e BYOC_TOKEN={BYOC_TOKEN} lpfleet-sandbox/byoc:latest")
+    rc, out = fleet.exec(
+        n3,
+        f"docker run -d --name {byoc} --network host -e PORT={BYOC_PORT} "
+        f"-e BYOC_TOKEN={BYOC_TOKEN} lpfleet-sandbox/byoc:latest",
+    )
     assert rc == 0, out
     lock = tmp_path_factory.mktemp("e2") / "models.lock"
     overrides = {
         n1.name: {"ai_models": [{"pipeline": "text-to-image", "model_id": OOM_MODEL, "warm": True}]},
-        n3.name: {"ai_models": [
-            {"pipeline": "image-to-image", "model_id": LOAD_FAIL_MODEL, "warm": True},
-            {"pipeline": "llm", "model_id": "sandbox/byoc-llm", "url": f"http://127.0.0.1:{BYOC_PORT}",
-             "token": BYOC_TOKEN, "capacity": 1},
-        ]},
+        n3.name: {
+            "ai_models": [
+                {"pipeline": "image-to-image", "model_id": LOAD_FAIL_MODEL, "warm": True},
+                {
+                    "pipeline": "llm",
+                    "model_id": "sandbox/byoc-llm",
+                    "url": f"http://127.0.0.1:{BYOC_PORT}",
+                    "token": BYOC_TOKEN,
+                    "capacity": 1,
+                },
+            ]
+        },
     }
     inventory = fault_inventory(fleet, overrides, lock)
     try:
@@ -259,15 +296,26 @@ def config_faults(fleet, node_faults, tmp_path_factory):
         deployed = deploy(fleet, inventory)
         assert BYOC_TOKEN not in deployed.stdout + deployed.stderr
         # the BYOC server goes down after the worker started (at start go-livepeer would refuse to run)
-        assert fleet.exec(n3, f"curl -s -X POST -d '{{\"mode\": \"unhealthy\"}}' "
-                              f"http://127.0.0.1:{BYOC_PORT}/_sandbox/mode")[0] == 0
+        assert (
+            fleet.exec(
+                n3,
+                f'curl -s -X POST -d \'{{"mode": "unhealthy"}}\' http://127.0.0.1:{BYOC_PORT}/_sandbox/mode',
+            )[0]
+            == 0
+        )
         # node 2: three warm entries on two GPUs, by hand, and the worker restarted to read them
         rc, text = fleet.exec(n2, "cat /root/.lpData/aiModels.json")
         entries = json.loads(text)
         warm = [dict(e, warm=True) for e in entries if not e.get("url")][:1]
         hand = warm + [dict(warm[0], pipeline=p) for p in ("image-to-image", "upscale")]
-        assert fleet.exec(n2, f"printf '%s' '{json.dumps(hand)}' > /root/.lpData/aiModels.json && "
-                              "docker restart livepeer_ai_worker")[0] == 0
+        assert (
+            fleet.exec(
+                n2,
+                f"printf '%s' '{json.dumps(hand)}' > /root/.lpData/aiModels.json && "
+                "docker restart livepeer_ai_worker",
+            )[0]
+            == 0
+        )
         time.sleep(8)  # runners crash (3 s load) and restart; the worker gives up on the third warm model
         yield verify(fleet, str(inventory), "--wait", "60")
     finally:
@@ -278,7 +326,11 @@ def config_faults(fleet, node_faults, tmp_path_factory):
 def test_runner_crashing_with_cuda_oom(fleet, config_faults):
     code, hosts, out = config_faults
     n1, _, _ = roles(fleet)
-    runners = {k: c for k, c in hosts[n1.name].items() if k.startswith("runner ") and OOM_MODEL.replace("/", "-") in k}
+    runners = {
+        k: c
+        for k, c in hosts[n1.name].items()
+        if k.startswith("runner ") and OOM_MODEL.replace("/", "-") in k
+    }
     assert runners, hosts[n1.name].keys()
     (check,) = runners.values()
     assert check["state"] == "fail", check

@@ -31,7 +31,9 @@ def run(nodes: dict[str, dict], check_for_changes: bool = True):
     hosts = []
     for name, snapshot in nodes.items():
         responses = {"python3 -c": answer(snapshot), re.compile(r"exit 1$"): {"success": False}}
-        hosts.append((f"@fake/{name}", {"fake_responses": responses, "fake_delay": 0, "fake_delay_jitter": 0}))
+        hosts.append(
+            (f"@fake/{name}", {"fake_responses": responses, "fake_delay": 0, "fake_delay_jitter": 0})
+        )
     state = State(Inventory((hosts, {})), Config(), check_for_changes=check_for_changes)
     connect_all(state)
 
@@ -39,8 +41,13 @@ def run(nodes: dict[str, dict], check_for_changes: bool = True):
         from pyinfra import host
 
         spec = make_spec(host=host.name)
-        node_verified(name="Verify the node (read-only)", spec=spec, runners=RUNNERS, weights=[],
-                      secrets=["hf_secret_token_0000"])
+        node_verified(
+            name="Verify the node (read-only)",
+            spec=spec,
+            runners=RUNNERS,
+            weights=[],
+            secrets=["hf_secret_token_0000"],
+        )
 
     add_deploy(state, deploy_verify)
     try:
@@ -76,13 +83,20 @@ def test_with_yes_the_node_is_asked_at_execute_time_only():
 def test_broken_node_fails_its_host_only_with_a_summary_and_no_secret():
     broken = healthy_snapshot()
     broken["containers"][0].update(status="restarting", restarting=True, exit_code=1, restart_count=3)
-    broken["logs"] = {RUNNERS[0].name: [f"token={BYOC_TOKEN} secret={ORCH_SECRET} hf=hf_secret_token_0000",
-                                        "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB"]}
+    broken["logs"] = {
+        RUNNERS[0].name: [
+            f"token={BYOC_TOKEN} secret={ORCH_SECRET} hf=hf_secret_token_0000",
+            "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB",
+        ]
+    }
     state = run({"node-1": healthy_snapshot(), "node-2": broken})
     failed = {h.name for h in state.failed_hosts}
     assert failed == {"@fake/node-2"}
     (failing,) = [c for c in commands(state, "node-2") if c.endswith("exit 1")]
-    assert "verification failed: runner text-to-image_SG161222-RealVisXL-V4.0-Lightning_8000: restart loop" in failing
+    assert (
+        "verification failed: runner text-to-image_SG161222-RealVisXL-V4.0-Lightning_8000: restart loop"
+        in failing
+    )
     results = {r.host: r for r in final_results(state)}
     assert results["@fake/node-2"].status == "problems"
     dumped = json.dumps([r.to_dict() for r in results.values()])
@@ -91,11 +105,23 @@ def test_broken_node_fails_its_host_only_with_a_summary_and_no_secret():
 
 
 def test_node_that_cannot_run_the_script_is_unchecked():
-    hosts = [("@fake/node-1", {"fake_responses": {"python3 -c": ["@@no-python3"], re.compile(r"exit 1$"):
-                                                  {"success": False}}, "fake_delay": 0})]
+    hosts = [
+        (
+            "@fake/node-1",
+            {
+                "fake_responses": {
+                    "python3 -c": ["@@no-python3"],
+                    re.compile(r"exit 1$"): {"success": False},
+                },
+                "fake_delay": 0,
+            },
+        )
+    ]
     state = State(Inventory((hosts, {})), Config(), check_for_changes=False)
     connect_all(state)
-    add_deploy(state, lambda: node_verified(name="v", spec=make_spec(host="node-1"), runners=RUNNERS, weights=[]))
+    add_deploy(
+        state, lambda: node_verified(name="v", spec=make_spec(host="node-1"), runners=RUNNERS, weights=[])
+    )
     with pytest.raises(PyinfraError):
         run_ops(state)
     (result,) = final_results(state)
@@ -113,7 +139,9 @@ def test_end_of_run_reports(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "--> Verification:" in err
     assert "node-2  worker livepeer_ai_worker" in err
-    assert err.rstrip().splitlines()[-1].startswith("verify: 2 hosts: 1 healthy; 1 with problems (@fake/node-2)")
+    assert (
+        err.rstrip().splitlines()[-1].startswith("verify: 2 hosts: 1 healthy; 1 with problems (@fake/node-2)")
+    )
     doc = json.loads(out_json.read_text())
     assert doc["exit_code"] == 1 and [h["host"] for h in doc["hosts"]] == ["@fake/node-1", "@fake/node-2"]
     suites = ET.fromstring(out_junit.read_text()).findall("testsuite")
@@ -121,6 +149,7 @@ def test_end_of_run_reports(tmp_path, monkeypatch, capsys):
 
 
 # -- the gateway's view, fetched once per run from a gateway stand-in on 127.0.0.1 ---------------------------
+
 
 def _gateway(doc: dict):
     import threading
@@ -166,8 +195,11 @@ def test_gateway_checks_come_from_one_fetch_per_run():
         from pyinfra import host
 
         name = host.name.removeprefix("@fake/")
-        spec = make_spec(host=host.name, models=make_spec().models[:2],
-                         verify=VerifySpec(gateway_url=url, orchestrator_address=addresses[name]))
+        spec = make_spec(
+            host=host.name,
+            models=make_spec().models[:2],
+            verify=VerifySpec(gateway_url=url, orchestrator_address=addresses[name]),
+        )
         node_verified(name="v", spec=spec, runners=RUNNERS, weights=[])
 
     add_deploy(state, deploy_verify)

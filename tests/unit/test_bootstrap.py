@@ -19,10 +19,16 @@ def test_parse_target():
 
 
 def test_inventory_source_puts_the_host_in_every_group():
-    source = inventory_source("gpu-7", {"ssh_hostname": "10.0.0.7", "ssh_port": 22}, ["sandbox", "gpu_a", "gpu_a"])
+    source = inventory_source(
+        "gpu-7", {"ssh_hostname": "10.0.0.7", "ssh_port": 22}, ["sandbox", "gpu_a", "gpu_a"]
+    )
     namespace: dict = {"__file__": "inv.py"}
     exec(compile(source, "inv.py", "exec"), namespace)
-    assert namespace["sandbox"] == namespace["gpu_a"] == [("gpu-7", {"ssh_hostname": "10.0.0.7", "ssh_port": 22})]
+    assert (
+        namespace["sandbox"]
+        == namespace["gpu_a"]
+        == [("gpu-7", {"ssh_hostname": "10.0.0.7", "ssh_port": 22})]
+    )
     assert source.count("gpu_a = ") == 1
 
 

@@ -21,13 +21,18 @@ from lpfleet.report import (
     to_table,
 )
 
-OOM = Cause("cuda-oom", "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
-            "reduce warm count or pick a smaller variant")
+OOM = Cause(
+    "cuda-oom",
+    "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+    "reduce warm count or pick a smaller variant",
+)
 
 
 def host(name, *states, causes=()):
-    checks = tuple(Check(name, f"check {i}", state, f"detail {state} <&>", causes if state == "fail" else ())
-                   for i, state in enumerate(states))
+    checks = tuple(
+        Check(name, f"check {i}", state, f"detail {state} <&>", causes if state == "fail" else ())
+        for i, state in enumerate(states)
+    )
     return HostResult(name, ("gpu_a",), checks)
 
 
@@ -47,18 +52,31 @@ def test_unknown_state_is_rejected():
 
 def test_json_report_schema():
     when = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
-    text = to_json([host("node-1", "ok", "fail", causes=(OOM,)), host("node-2", "ok", "loading")],
-                   inventory="inventories/sandbox.py", generated_at=when, elapsed_s=1.5)
+    text = to_json(
+        [host("node-1", "ok", "fail", causes=(OOM,)), host("node-2", "ok", "loading")],
+        inventory="inventories/sandbox.py",
+        generated_at=when,
+        elapsed_s=1.5,
+    )
     doc = json.loads(text)
     assert doc["schema"] == SCHEMA == "lpfleet.verify/1"
     assert doc["generated_at"] == "2026-11-26T12:00:00Z"
     assert doc["status"] == "problems" and doc["exit_code"] == 1 and doc["elapsed_s"] == 1.5
-    assert doc["summary"] == {"hosts": 2, "healthy": 1, "problems": 1, "unchecked": 0,
-                              "checks": {"ok": 2, "skip": 0, "loading": 1, "warn": 0, "fail": 1, "unknown": 0}}
+    assert doc["summary"] == {
+        "hosts": 2,
+        "healthy": 1,
+        "problems": 1,
+        "unchecked": 0,
+        "checks": {"ok": 2, "skip": 0, "loading": 1, "warn": 0, "fail": 1, "unknown": 0},
+    }
     first = doc["hosts"][0]
     assert first["host"] == "node-1" and first["groups"] == ["gpu_a"] and first["status"] == "problems"
-    assert first["checks"][1] == {"check": "check 1", "state": "fail", "detail": "detail fail <&>",
-                                  "causes": [OOM.to_dict()]}
+    assert first["checks"][1] == {
+        "check": "check 1",
+        "state": "fail",
+        "detail": "detail fail <&>",
+        "causes": [OOM.to_dict()],
+    }
 
 
 def test_json_carries_check_data():
@@ -67,31 +85,43 @@ def test_json_carries_check_data():
 
 
 def test_junit_is_valid_xml_with_the_right_counts():
-    xml = to_junit([host("node-1", "ok", "fail", "unknown", "skip", "loading", causes=(OOM,)), host("node-2", "ok")],
-                   elapsed_s=2.0)
+    xml = to_junit(
+        [host("node-1", "ok", "fail", "unknown", "skip", "loading", causes=(OOM,)), host("node-2", "ok")],
+        elapsed_s=2.0,
+    )
     root = ET.fromstring(xml)
     assert root.tag == "testsuites"
-    assert root.attrib == {"name": "lpfleet verify", "tests": "6", "failures": "1", "errors": "1", "skipped": "1",
-                           "time": "2.000"}
+    assert root.attrib == {
+        "name": "lpfleet verify",
+        "tests": "6",
+        "failures": "1",
+        "errors": "1",
+        "skipped": "1",
+        "time": "2.000",
+    }
     suites = root.findall("testsuite")
     assert [s.attrib["name"] for s in suites] == ["node-1", "node-2"]
     cases = suites[0].findall("testcase")
     assert [c.attrib["name"] for c in cases] == [f"check {i}" for i in range(5)]
     failure = cases[1].find("failure")
     assert failure.attrib["message"] == "detail fail <&>"
-    assert "cuda-oom: torch.cuda.OutOfMemoryError" in failure.text and "fix: reduce warm count" in failure.text
+    assert (
+        "cuda-oom: torch.cuda.OutOfMemoryError" in failure.text and "fix: reduce warm count" in failure.text
+    )
     assert cases[2].find("error") is not None and cases[3].find("skipped") is not None
     assert "loading: detail loading" in cases[4].find("system-out").text
     assert cases[0].find("failure") is None and list(cases[0]) == []
 
 
 def test_table_folds_ok_checks_and_shows_causes_with_fixes():
-    text = to_table([host("node-1", "ok", "ok", "fail", causes=(OOM,)), host("node-2", "ok", "ok")], elapsed_s=0.8)
+    text = to_table(
+        [host("node-1", "ok", "ok", "fail", causes=(OOM,)), host("node-2", "ok", "ok")], elapsed_s=0.8
+    )
     lines = text.splitlines()
     assert lines[0].split() == ["HOST", "CHECK", "STATE", "DETAIL"]
     fail = next(line for line in lines if "FAIL" in line)
     assert fail.startswith("node-1") and "check 2" in fail and "detail fail <&>" in fail
-    following = lines[lines.index(fail) + 1: lines.index(fail) + 3]
+    following = lines[lines.index(fail) + 1 : lines.index(fail) + 3]
     assert following[0].strip().startswith("cuda-oom: torch.cuda.OutOfMemoryError")
     assert following[1].strip() == "fix: reduce warm count or pick a smaller variant"
     assert any(line.startswith("node-1") and "2 other checks" in line for line in lines)
@@ -102,8 +132,9 @@ def test_table_folds_ok_checks_and_shows_causes_with_fixes():
 def test_table_full_lists_every_check_and_counts_loading():
     text = to_table([host("node-1", "ok", "loading", "unknown")], compact=False)
     assert sum(1 for line in text.splitlines() if line.startswith("node-1")) == 3
-    assert text.splitlines()[-1] == ("verify: 1 host: 0 healthy; 1 could not be checked (node-1); "
-                                     "1 runner still loading")
+    assert text.splitlines()[-1] == (
+        "verify: 1 host: 0 healthy; 1 could not be checked (node-1); 1 runner still loading"
+    )
 
 
 def test_table_clips_long_details_to_width():
@@ -112,8 +143,10 @@ def test_table_clips_long_details_to_width():
 
 
 def test_json_round_trip():
-    hosts = [host("node-1", "ok", "fail", causes=(OOM,)),
-             HostResult("n2", ("g",), (Check("n2", "warm slots", "ok", "1/1", data={"warm": 1, "slots": 1}),))]
+    hosts = [
+        host("node-1", "ok", "fail", causes=(OOM,)),
+        HostResult("n2", ("g",), (Check("n2", "warm slots", "ok", "1/1", data={"warm": 1, "slots": 1}),)),
+    ]
     assert results_from_json(to_json(hosts)) == hosts
     with pytest.raises(ValueError):
         results_from_json('{"schema": "other"}')

@@ -33,15 +33,23 @@ def test_duplicates_and_empty():
 
 
 def test_fleet_settings_take_the_most_careful():
-    settings = fleet_settings([RolloutSpec(batch_size=5, fail_threshold=2), RolloutSpec(batch_size=2),
-                               RolloutSpec(batch_percent=30, fail_threshold=1)])
+    settings = fleet_settings(
+        [
+            RolloutSpec(batch_size=5, fail_threshold=2),
+            RolloutSpec(batch_size=2),
+            RolloutSpec(batch_percent=30, fail_threshold=1),
+        ]
+    )
     assert settings == RolloutSettings(batch_size=2, batch_percent=30, fail_threshold=0)
     assert fleet_settings([]) == RolloutSettings()
 
 
 def test_a_failed_batch_stops_the_rollout_and_names_what_was_not_touched():
-    rollout = Rollout(plan_batches(HOSTS[:5], RolloutSettings(batch_size=2)), RolloutSettings(batch_size=2),
-                      unchanged=("node-9",))
+    rollout = Rollout(
+        plan_batches(HOSTS[:5], RolloutSettings(batch_size=2)),
+        RolloutSettings(batch_size=2),
+        unchanged=("node-9",),
+    )
     assert rollout.describe_plan()[0].startswith("rollout plan: 5 hosts to converge in 3 batches of up to 2")
     assert rollout.next_batch() == (1, ("node-1", "node-2"))
     rollout.record(("node-1", "node-2"), {})
@@ -53,7 +61,9 @@ def test_a_failed_batch_stops_the_rollout_and_names_what_was_not_touched():
     outcome = rollout.describe_outcome()
     assert outcome[0] == "batch 1/3 (node-1, node-2): verified healthy"
     assert outcome[1].startswith("batch 2/3 (node-3, node-4): 1 failed - node-4: runner")
-    assert outcome[-1] == ("rollout STOPPED after batch 2/3: 1 failed host > threshold 0; not touched: node-5")
+    assert outcome[-1] == (
+        "rollout STOPPED after batch 2/3: 1 failed host > threshold 0; not touched: node-5"
+    )
     doc = rollout.to_dict()
     assert doc["status"] == "stopped" and doc["untouched"] == ["node-5"] and doc["unchanged"] == ["node-9"]
     assert [b["ran"] for b in doc["batches"]] == [True, True, False]
@@ -71,6 +81,8 @@ def test_failures_within_the_threshold_continue():
 
 def test_nothing_to_roll_out():
     rollout = Rollout([], RolloutSettings(), unchanged=("a", "b"))
-    assert rollout.describe_plan() == ["rollout plan: nothing to roll out (every host is converged)",
-                                       "  no changes (left alone): a, b"]
+    assert rollout.describe_plan() == [
+        "rollout plan: nothing to roll out (every host is converged)",
+        "  no changes (left alone): a, b",
+    ]
     assert rollout.next_batch() is None and rollout.status == "completed"

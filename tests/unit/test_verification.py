@@ -41,17 +41,36 @@ def make_spec(**over) -> NodeSpec:
 
 
 RUNNERS = [
-    ExpectedRunner(f"text-to-image_{T2I.replace('/', '-').replace('_', '-')}_8000", 8000, "text-to-image", T2I, 0),
+    ExpectedRunner(
+        f"text-to-image_{T2I.replace('/', '-').replace('_', '-')}_8000", 8000, "text-to-image", T2I, 0
+    ),
     ExpectedRunner(f"audio-to-text_{A2T.replace('/', '-')}_8401", 8401, "audio-to-text", A2T, 1),
 ]
 
 
 def container(runner: ExpectedRunner, **over) -> dict:
-    c = {"id": "abc", "name": runner.name, "image": "livepeer/ai-runner:latest", "status": "running",
-         "running": True, "restarting": False, "exit_code": 0, "oom_killed": False, "error": "", "up_s": 600.0,
-         "exited_ago_s": None, "restart_count": 0, "restart_policy": "on-failure:3", "docker_health": "",
-         "creator": "ai-worker", "creator_id": "orch", "port": runner.port, "host_ip": "127.0.0.1",
-         "pipeline": runner.pipeline, "model_id": runner.model_id}
+    c = {
+        "id": "abc",
+        "name": runner.name,
+        "image": "livepeer/ai-runner:latest",
+        "status": "running",
+        "running": True,
+        "restarting": False,
+        "exit_code": 0,
+        "oom_killed": False,
+        "error": "",
+        "up_s": 600.0,
+        "exited_ago_s": None,
+        "restart_count": 0,
+        "restart_policy": "on-failure:3",
+        "docker_health": "",
+        "creator": "ai-worker",
+        "creator_id": "orch",
+        "port": runner.port,
+        "host_ip": "127.0.0.1",
+        "pipeline": runner.pipeline,
+        "model_id": runner.model_id,
+    }
     c.update(over)
     return c
 
@@ -59,33 +78,112 @@ def container(runner: ExpectedRunner, **over) -> dict:
 def healthy_snapshot() -> dict:
     return {
         "version": 1,
-        "gpus": {"present": True, "rc": 0, "error": "",
-                 "lines": ["0, GPU-aaa, NVIDIA A100-SXM4-80GB, 81920, 1200",
-                           "1, GPU-bbb, NVIDIA A100-SXM4-80GB, 81920, 900"]},
-        "docker": {"ok": True, "error": "", "runtimes": ["nvidia", "runc"], "default_runtime": "runc",
-                   "version": "20.10.24"},
-        "worker": {"id": "w1", "name": "livepeer_ai_worker", "image": "livepeer/go-livepeer:sandbox",
-                   "status": "running", "running": True, "restarting": False, "exit_code": 0, "oom_killed": False,
-                   "up_s": 900.0, "exited_ago_s": None, "restart_count": 0, "port": None},
+        "gpus": {
+            "present": True,
+            "rc": 0,
+            "error": "",
+            "lines": [
+                "0, GPU-aaa, NVIDIA A100-SXM4-80GB, 81920, 1200",
+                "1, GPU-bbb, NVIDIA A100-SXM4-80GB, 81920, 900",
+            ],
+        },
+        "docker": {
+            "ok": True,
+            "error": "",
+            "runtimes": ["nvidia", "runc"],
+            "default_runtime": "runc",
+            "version": "20.10.24",
+        },
+        "worker": {
+            "id": "w1",
+            "name": "livepeer_ai_worker",
+            "image": "livepeer/go-livepeer:sandbox",
+            "status": "running",
+            "running": True,
+            "restarting": False,
+            "exit_code": 0,
+            "oom_killed": False,
+            "up_s": 900.0,
+            "exited_ago_s": None,
+            "restart_count": 0,
+            "port": None,
+        },
         "containers": [container(r) for r in RUNNERS],
         "probes": [
-            {"url": "http://127.0.0.1:8000/health", "status": 200, "body": '{"status":"OK"}', "error": "",
-             "elapsed_s": 0.01},
-            {"url": "http://127.0.0.1:8401/health", "status": 200, "body": '{"status":"IDLE"}', "error": "",
-             "elapsed_s": 0.01},
-            {"url": "http://10.0.0.5:9000/health", "status": 200, "body": "ok", "error": "", "elapsed_s": 0.02},
+            {
+                "url": "http://127.0.0.1:8000/health",
+                "status": 200,
+                "body": '{"status":"OK"}',
+                "error": "",
+                "elapsed_s": 0.01,
+            },
+            {
+                "url": "http://127.0.0.1:8401/health",
+                "status": 200,
+                "body": '{"status":"IDLE"}',
+                "error": "",
+                "elapsed_s": 0.01,
+            },
+            {
+                "url": "http://10.0.0.5:9000/health",
+                "status": 200,
+                "body": "ok",
+                "error": "",
+                "elapsed_s": 0.02,
+            },
         ],
         "logs": {},
-        "config": {"exists": True, "sha256": "f" * 64, "mode": "0o600", "entries": [
-            {"pipeline": "text-to-image", "model_id": T2I, "warm": True, "capacity": None, "external": False},
-            {"pipeline": "audio-to-text", "model_id": A2T, "warm": True, "capacity": None, "external": False},
-            {"pipeline": "llm", "model_id": "byoc/llm", "warm": False, "capacity": None, "external": True},
-        ]},
+        "config": {
+            "exists": True,
+            "sha256": "f" * 64,
+            "mode": "0o600",
+            "entries": [
+                {
+                    "pipeline": "text-to-image",
+                    "model_id": T2I,
+                    "warm": True,
+                    "capacity": None,
+                    "external": False,
+                },
+                {
+                    "pipeline": "audio-to-text",
+                    "model_id": A2T,
+                    "warm": True,
+                    "capacity": None,
+                    "external": False,
+                },
+                {
+                    "pipeline": "llm",
+                    "model_id": "byoc/llm",
+                    "warm": False,
+                    "capacity": None,
+                    "external": True,
+                },
+            ],
+        },
         "weights": [
-            {"id": T2I, "repo_dir": True, "commit": "c" * 40, "snapshot": True, "files": 4, "bytes": 7_000_000,
-             "missing": [], "wrong_size": [], "expected_commit": "c" * 40},
-            {"id": A2T, "repo_dir": True, "commit": "d" * 40, "snapshot": True, "files": 3, "bytes": 5_000,
-             "missing": [], "wrong_size": [], "expected_commit": None},
+            {
+                "id": T2I,
+                "repo_dir": True,
+                "commit": "c" * 40,
+                "snapshot": True,
+                "files": 4,
+                "bytes": 7_000_000,
+                "missing": [],
+                "wrong_size": [],
+                "expected_commit": "c" * 40,
+            },
+            {
+                "id": A2T,
+                "repo_dir": True,
+                "commit": "d" * 40,
+                "snapshot": True,
+                "files": 3,
+                "bytes": 5_000,
+                "missing": [],
+                "wrong_size": [],
+                "expected_commit": None,
+            },
         ],
     }
 
@@ -117,7 +215,9 @@ def verify(snap, spec=None, runners=RUNNERS, **kw):
 
 def test_healthy_node_is_green():
     result = verify(healthy_snapshot())
-    assert result.status == "healthy", [(c.check, c.state, c.detail) for c in result.checks if c.state != "ok"]
+    assert result.status == "healthy", [
+        (c.check, c.state, c.detail) for c in result.checks if c.state != "ok"
+    ]
     checks = checks_by_name(result)
     assert checks["gpus"].detail.startswith("2 GPUs: 0: NVIDIA A100-SXM4-80GB 80 GiB")
     assert checks["nvidia runtime"].state == "ok"
@@ -131,11 +231,15 @@ def test_healthy_node_is_green():
 
 def test_runner_crashing_with_cuda_oom_is_a_restart_loop_with_its_cause():
     snap = healthy_snapshot()
-    snap["containers"][0].update(status="restarting", running=True, restarting=True, exit_code=1, restart_count=3)
-    snap["logs"] = {RUNNERS[0].name: [
-        "Loading pipeline...",
-        "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.65 GiB total)",
-    ]}
+    snap["containers"][0].update(
+        status="restarting", running=True, restarting=True, exit_code=1, restart_count=3
+    )
+    snap["logs"] = {
+        RUNNERS[0].name: [
+            "Loading pipeline...",
+            "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.65 GiB total)",
+        ]
+    }
     result = verify(snap)
     check = checks_by_name(result)[f"runner {RUNNERS[0].name}"]
     assert check.state == "fail"
@@ -148,8 +252,9 @@ def test_runner_crashing_with_cuda_oom_is_a_restart_loop_with_its_cause():
 
 def test_exited_runner_with_failed_load():
     snap = healthy_snapshot()
-    snap["containers"][1].update(status="exited", running=False, exit_code=1, restart_count=3, up_s=None,
-                                 exited_ago_s=30.0)
+    snap["containers"][1].update(
+        status="exited", running=False, exit_code=1, restart_count=3, up_s=None, exited_ago_s=30.0
+    )
     snap["logs"] = {RUNNERS[1].name: ["ERROR: Failed to load model openai/whisper-large-v3: 404"]}
     check = checks_by_name(verify(snap))[f"runner {RUNNERS[1].name}"]
     assert check.state == "fail" and check.detail.startswith("stopped 30 s ago (exit code 1, 3 restarts")
@@ -173,8 +278,13 @@ def test_runner_that_restarted_long_ago_and_is_ok_warns():
 def test_loading_reported_with_how_long_and_fails_past_go_livepeers_limit():
     snap = healthy_snapshot()
     snap["containers"][0]["up_s"] = 42.0
-    snap["probes"][0] = {"url": "http://127.0.0.1:8000/health", "status": 200, "body": '{"status":"LOADING"}',
-                         "error": "", "elapsed_s": 0.01}
+    snap["probes"][0] = {
+        "url": "http://127.0.0.1:8000/health",
+        "status": 200,
+        "body": '{"status":"LOADING"}',
+        "error": "",
+        "elapsed_s": 0.01,
+    }
     result = verify(snap)
     check = checks_by_name(result)[f"runner {RUNNERS[0].name}"]
     assert check.state == "loading" and check.detail.startswith("LOADING for 42 s")
@@ -189,8 +299,13 @@ def test_loading_reported_with_how_long_and_fails_past_go_livepeers_limit():
 def test_batch_runner_not_bound_yet_counts_as_loading():
     snap = healthy_snapshot()
     snap["containers"][0]["up_s"] = 10.0
-    snap["probes"][0] = {"url": "http://127.0.0.1:8000/health", "status": None, "body": "",
-                         "error": "connection refused", "elapsed_s": 0.0}
+    snap["probes"][0] = {
+        "url": "http://127.0.0.1:8000/health",
+        "status": None,
+        "body": "",
+        "error": "connection refused",
+        "elapsed_s": 0.0,
+    }
     check = checks_by_name(verify(snap))[f"runner {RUNNERS[0].name}"]
     assert check.state == "loading" and "port not bound yet" in check.detail
 
@@ -208,8 +323,11 @@ def test_runner_health_error_and_500():
 def test_missing_runner_is_explained_by_the_workers_log():
     snap = healthy_snapshot()
     del snap["containers"][1]
-    snap["logs"] = {"livepeer_ai_worker": ["E1126 Error AI worker warming audio-to-text container: timed out "
-                                           "waiting for runner"]}
+    snap["logs"] = {
+        "livepeer_ai_worker": [
+            "E1126 Error AI worker warming audio-to-text container: timed out waiting for runner"
+        ]
+    }
     check = checks_by_name(verify(snap))[f"runner {RUNNERS[1].name}"]
     assert check.state == "fail" and check.detail.startswith("missing: no container")
     assert "the worker did not start it" in check.detail
@@ -234,13 +352,28 @@ def test_missing_worker():
 
 
 def test_external_url_down_is_found_and_never_shows_credentials():
-    spec = make_spec(models=(AIModelEntry(pipeline="llm", model_id="byoc/llm",
-                                          url="http://user:pw@10.0.0.5:9000/?key=abc", token=BYOC_TOKEN),))
+    spec = make_spec(
+        models=(
+            AIModelEntry(
+                pipeline="llm",
+                model_id="byoc/llm",
+                url="http://user:pw@10.0.0.5:9000/?key=abc",
+                token=BYOC_TOKEN,
+            ),
+        )
+    )
     snap = healthy_snapshot()
     snap["config"]["entries"] = [{"pipeline": "llm", "model_id": "byoc/llm", "warm": False, "external": True}]
     snap["containers"] = []
-    snap["probes"] = [{"url": "http://user:pw@10.0.0.5:9000/?key=abc/health", "status": None, "body": "",
-                       "error": "connection refused", "elapsed_s": 0.0}]
+    snap["probes"] = [
+        {
+            "url": "http://user:pw@10.0.0.5:9000/?key=abc/health",
+            "status": None,
+            "body": "",
+            "error": "connection refused",
+            "elapsed_s": 0.0,
+        }
+    ]
     result = verify(snap, spec=spec, runners=[])
     check = checks_by_name(result)["external llm byoc/llm"]
     assert check.state == "fail" and "connection refused" in check.detail
@@ -254,9 +387,13 @@ def test_warm_count_above_gpu_slots_on_the_node():
     snap = healthy_snapshot()
     snap["gpus"]["lines"] = snap["gpus"]["lines"][:1]
     checks = checks_by_name(verify(snap))
-    assert checks["gpus"].state == "fail" and "-nvidia 0,1 but nvidia-smi lists only 0" in checks["gpus"].detail
+    assert (
+        checks["gpus"].state == "fail" and "-nvidia 0,1 but nvidia-smi lists only 0" in checks["gpus"].detail
+    )
     slots = checks["warm slots"]
-    assert slots.state == "fail" and slots.detail.startswith("2 warm containers in the deployed aiModels.json but 1 GPU slot")
+    assert slots.state == "fail" and slots.detail.startswith(
+        "2 warm containers in the deployed aiModels.json but 1 GPU slot"
+    )
 
 
 def test_warm_count_read_from_the_deployed_file():
@@ -339,13 +476,21 @@ def test_nvidia_runtime_missing_and_no_driver():
 def test_leftover_and_cold_runners():
     snap = healthy_snapshot()
     spec = make_spec(models=make_spec().models + (AIModelEntry(pipeline="upscale", model_id="org/upscaler"),))
-    snap["config"]["entries"].append({"pipeline": "upscale", "model_id": "org/upscaler", "warm": False,
-                                      "external": False})
+    snap["config"]["entries"].append(
+        {"pipeline": "upscale", "model_id": "org/upscaler", "warm": False, "external": False}
+    )
     cold = ExpectedRunner("upscale_org-upscaler_8300", 8300, "upscale", "org/upscaler")
     rogue = ExpectedRunner("image-to-image_old-model_8100", 8100, "image-to-image", "old/model")
     snap["containers"] += [container(cold), container(rogue)]
-    snap["probes"].append({"url": "http://127.0.0.1:8300/health", "status": 200, "body": '{"status":"OK"}',
-                           "error": "", "elapsed_s": 0.01})
+    snap["probes"].append(
+        {
+            "url": "http://127.0.0.1:8300/health",
+            "status": 200,
+            "body": '{"status":"OK"}',
+            "error": "",
+            "elapsed_s": 0.01,
+        }
+    )
     checks = checks_by_name(verify(snap, spec=spec))
     assert checks["runner upscale_org-upscaler_8300 (cold)"].state == "ok"
     rogue_check = checks["runner image-to-image_old-model_8100"]
@@ -355,8 +500,12 @@ def test_leftover_and_cold_runners():
 def test_secrets_in_logs_are_masked():
     snap = healthy_snapshot()
     snap["worker"].update(status="restarting", restarting=True, restart_count=4)
-    snap["logs"] = {"livepeer_ai_worker": [f"flag orchSecret={ORCH_SECRET} token {BYOC_TOKEN}",
-                                           f"Error AI worker warming: bearer {BYOC_TOKEN} rejected"]}
+    snap["logs"] = {
+        "livepeer_ai_worker": [
+            f"flag orchSecret={ORCH_SECRET} token {BYOC_TOKEN}",
+            f"Error AI worker warming: bearer {BYOC_TOKEN} rejected",
+        ]
+    }
     result = verify(snap, secrets=["hf_live_token_789"])
     text = repr(result) + str([c.to_dict() for c in result.checks])
     assert ORCH_SECRET not in text and BYOC_TOKEN not in text
@@ -380,11 +529,13 @@ def test_node_params_carry_no_secret_and_probe_the_right_urls():
 
 
 def test_weights_from_spec_skip_live_and_external_and_dedupe():
-    spec = make_spec(models=(
-        AIModelEntry(pipeline="text-to-image", model_id=T2I, warm=True),
-        AIModelEntry(pipeline="image-to-image", model_id=T2I),
-        AIModelEntry(pipeline="live-video-to-video", model_id="streamdiffusion"),
-    ))
+    spec = make_spec(
+        models=(
+            AIModelEntry(pipeline="text-to-image", model_id=T2I, warm=True),
+            AIModelEntry(pipeline="image-to-image", model_id=T2I),
+            AIModelEntry(pipeline="live-video-to-video", model_id="streamdiffusion"),
+        )
+    )
     assert weights_wanted_from_spec(spec) == [WeightsWanted(T2I, "main")]
 
 
@@ -408,15 +559,20 @@ def gateway_doc(warm_t2i=True, include_a2t=True):
         "capabilities_names": {"27": "Text to image", "31": "Audio to text", "33": "Llm"},
         "orchestrators": [
             {"address": "0xother", "capabilities": {"constraints": {"PerCapability": {}}}},
-            {"address": ORCH.lower(), "orch_uri": "https://orch:8935",
-             "capabilities": {"constraints": {"PerCapability": per_cap}}},
+            {
+                "address": ORCH.lower(),
+                "orch_uri": "https://orch:8935",
+                "capabilities": {"constraints": {"PerCapability": per_cap}},
+            },
         ],
     }
 
 
 def gw_spec():
-    return make_spec(models=make_spec().models[:2],
-                     verify=VerifySpec(gateway_url="http://127.0.0.1:5935", orchestrator_address=ORCH))
+    return make_spec(
+        models=make_spec().models[:2],
+        verify=VerifySpec(gateway_url="http://127.0.0.1:5935", orchestrator_address=ORCH),
+    )
 
 
 def test_gateway_sees_models_warm_as_configured():
@@ -437,8 +593,9 @@ def test_gateway_capability_ids_come_from_its_names():
     doc = gateway_doc()
     # the same pipeline under another id: a hard-coded 27 would miss it
     doc["capabilities_names"] = {"99": "Text to image", "31": "Audio to text"}
-    doc["orchestrators"][1]["capabilities"]["constraints"]["PerCapability"]["99"] = (
-        doc["orchestrators"][1]["capabilities"]["constraints"]["PerCapability"].pop("27"))
+    doc["orchestrators"][1]["capabilities"]["constraints"]["PerCapability"]["99"] = doc["orchestrators"][1][
+        "capabilities"
+    ]["constraints"]["PerCapability"].pop("27")
     checks = {c.check: c for c in gateway_checks(gw_spec(), doc)}
     assert checks[f"gateway text-to-image {T2I}"].state == "ok"
 
@@ -453,8 +610,12 @@ def test_gateway_without_the_orchestrator_or_unreachable():
 
 
 def test_gateway_checks_join_the_host_result():
-    result = verify(healthy_snapshot(), spec=gw_spec(), runners=RUNNERS,
-                    gateway=gateway_checks(gw_spec(), gateway_doc(include_a2t=False)))
+    result = verify(
+        healthy_snapshot(),
+        spec=gw_spec(),
+        runners=RUNNERS,
+        gateway=gateway_checks(gw_spec(), gateway_doc(include_a2t=False)),
+    )
     snap_spec_checks = checks_by_name(result)
     assert snap_spec_checks[f"gateway audio-to-text {A2T}"].state == "fail"
     assert result.status == "problems"
@@ -469,12 +630,14 @@ def test_snapshot_is_not_modified():
 
 # -- with the real lpfleet.runners and lpfleet.diagnose ------------------------------------------------------
 
+
 def test_expected_runners_come_from_lpfleet_runners():
     from lpfleet.verification import expected_runners
 
     found = expected_runners(make_spec())
     assert [(r.name, r.port, r.pipeline, r.model_id) for r in found] == [
-        (r.name, r.port, r.pipeline, r.model_id) for r in RUNNERS]
+        (r.name, r.port, r.pipeline, r.model_id) for r in RUNNERS
+    ]
 
 
 def test_real_diagnosis_of_the_stand_in_oom_and_worker_lines():
@@ -482,13 +645,16 @@ def test_real_diagnosis_of_the_stand_in_oom_and_worker_lines():
 
     snap = healthy_snapshot()
     snap["containers"][0].update(status="exited", running=False, exit_code=1, restart_count=3, up_s=None)
-    snap["logs"] = {RUNNERS[0].name: [
-        "2026-11-26 10:00:00,000 INFO Loading StableDiffusionXLPipeline for model_id=SG161222/RealVisXL_V4.0_Lightning",
-        "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity "
-        "of 23.65 GiB of which 1.06 GiB is free.",
-    ]}
+    snap["logs"] = {
+        RUNNERS[0].name: [
+            "2026-11-26 10:00:00,000 INFO Loading StableDiffusionXLPipeline for model_id=SG161222/RealVisXL_V4.0_Lightning",
+            "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity "
+            "of 23.65 GiB of which 1.06 GiB is free.",
+        ]
+    }
     check = checks_by_name(verify_host(make_spec(), snap, RUNNERS, classify=diagnose_lines))[
-        f"runner {RUNNERS[0].name}"]
+        f"runner {RUNNERS[0].name}"
+    ]
     assert check.state == "fail" and [c.cause for c in check.causes] == ["cuda-oom"]
     assert "smaller" in check.causes[0].hint or "warm" in check.causes[0].hint
 
@@ -497,15 +663,25 @@ def test_real_diagnosis_of_the_stand_in_oom_and_worker_lines():
 def test_port_behind_dockers_proxy_not_bound_yet_counts_as_loading(error):
     snap = healthy_snapshot()
     snap["containers"][0]["up_s"] = 1.0
-    snap["probes"][0] = {"url": "http://127.0.0.1:8000/health", "status": None, "body": "", "error": error,
-                         "elapsed_s": 0.0}
+    snap["probes"][0] = {
+        "url": "http://127.0.0.1:8000/health",
+        "status": None,
+        "body": "",
+        "error": error,
+        "elapsed_s": 0.0,
+    }
     check = checks_by_name(verify(snap))[f"runner {RUNNERS[0].name}"]
     assert check.state == "loading", check
 
 
 def test_a_runner_that_times_out_fails():
     snap = healthy_snapshot()
-    snap["probes"][0] = {"url": "http://127.0.0.1:8000/health", "status": None, "body": "", "error": "timeout",
-                         "elapsed_s": 5.0}
+    snap["probes"][0] = {
+        "url": "http://127.0.0.1:8000/health",
+        "status": None,
+        "body": "",
+        "error": "timeout",
+        "elapsed_s": 5.0,
+    }
     check = checks_by_name(verify(snap))[f"runner {RUNNERS[0].name}"]
     assert check.state == "fail" and "timeout" in check.detail
