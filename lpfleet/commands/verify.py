@@ -112,6 +112,28 @@ def verify_fleet(
     return VerifyRun(list(results.values()), time.monotonic() - started, run.output, True)
 
 
+def last_line(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
+def unchecked_hosts(inventory: str, reason: str, limit: list[str] | None = None) -> list[HostResult]:
+    """Every host of the inventory as "could not check" (so CI still gets a report), or [] if it cannot load."""
+    from lpfleet.verification import unchecked_host
+
+    try:
+        from lpfleet.fleet import load_fleet
+
+        specs = load_fleet(inventory)
+    except Exception:  # noqa: BLE001 - an inventory that does not load has no hosts to report
+        return []
+    return [
+        unchecked_host(spec, f"pyinfra stopped before verifying: {reason}")
+        for spec in specs.values()
+        if not limit or spec.host in limit or set(spec.groups) & set(limit)
+    ]
+
+
 def write_reports(
     results: list[HostResult], elapsed_s: float, inventory: str, json_path: str | None, junit_path: str | None
 ) -> None:
@@ -137,8 +159,10 @@ def run(args: argparse.Namespace) -> int:
         print(
             "lpfleet verify: pyinfra stopped before verifying any host (its output is above)", file=sys.stderr
         )
-        return 2
-    if args.verbose:
+        outcome.results = unchecked_hosts(args.inventory, last_line(outcome.output), args.limit)
+        if not outcome.results:
+            return 2
+    elif args.verbose:
         sys.stderr.write(outcome.output)
     sys.stdout.write(to_table(outcome.results, elapsed_s=outcome.elapsed_s, compact=not args.all))
     write_reports(outcome.results, outcome.elapsed_s, args.inventory, args.json, args.junit)
