@@ -321,6 +321,10 @@ def config_faults(fleet, node_faults, tmp_path_factory):
     finally:
         inventory.unlink(missing_ok=True)
         fleet.exec(n3, f"docker rm -f {byoc}")
+        # a worker stuck warming a broken model would hold the restore deploy's `docker stop` for its full
+        # timeout: kill the broken ones (the restore recreates them)
+        for node in (n1, n2, n3):
+            fleet.exec(node, "docker kill livepeer_ai_worker")
 
 
 def test_runner_crashing_with_cuda_oom(fleet, config_faults):
