@@ -60,7 +60,7 @@ def fleet(sandbox):
     assert code.returncode == 0, code.stdout
     yield sandbox
     for node in consumers_and_others(sandbox)[0]:  # a worker stuck warming a broken model: do not wait for it
-        sandbox.exec(node, "docker kill livepeer_ai_worker")
+        sandbox.exec(node, "docker rm -f livepeer_ai_worker")
     result = run([VENV_BIN / "pyinfra", "-y", sandbox.inventory, "deploy.py"], sandbox.env)
     assert result.returncode == 0, result.stdout[-4000:]
     code = run([VENV_BIN / "lpfleet", "verify", sandbox.inventory, "--wait", "240"], sandbox.env)

@@ -322,9 +322,9 @@ def config_faults(fleet, node_faults, tmp_path_factory):
         inventory.unlink(missing_ok=True)
         fleet.exec(n3, f"docker rm -f {byoc}")
         # a worker stuck warming a broken model would hold the restore deploy's `docker stop` for its full
-        # timeout: kill the broken ones (the restore recreates them)
+        # timeout: remove the broken ones (the restore deploy creates them again)
         for node in (n1, n2, n3):
-            fleet.exec(node, "docker kill livepeer_ai_worker")
+            fleet.exec(node, "docker rm -f livepeer_ai_worker")
 
 
 def test_runner_crashing_with_cuda_oom(fleet, config_faults):
