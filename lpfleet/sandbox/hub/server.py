@@ -551,9 +551,10 @@ class HubHandler(BaseHTTPRequestHandler):
             delay = max((b.delay_for(n) for b in buckets), default=0.0)
             if delay > 0 and self.hub.stopping.wait(delay):
                 break
-            self.wfile.write(chunk)
+            # counted before it is written: a client that has read every byte must find it counted
             self.hub.count_bytes(repo_id, rfile.path, n, first)
             first = False
+            self.wfile.write(chunk)
             sent += n
         if first:
             self.hub.count_bytes(repo_id, rfile.path, 0, True)
