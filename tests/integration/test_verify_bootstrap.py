@@ -31,6 +31,7 @@ def fresh_node(sandbox_env):
         pytest.fail(problem, pytrace=False)
     name = sandbox_env["LPFLEET_SANDBOX"] + "-boot"
     env = {**sandbox_env, "LPFLEET_SANDBOX": name}
+    fleet.down(name=name, log=lambda line: None)  # a kept one from an earlier run is not fresh any more
     state = fleet.up(nodes=1, name=name, log=lambda line: print(f"sandbox {name}: {line}", flush=True))
     try:
         yield state, env
