@@ -36,7 +36,7 @@ from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCo
 
 from lpfleet.facts.weights import WeightsState, encode_params
 from lpfleet.lock import LockedModel
-from lpfleet.weights import FanoutPlan, WeightsPlan, human_bytes, plan_fanout, plan_node, scan_request
+from lpfleet.weights import FanoutPlan, WeightsPlan, plan_fanout, plan_node, scan_request
 
 RUNTIME_ROOT = "/opt/lpfleet/weights-runtime"
 MIRROR_PORT = 8790  # fan-out: the port a serving node listens on for its peers
@@ -64,13 +64,17 @@ RUNTIME_SKIP = {"hf-xet", "click", "colorama"}
 
 @dataclass(frozen=True)
 class RuntimeBundle:
-    path: str  # local tar.gz
-    digest: str  # sha256 of the tar.gz (its name on nodes)
+    digest: str  # sha256 over every file's path and content (names the runtime on nodes)
     python: tuple[int, int]  # the controller's python: nodes need this minor version or newer
 
     @property
     def remote_dir(self) -> str:
         return f"{RUNTIME_ROOT}/{self.digest[:16]}"
+
+    @property
+    def path(self) -> str:
+        """The local tar.gz, built on first use (only when some node needs the runtime uploaded)."""
+        return runtime_archive(self.digest)
 
 
 def _norm(name: str) -> str:
@@ -122,26 +126,37 @@ def _runtime_files() -> list[tuple[str, Path]]:
 
 @lru_cache(maxsize=1)
 def runtime_bundle() -> RuntimeBundle:
-    """A reproducible tar.gz of the node runtime (same inputs, same bytes, same digest)."""
-    buffer = io.BytesIO()
+    """The node runtime's identity: cheap (hashes the files; the archive is only built when uploaded)."""
+    digest = hashlib.sha256()
+    for rel, path in _runtime_files():
+        data = path.read_bytes()
+        digest.update(b"%s\0%d\0" % (rel.encode(), len(data)))
+        digest.update(data)
+    return RuntimeBundle(digest.hexdigest(), sys.version_info[:2])
+
+
+@lru_cache(maxsize=2)
+def runtime_archive(digest: str) -> str:
+    """A reproducible tar.gz of the runtime files (same inputs, same bytes), cached by the runtime's digest."""
     import gzip
 
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
-        for rel, path in _runtime_files():
-            data = path.read_bytes()
-            info = tarfile.TarInfo(rel)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            tar.addfile(info, io.BytesIO(data))
-    blob = buffer.getvalue()
-    digest = hashlib.sha256(blob).hexdigest()
     folder = Path(tempfile.gettempdir()) / "lpfleet-weights-runtime"
     folder.mkdir(exist_ok=True)
     path = folder / f"{digest}.tar.gz"
-    if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(blob)
-        os.replace(tmp, path)
-    return RuntimeBundle(str(path), digest, sys.version_info[:2])
+    if path.exists():
+        return str(path)
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
+        for rel, file_path in _runtime_files():
+            data = file_path.read_bytes()
+            info = tarfile.TarInfo(rel)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, path)
+    return str(path)
 
 
 # --- the fleet's view: one scan per host, one plan per run
@@ -368,7 +383,3 @@ def mirror_stopped(serving: bool):
         return
     yield _runtime_command(runtime_bundle(), "lpfleet.weights_mirror", "stop", "--pid-file",
                            QuoteString(MIRROR_PID_FILE))
-
-
-def human_plan(plan: WeightsPlan) -> str:
-    return f"{len(plan.incomplete)} model(s) to fetch, {human_bytes(plan.bytes_to_fetch)}"

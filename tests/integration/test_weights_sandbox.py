@@ -7,7 +7,6 @@ every node's models dir complete (as the sandbox group data describes it) and th
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
