@@ -284,3 +284,17 @@ def test_disk_space_is_checked_before_downloading(weights_fleet, tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "not enough disk space" in result.stderr
     assert hub.counters()["bytes_by_repo"].get("openai/whisper-large-v3", 0) == 0
+
+
+def test_missing_or_stale_lock_stops_before_any_change(weights_fleet, tmp_path):
+    from lpfleet.lock import ModelsLock, dump
+
+    missing = deploy(weights_fleet, "--data", f"models_lock={tmp_path / 'none.lock'}")
+    assert missing.returncode == 1 and "not found; run `lpfleet lock`" in missing.stderr
+    full = load(lock_path(weights_fleet).read_text())
+    stale = tmp_path / "stale.lock"
+    stale.write_text(dump(ModelsLock(tuple(m for m in full.models if m.model_id != "openai/whisper-large-v3"))))
+    result = deploy(weights_fleet, "--data", f"models_lock={stale}")
+    assert result.returncode == 1
+    assert "does not cover openai/whisper-large-v3 (main); run `lpfleet lock`" in result.stderr
+    assert "Starting operation" not in result.stdout + result.stderr  # stopped while preparing: nothing ran
