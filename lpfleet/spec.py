@@ -119,6 +119,8 @@ class WeightsSpec(_Frozen):
     hf_token_env: str = "HF_TOKEN"  # controller env var holding the token (never group data)
     lock_file: str = "models.lock"  # relative to the inventory's directory
     branch: str = "main"  # the ref the runner reads
+    lan_address: str | None = None  # fanout: how peers reach this node; default its inventory name
+    mirror_port: int = Field(default=8790, ge=1, le=65535)  # fanout: where this node serves its peers
 
 
 class WorkerSpec(_Frozen):
@@ -211,6 +213,8 @@ DATA_KEYS: Mapping[str, tuple[str | None, str]] = {
     "hf_token_env": ("weights", "hf_token_env"),
     "models_lock": ("weights", "lock_file"),
     "hf_branch": ("weights", "branch"),
+    "weights_lan_address": ("weights", "lan_address"),
+    "weights_mirror_port": ("weights", "mirror_port"),
     "worker_mode": ("worker", "mode"),
     "worker_image": ("worker", "image"),
     "runner_image": ("worker", "runner_image"),

@@ -20,7 +20,6 @@ from pyinfra.api.exceptions import DeployError
 
 from lpfleet.lock import LockedModel, LockError, ModelsLock, load, models_for_node
 from lpfleet.operations.weights import (
-    MIRROR_PORT,
     FetchSource,
     SecretText,
     fleet_weights,
@@ -75,6 +74,14 @@ def _models_for(target: Any) -> tuple[list[LockedModel], str, str]:
     return locked_models(spec), spec.models_dir, spec.weights.branch
 
 
+def peer_endpoint(peer: str) -> str:
+    """The LAN URL of a peer's weights mirror, from that peer's own spec (`weights_lan_address`, `weights_mirror_port`)."""
+    from lpfleet.fleet import node_spec
+
+    weights = node_spec(host.state.inventory.get_host(peer)).weights
+    return f"http://{weights.lan_address or peer}:{weights.mirror_port}"
+
+
 @deploy("Model weights")
 def prefetch_weights(spec: NodeSpec) -> None:
     models = locked_models(spec)
@@ -109,13 +116,12 @@ def prefetch_weights(spec: NodeSpec) -> None:
         **common,
     )
     mirror_serving(name="Weights: serve verified copies to peers", models_dir=spec.models_dir, serve=serving,
-                   token=SecretText(fleet.mirror_token))
+                   token=SecretText(fleet.mirror_token), port=weights.mirror_port)
     models_fetched(
         name="Weights: copy from peers over the LAN",
         branch=weights.branch,
         sources=[
-            FetchSource(f"http://{peer}:{MIRROR_PORT}", SecretText(fleet.mirror_token), tuple(peer_models),
-                        f"peer {peer}")
+            FetchSource(peer_endpoint(peer), SecretText(fleet.mirror_token), tuple(peer_models), f"peer {peer}")
             for peer, peer_models in sorted(peers.items())
         ],
         **common,

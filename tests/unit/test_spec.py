@@ -144,6 +144,7 @@ def test_missing_ai_models_is_a_warning_and_an_empty_list():
         ("nvidia_toolkit_version", "latest", "exact Debian package version"),
         ("nvidia_toolkit_version", "1.20.0-1; rm -rf /", "exact Debian package version"),
         ("nvidia_repo_url", "nvidia.github.io/libnvidia-container", "http(s) URL"),
+        ("weights_mirror_port", 70000, "less than or equal to 65535"),
     ],
 )
 def test_node_level_values_are_checked(key, value, words):
@@ -162,6 +163,8 @@ def test_node_level_values_are_checked(key, value, words):
         ("price_per_unit", 0),
         ("nvidia_key_fingerprint", "C95B 321B 61E8 8C18 09C4  F759 DDCA E044 F796 ECB0"),
         ("nvidia_toolkit_version", "1.17.8-1"),
+        ("weights_lan_address", "10.0.0.12"),
+        ("weights_mirror_port", 18790),
     ],
 )
 def test_good_node_level_values_pass(key, value):
