@@ -8,6 +8,7 @@ start one (scripts/host-deps; `make test` runs it) - never a silent skip.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -78,6 +79,26 @@ class Sandbox:
         return subprocess.run([str(VENV_BIN / "lpfleet"), *args], cwd=ROOT, env=run_env,
                               capture_output=True, text=True, timeout=timeout)
 
+    def specs(self, inventory: str | None = None) -> dict:
+        """Every host's validated NodeSpec (secrets masked), built in a child process: pyinfra's inventory loader
+        imports pyinfra_cli, which monkey-patches gevent into the process that imports it (not this one)."""
+        from lpfleet.spec import NodeSpec
+
+        result = subprocess.run([sys.executable, "-c", _DUMP_SPECS, inventory or self.inventory], cwd=ROOT,
+                                env=self.env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return {name: NodeSpec.model_validate(data) for name, data in json.loads(result.stdout).items()}
+
+
+_DUMP_SPECS = """
+import json, sys
+from lpfleet.fleet import check_fleet
+check = check_fleet(sys.argv[1])
+if check.errors:
+    sys.exit("\\n".join(map(str, check.errors)))
+print(json.dumps({host: spec.model_dump(mode="json") for host, spec in check.specs.items()}))
+"""
+
 
 @pytest.fixture(scope="session")
 def sandbox_env() -> dict[str, str]:
@@ -99,7 +120,10 @@ def sandbox(sandbox_env):
     state = fleet.up(nodes=int(os.environ.get("LPFLEET_SANDBOX_NODES", "3")), name=name,
                      log=lambda line: print(f"sandbox: {line}", flush=True))
     try:
-        yield Sandbox(state, sandbox_env)
+        ready = Sandbox(state, sandbox_env)
+        locked = ready.lpfleet("lock", ready.inventory)  # what deploy.py's weights step needs, as `make demo` does
+        assert locked.returncode == 0, locked.stdout + locked.stderr
+        yield ready
     finally:
         if os.environ.get("LPFLEET_KEEP_SANDBOX") != "1":
             fleet.down(name=name, log=lambda line: print(line, flush=True))

@@ -128,7 +128,8 @@ def test_foreign_daemon_json_keys_are_kept(fleet):
         "runtimes": {"runc-debug": {"path": "/usr/sbin/runc", "runtimeArgs": ["--debug"]}},
         "features": {"buildkit": True},
     }
-    fleet.sh(node, f"printf '%s' '{json.dumps(foreign)}' > {DAEMON_JSON} && systemctl restart docker")
+    fleet.sh(node, f"printf '%s' '{json.dumps(foreign)}' > {DAEMON_JSON} "
+             "&& systemctl reset-failed docker && systemctl restart docker")
     before = fleet.started(node)
     result = fleet.deploy("--limit", node.name)
     assert result.returncode == 0, result.output[-4000:]
@@ -228,5 +229,6 @@ def test_a_change_that_needs_a_restart_rolls_in_batches(fleet):
             assert all(started >= up for _, up in earlier_batch), timings
     finally:
         for node in fleet.nodes:
-            fleet.sh(node, f"cat > {DAEMON_JSON} <<'EOF'\n{originals[node.name]}\nEOF\nsystemctl restart docker")
+            fleet.sh(node, f"cat > {DAEMON_JSON} <<'EOF'\n{originals[node.name]}\nEOF\n"
+                         "systemctl reset-failed docker; systemctl restart docker")
     assert changed_operations(fleet.deploy().output) == 0

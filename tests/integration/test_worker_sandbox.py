@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from lpfleet import runners
-from lpfleet.fleet import check_fleet
 from lpfleet.operations.worker import SPEC_LABEL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,9 +59,7 @@ def runner_containers(sandbox, node) -> list[dict]:
 
 
 def specs(sandbox, inventory=None):
-    check = check_fleet(str(inventory or sandbox.inventory))
-    assert not check.errors, check.errors
-    return check.specs
+    return sandbox.specs(str(inventory) if inventory else None)
 
 
 def wait_runners(sandbox, node, expected, timeout=120) -> list[dict]:
