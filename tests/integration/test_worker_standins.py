@@ -320,3 +320,16 @@ def test_runner_error_state_is_restarted_immediately(run):
     wait_for(lambda: "Container returned ERROR state, restarting immediately" in logs(worker), 40, "ERROR state")
     wait_for(lambda: "Container was kept warm, restarting" in logs(worker), 20, "the re-warm")
     assert "runner-timeout" in {f.cause for f in diagnose(logs(worker))}
+
+
+def test_stop_while_warming_exits_at_once(run):
+    """go-livepeer returns from main on SIGTERM even while StartLivepeer still waits for a runner: `docker stop`
+    must not sit out its whole timeout on a worker stuck warming a model that never loads."""
+    run.model("org/hangs", {"sandbox_failure": "hang"})
+    worker = run.worker([{"pipeline": "image-to-text", "model_id": "org/hangs", "warm": True}],
+                        env={"LPSTANDIN_RUNNER_TIMEOUT_S": "120"})
+    wait_for(lambda: "Starting managed container" in logs(worker), 30, "the worker to start warming")
+    started = time.monotonic()
+    docker("stop", "-t", "30", worker, timeout=60)
+    assert time.monotonic() - started < 10
+    assert "Exiting Livepeer: terminated" in logs(worker)

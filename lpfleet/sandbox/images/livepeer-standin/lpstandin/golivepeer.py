@@ -760,6 +760,10 @@ def _check_price(cfg: dict, config: AIModelConfig) -> None:
 _SIGNAL_TEXT = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupt"}
 
 
+class _Interrupted(Exception):
+    """A signal arrived before the node finished starting (raised in the main thread by the handler)."""
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -781,6 +785,9 @@ def main(argv: list[str] | None = None) -> None:
     def on_signal(signum: int, _frame: object) -> None:
         golog.info(f"Exiting Livepeer: {_SIGNAL_TEXT.get(signum, str(signum))}", "livepeer.go:0")
         stop.set()
+        if not state.get("serving"):
+            # go-livepeer's main returns on a signal even while StartLivepeer is still warming containers
+            raise _Interrupted()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -795,8 +802,9 @@ def main(argv: list[str] | None = None) -> None:
         state["metrics"] = lambda: _metrics(state)
         _serve_cli(cli_addr, state)
         golog.info(f"CLI server listening on {cli_addr}", "webserver.go:0")
+        state["serving"] = True
         stop.wait()
-    except Return:
+    except (Return, _Interrupted):
         pass
     except golog.GoPanic as exc:
         panicked = str(exc)
