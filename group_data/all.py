@@ -1,8 +1,8 @@
 """Fleet defaults for every node (pyinfra group `all`). Keys: docs/group-data.md.
 
 Secrets never appear here as literals: BYOC tokens and the orchestrator secret come from the
-controller's environment through `env_secret` (held as SecretStr, printed as **********), the
-HuggingFace token from the variable named by `hf_token_env`.
+controller's environment through `env_secret` (printed as **********; an unset variable is an error naming it,
+unless the call says `optional=True`), the HuggingFace token from the variable named by `hf_token_env`.
 """
 
 from lpfleet.spec import env_secret
@@ -15,7 +15,7 @@ worker_mode = "orchestrator"
 worker_image = "livepeer/go-livepeer:v0.8.8"
 runner_image = "livepeer/ai-runner:latest"
 service_addr = "0.0.0.0:8936"
-orch_secret = env_secret("LPFLEET_ORCH_SECRET")
+orch_secret = env_secret("LPFLEET_ORCH_SECRET", optional=True)  # only remote workers (worker_mode = "worker") need it
 pixels_per_unit = 1
 
 # Where the worker reads its config and the runners their weights (host paths: docker-out-of-docker).

@@ -27,13 +27,16 @@ from typing import TYPE_CHECKING, Any
 from pyinfra.api.exceptions import PyinfraError
 
 from lpfleet.render import RenderError, render_ai_models
-from lpfleet.spec import NodeSpec, Problem, check_node_spec, merge_layers
+from lpfleet.spec import NodeSpec, Problem, check_node_spec, format_problems, merge_layers
 
 if TYPE_CHECKING:
     from pyinfra.api import Host, Inventory
 
 #: The checkout holding deploy.py, templates/ and group_data/ (where the lpfleet package lives).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The installed package: `templates/` ships inside it, so `ai_models_template = "templates/aiModels.json.j2"`
+#: resolves in a fleet repository that has no templates of its own (pip-installed lpfleet).
+PACKAGE_ROOT = Path(__file__).resolve().parent
 
 _loading = False  # set while we load an inventory ourselves: the inventory's guard call must not recurse
 _specs: weakref.WeakKeyDictionary[Any, NodeSpec] = weakref.WeakKeyDictionary()
@@ -44,8 +47,7 @@ class FleetError(PyinfraError):
 
     def __init__(self, problems: Sequence[Problem | str]) -> None:
         self.problems = tuple(problems)
-        lines = [p.format() if isinstance(p, Problem) else p for p in self.problems]
-        super().__init__("\n".join(lines))
+        super().__init__("\n".join(format_problems(self.problems)))
 
 
 @dataclass
@@ -86,6 +88,7 @@ def template_roots(inventory_path: str | None = None) -> list[Path]:
         parent = Path(inventory_path).resolve().parent
         roots += [parent, parent.parent]
     roots.append(PROJECT_ROOT)
+    roots.append(PACKAGE_ROOT)
     return roots
 
 
@@ -217,6 +220,11 @@ def check_fleet(
     from pyinfra_cli.util import PYTHON_CODES
 
     result = FleetCheck()
+    problem = inventory_file_problem(inventory_path)
+    if problem:
+        result.load_failed = True
+        result.problems.append(problem)
+        return result
     # pyinfra caches compiled inventory/group data code by file name for the life of the process:
     # drop it so an edited file (or another folder's file of the same relative name) is read afresh
     PYTHON_CODES.clear()
@@ -245,6 +253,13 @@ def check_fleet(
         _loading = previous
     dirs = group_data_dirs(inventory_path, group_data_directories)
     roots = template_roots(inventory_path)
+    if not list(inventory):
+        result.load_failed = True
+        result.problems.append(
+            f"{inventory_path}: the inventory holds no host (list hosts in it as pyinfra does, e.g. "
+            'gpu_24gb = ["gpu-01.example.net"])'
+        )
+        return result
     for host in inventory:
         spec, problems = check_host(host, dirs)
         result.problems.extend(problems)
@@ -257,6 +272,21 @@ def check_fleet(
             continue
         result.specs[host.name] = spec
     return result
+
+
+def inventory_file_problem(inventory_path: str) -> str | None:
+    """Why `inventory_path` cannot be an inventory file (missing, a folder), or None.
+
+    Every command that takes an inventory checks this first: a typo in the path must not read as
+    "0 hosts, all valid" (or let `lpfleet lock` write an empty lock).
+    """
+    path = Path(inventory_path)
+    if path.is_dir():
+        return f"{inventory_path}: is a folder, not an inventory file (give the path of your inventory.py)"
+    if not path.is_file():
+        return f"{inventory_path}: no such inventory file (give the path of your inventory.py; lpfleet init DIR " \
+            "writes a starter fleet)"
+    return None
 
 
 def load_fleet(
@@ -309,6 +339,8 @@ def cli_overrides(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
             if sink == "data" and "=" in value:
                 key, raw = value.split("=", 1)
                 data[key] = parse_cli_arg(raw)
+            elif sink == "data":
+                raise ValueError(f"--data {value}: expected KEY=VALUE")
             elif sink == "dirs":
                 dirs.append(value)
         i += 1
@@ -324,11 +356,15 @@ def guard_inventory(inventory_file: str) -> None:
     """
     if _loading or not _running_pyinfra_cli():
         return
-    data, dirs = cli_overrides(sys.argv[1:])
+    try:
+        data, dirs = cli_overrides(sys.argv[1:])
+    except ValueError as exc:
+        sys.stderr.write(f"lpfleet: {exc}; no host was connected to\n")
+        raise SystemExit(1) from None
     result = check_fleet(inventory_file, data, dirs)
     if not result.errors or result.load_failed:
         return  # valid; or pyinfra's own loading is about to fail on the same file with its traceback
-    lines = [p.format() if isinstance(p, Problem) else p for p in result.errors]
+    lines = format_problems(result.errors)
     sys.stderr.write(
         f"lpfleet: invalid fleet data in {inventory_file}; no host was connected to:\n"
         + "".join(f"  {line}\n" for line in lines)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
-from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -19,8 +17,6 @@ import jinja2
 from lpfleet.rules import check_entries, has_errors, loads_preserving
 from lpfleet.spec import NodeSpec, node_context
 
-MASK = "***"
-_TOKEN_VALUE = re.compile(r'("(?i:token)"\s*:\s*)"(?:[^"\\]|\\.)*"')
 
 
 class RenderError(ValueError):
@@ -96,19 +92,3 @@ def check_rendered(spec: NodeSpec, template: str, text: str, expected: list[dict
                     f"{spec.host}: {template} output differs from the spec at entry {index}: "
                     "a template may change the layout, not the entries"
                 )
-
-
-def mask_secrets(text: str, secrets: Iterable[str] = (), keys: bool = True) -> str:
-    """`text` with every secret value, and (with `keys`) every JSON "token" value, replaced by ***.
-
-    The key pattern also catches tokens we were not told about (an old token in a file on
-    a node); explicit values catch a secret wherever else it appears.
-    """
-    if keys:
-        text = _TOKEN_VALUE.sub(lambda m: f'{m.group(1)}"{MASK}"', text)
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, MASK)
-        escaped = json.dumps(secret)[1:-1]
-        if escaped != secret:
-            text = text.replace(escaped, MASK)
-    return text

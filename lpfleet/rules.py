@@ -175,8 +175,8 @@ def _is_string(value: Any) -> bool:
 
 
 def _is_secret(value: Any) -> bool:
-    # pydantic's SecretStr, without importing pydantic here: group data may hold one.
-    return type(value).__name__ == "SecretStr" and hasattr(value, "get_secret_value")
+    # pydantic's SecretStr (or a subclass: lpfleet.secrets.Secret), without importing pydantic here
+    return any(cls.__name__ == "SecretStr" for cls in type(value).__mro__) and hasattr(value, "get_secret_value")
 
 
 def _json_type(value: Any) -> str:

@@ -19,6 +19,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from lpfleet.rules import Finding, NodeContext, check_entries, has_errors
+from lpfleet.secrets import MissingSecret, env_secret, secret_values, to_secret
+
+__all__ = ["env_secret", "secret_values"]  # re-exported: group data files import env_secret from here
 
 PIPELINES: tuple[str, ...] = (
     "text-to-image",
@@ -258,7 +261,15 @@ _SECTIONS = {
 _FIELD_TO_KEY = {(section, name): key for key, (section, name) in DATA_KEYS.items()}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FINGERPRINT = re.compile(r"^[0-9A-Fa-f]{40}$")
-_DEB_VERSION = re.compile(r"^[0-9][A-Za-z0-9.+~:-]*$")
+# apt's `pkg=VERSION` needs the exact Debian version, revision included: NVIDIA publishes "1.17.8-1", never "1.17.8"
+_DEB_VERSION = re.compile(r"^(?:[0-9]+:)?[0-9][A-Za-z0-9.+~]*-[A-Za-z0-9.+~]+$")
+
+#: `-network` values go-livepeer configures itself (cmd/livepeer/starter/starter.go: "offchain" and the
+#: `configOptions` map); any other network starts only with -ethController given.
+LIVEPEER_NETWORKS: tuple[str, ...] = ("offchain", "arbitrum-one-mainnet", "mainnet", "arbitrum-one-rinkeby", "rinkeby")
+
+#: Data keys that hold secrets: they must come from the environment (`env_secret`), never a literal.
+SECRET_KEYS: tuple[str, ...] = ("orch_secret",)
 
 
 @dataclass(frozen=True)
@@ -277,12 +288,16 @@ class Problem:
     finding: Finding | None = None
     severity: Literal["error", "warning"] = "error"
 
+    def body(self) -> str:
+        """`key: message` (with the aiModels entry and field): the part that is the same on every host."""
+        if self.finding is not None:
+            return self.finding.format(self.key)
+        text = self.message if self.severity == "error" else f"warning: {self.message}"
+        return f"{self.key}: {text}"
+
     def format(self) -> str:
         prefix = f"{self.host} ({self.source})" if self.source else self.host
-        if self.finding is not None:
-            return self.finding.format(f"{prefix}: {self.key}")
-        text = self.message if self.severity == "error" else f"warning: {self.message}"
-        return f"{prefix}: {self.key}: {text}"
+        return f"{prefix}: {self.body()}"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -301,6 +316,40 @@ class Problem:
                 rule=self.finding.rule,
             )
         return out
+
+
+def format_problems(problems: Sequence[Problem | str], max_hosts: int = 8) -> list[str]:
+    """One line per problem, a problem that a group layer gives many hosts once with the hosts listed.
+
+    `group consumer_24gb: gpus: must be ... (3 hosts: a, b, c)` instead of the same line per host: a fleet of
+    hundreds of hosts gets one line per mistake.
+    """
+    grouped: dict[tuple[str, str], list[Problem]] = {}
+    order: list[Problem | str | tuple[str, str]] = []
+    for problem in problems:
+        if isinstance(problem, str) or not problem.source or problem.source in ("host data",):
+            order.append(problem)
+            continue
+        slot = (problem.source, problem.body())
+        if slot not in grouped:
+            grouped[slot] = []
+            order.append(slot)
+        grouped[slot].append(problem)
+    lines: list[str] = []
+    for item in order:
+        if isinstance(item, str):
+            lines.append(item)
+        elif isinstance(item, Problem):
+            lines.append(item.format())
+        else:
+            members = grouped[item]
+            hosts = list(dict.fromkeys(p.host for p in members))
+            if len(hosts) == 1:
+                lines.append(members[0].format())
+                continue
+            shown = ", ".join(hosts[:max_hosts]) + (f" and {len(hosts) - max_hosts} more" if len(hosts) > max_hosts else "")
+            lines.append(f"{item[0]}: {item[1]} ({len(hosts)} hosts: {shown})")
+    return lines
 
 
 class SpecError(ValueError):
@@ -324,23 +373,41 @@ def merge_layers(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[dict[
     return values, sources
 
 
+def _squash(key: str) -> str:
+    return key.lower().replace("_", "").replace("-", "")
+
+
+def _closest_key(key: str, cutoff: float = 0.6) -> str | None:
+    """The known data key `key` most likely meant: same letters ignoring case and separators, else difflib."""
+    known = list(DATA_KEYS) + list(META_KEYS)
+    by_squashed = {_squash(k): k for k in known}
+    if _squash(key) in by_squashed:
+        return by_squashed[_squash(key)]
+    close = difflib.get_close_matches(key.lower(), known, n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
 def _unknown_key_message(key: str) -> str:
-    if key.startswith("hf_") and "token" in key and key != "hf_token_env":
+    if key.lower().startswith("hf_") and "token" in key.lower() and key.lower() != "hf_token_env":
         return (
             "the HF token never goes in group data: export it on the controller and name the "
             'variable with hf_token_env (default "HF_TOKEN")'
         )
-    close = difflib.get_close_matches(key, list(DATA_KEYS) + list(META_KEYS), n=1, cutoff=0.6)
-    hint = f' (did you mean "{close[0]}"?)' if close else ""
+    close = _closest_key(key)
+    hint = f' (did you mean "{close}"?)' if close else ""
     return f"unknown lpfleet data key{hint}; see docs/group-data.md"
 
 
 def _is_ours(key: str) -> bool:
-    return key.startswith(OWN_PREFIXES) or key.lower() in DATA_KEYS
+    """A key lpfleet must know: one of our prefixes, or close to a known key whatever its prefix
+    (`weight_mode`, `workerMode`: a silently ignored near-miss would run the fleet with another setting)."""
+    if key.startswith(OWN_PREFIXES) or key.lower().startswith(OWN_PREFIXES):
+        return True
+    return _closest_key(key, cutoff=NEAR_MISS_CUTOFF) is not None
 
 
-def _is_secret_str(value: Any) -> bool:
-    return type(value).__name__ == "SecretStr" and hasattr(value, "get_secret_value")
+#: How close (difflib ratio) an unknown key outside our prefixes must be to a known one to count as a typo.
+NEAR_MISS_CUTOFF = 0.85
 
 
 def _pydantic_problems(
@@ -357,15 +424,9 @@ def _pydantic_problems(
     return problems
 
 
-def _to_secret(value: Any) -> Any:
-    if _is_secret_str(value):
-        return SecretStr(value.get_secret_value())
-    if isinstance(value, str):
-        return SecretStr(value)
-    return value
-
-
-def _check_node_values(host: str, values: Mapping[str, Any], sources: Mapping[str, str]) -> list[Problem]:
+def _check_node_values(
+    host: str, values: Mapping[str, Any], sources: Mapping[str, str], secret_problem_keys: Sequence[str] = ()
+) -> list[Problem]:
     """Rules on node-level keys pydantic's types cannot express."""
     problems: list[Problem] = []
 
@@ -412,7 +473,9 @@ def _check_node_values(host: str, values: Mapping[str, Any], sources: Mapping[st
         bad("nvidia_key_fingerprint", "must be the key's full 40-hex-digit fingerprint (gpg --show-keys), not a key id")
     version = values.get("nvidia_toolkit_version")
     if version is not None and (not isinstance(version, str) or not _DEB_VERSION.match(version)):
-        bad("nvidia_toolkit_version", 'must be an exact Debian package version such as "1.20.0-1"')
+        bad("nvidia_toolkit_version",
+                'must be an exact Debian package version with its revision, such as "1.20.0-1" (apt installs '
+                "pkg=VERSION exactly)")
     for key in ("hf_endpoint", "hf_lock_endpoint", "gateway_url", "docker_repo_url", "nvidia_key_url",
                 "nvidia_repo_url"):
         url = values.get(key)
@@ -438,15 +501,77 @@ def _check_node_values(host: str, values: Mapping[str, Any], sources: Mapping[st
                                 bad("runner_image_overrides", f'"batch" names an unknown pipeline "{pipeline}"')
                 else:
                     bad("runner_image_overrides", f'unknown part "{part}" (go-livepeer reads default, batch, live)')
+    network = values.get("livepeer_network")
+    if network is not None:
+        extra = values.get("worker_extra_flags") or ()
+        custom = isinstance(extra, (list, tuple)) and any(
+            isinstance(f, str) and f.lstrip("-").split("=")[0] == "ethController" for f in extra
+        )
+        if not isinstance(network, str) or (network not in LIVEPEER_NETWORKS and not custom):
+            hint = ""
+            if isinstance(network, str):
+                close = difflib.get_close_matches(network, LIVEPEER_NETWORKS, n=1, cutoff=0.5)
+                hint = f' (did you mean "{close[0]}"?)' if close else ""
+            bad("livepeer_network",
+                f"go-livepeer knows {', '.join(LIVEPEER_NETWORKS)}{hint}; another network needs "
+                "-ethController in worker_extra_flags")
     mode = values.get("worker_mode", "orchestrator")
     if mode == "worker":
         for key in ("orch_addr", "orch_secret"):
+            if key in secret_problem_keys:
+                continue
             if not values.get(key):
                 problems.append(
                     Problem(host, sources.get("worker_mode"), key,
                             "a remote AI worker (worker_mode = \"worker\") needs orch_addr and orch_secret")
                 )
     return problems
+
+
+def _literal_secret_message(form: str) -> str:
+    return (
+        "a literal secret in group data (it would sit in the repository and on command lines): write "
+        f'{form}env_secret("VARIABLE") and export VARIABLE on the controller'
+    )
+
+
+def _check_secrets(
+    host: str, values: Mapping[str, Any], sources: Mapping[str, str]
+) -> tuple[dict[str, Any], list[Problem]]:
+    """Secret keys must hold a secret from the environment: an unset variable or a literal is an error.
+
+    Returns the values with such secrets dropped (so the other rules still run) and the problems.
+    """
+    cleaned = dict(values)
+    problems: list[Problem] = []
+    for key in SECRET_KEYS:
+        value = cleaned.get(key)
+        if isinstance(value, MissingSecret):
+            problems.append(Problem(host, sources.get(key), key, value.message()))
+            cleaned.pop(key)
+        elif isinstance(value, str):
+            problems.append(Problem(host, sources.get(key), key, _literal_secret_message(f"{key} = ")))
+            cleaned.pop(key)
+    models = cleaned.get("ai_models")
+    if isinstance(models, (list, tuple)):
+        entries = []
+        for index, entry in enumerate(models):
+            if isinstance(entry, Mapping):
+                token_keys = [k for k in entry if isinstance(k, str) and k.lower() == "token"]
+                for k in token_keys:
+                    value = entry[k]
+                    where = f"ai_models[{index}].{k}"
+                    if isinstance(value, MissingSecret):
+                        problems.append(Problem(host, sources.get("ai_models"), where, value.message()))
+                    elif isinstance(value, str):
+                        problems.append(Problem(host, sources.get("ai_models"), where,
+                                                _literal_secret_message('"token": ')))
+                    else:
+                        continue
+                    entry = {kk: vv for kk, vv in entry.items() if kk != k}
+            entries.append(entry)
+        cleaned["ai_models"] = entries
+    return cleaned, problems
 
 
 def build_node_spec(
@@ -475,18 +600,6 @@ def check_node_spec(
     return _build(host, layers, groups)
 
 
-def env_secret(name: str) -> SecretStr | None:
-    """A secret from the controller's environment for group data (`"token": env_secret("BYOC_TOKEN")`).
-
-    Held as SecretStr so `pyinfra ... debug-inventory`, reprs and logs show `**********`;
-    None when the variable is unset. Reads the environment: the only I/O in this module.
-    """
-    import os
-
-    value = os.environ.get(name)
-    return SecretStr(value) if value else None
-
-
 def _build(
     host: str, layers: Sequence[tuple[str, Mapping[str, Any]]], groups: Sequence[str]
 ) -> tuple[NodeSpec | None, list[Problem]]:
@@ -499,7 +612,9 @@ def _build(
         if _is_ours(key):
             problems.append(Problem(host, sources.get(key), key, _unknown_key_message(key)))
 
-    problems.extend(_check_node_values(host, values, sources))
+    values, secret_problems = _check_secrets(host, values, sources)
+    problems.extend(secret_problems)
+    problems.extend(_check_node_values(host, values, sources, [p.key for p in secret_problems]))
 
     sections: dict[str, Any] = {}
     top: dict[str, Any] = {}
@@ -508,7 +623,7 @@ def _build(
             continue
         value = values[key]
         if key == "orch_secret":
-            value = _to_secret(value)
+            value = to_secret(value)
         elif key in ("gpus", "worker_extra_flags") and isinstance(value, list):
             value = tuple(value)
         if section is None:
@@ -521,7 +636,8 @@ def _build(
         try:
             built[section] = model(**sections.get(section, {}))
         except ValidationError as exc:
-            problems.extend(_pydantic_problems(host, exc, section, sources))
+            reported = {p.key for p in problems}  # one message per mistake: ours said it better
+            problems.extend(p for p in _pydantic_problems(host, exc, section, sources) if p.key not in reported)
 
     raw_models = values.get("ai_models", [])
     if "ai_models" not in values:
@@ -551,7 +667,7 @@ def _build(
         for index, raw in enumerate(raw_models):
             data = dict(raw)
             if "token" in data:
-                data["token"] = _to_secret(data["token"])
+                data["token"] = to_secret(data["token"])
             try:
                 models.append(AIModelEntry(**data))
             except ValidationError as exc:
@@ -579,9 +695,3 @@ def node_context(spec: NodeSpec) -> NodeContext:
     )
 
 
-def secret_values(spec: NodeSpec) -> tuple[str, ...]:
-    """Every secret value the spec holds (BYOC tokens, the orchestrator secret), for masking output."""
-    values = [e.token.get_secret_value() for e in spec.models if e.token is not None]
-    if spec.worker.orch_secret is not None:
-        values.append(spec.worker.orch_secret.get_secret_value())
-    return tuple(v for v in values if v)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from lpfleet.report import Cause, Check, HostResult
 from lpfleet.spec import AIModelEntry, NodeSpec
+from lpfleet.secrets import mask, secret_values
 
 #: go-livepeer's runner start timeouts: LOADING (or not yet bound) longer than this counts as a failure.
 LOAD_LIMIT_S = 180.0
@@ -134,21 +135,6 @@ def node_params(
     }
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
-
-
-def spec_secrets(spec: NodeSpec) -> list[str]:
-    """Every secret value the spec holds (entry tokens, orch secret), to mask wherever text is reported."""
-    found = [entry.token.get_secret_value() for entry in spec.models if entry.token]
-    if spec.worker.orch_secret:
-        found.append(spec.worker.orch_secret.get_secret_value())
-    return [value for value in found if value]
-
-
 def _no_classifier(lines: Sequence[str]) -> list[Cause]:
     return []
 
@@ -180,19 +166,19 @@ class _Verifier:
                 self.spec.host,
                 check,
                 state,
-                redact(detail, self.secrets),
+                mask(detail, self.secrets),
                 tuple(causes),
                 {k: v for k, v in data.items() if v is not None},
             )
         )
 
     def causes_of(self, name: str) -> list[Cause]:
-        lines = [redact(line, self.secrets) for line in self.logs.get(name) or []]
+        lines = [mask(line, self.secrets) for line in self.logs.get(name) or []]
         if not lines:
             return []
         found: dict[str, Cause] = {}
         for cause in self.classify(lines):
-            found[cause.cause] = Cause(cause.cause, redact(cause.line, self.secrets)[:400], cause.hint)
+            found[cause.cause] = Cause(cause.cause, mask(cause.line, self.secrets)[:400], cause.hint)
         return list(found.values())
 
     def no_docker(self, check: str) -> None:
@@ -620,10 +606,10 @@ def verify_host(
     + secrets: values to mask in every detail and evidence line (spec secrets are always masked)
     + gateway: checks already made against a gateway for this host (gateway_checks)
     """
-    all_secrets = list(secrets) + spec_secrets(spec)
+    all_secrets = list(secrets) + list(secret_values(spec))
     if snapshot.get("error"):
         check = Check(
-            spec.host, "node", "unknown", redact(f"could not check: {snapshot['error']}", all_secrets)
+            spec.host, "node", "unknown", mask(f"could not check: {snapshot['error']}", all_secrets)
         )
         return HostResult(spec.host, spec.groups, (check,) + tuple(gateway))
     v = _Verifier(spec, snapshot, runners, classify or _no_classifier, all_secrets)

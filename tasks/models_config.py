@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pyinfra.api import HiddenValue, deploy
+from pyinfra.api import deploy
 
 from lpfleet.fleet import FleetError, template_root_for, template_roots
 from lpfleet.operations.files import secret_file
 from lpfleet.render import RenderError, render_ai_models
-from lpfleet.spec import NodeSpec, secret_values
+from lpfleet.secrets import hidden, secret_values
+from lpfleet.spec import NodeSpec
 
 
 @deploy("aiModels.json")
@@ -19,7 +20,7 @@ def write_ai_models_config(spec: NodeSpec) -> None:
     secret_file(
         name=f"Write {spec.ai_models_path} (mode 0600)",
         dest=spec.ai_models_path,
-        content=HiddenValue(text),
+        content=hidden(text),
         mode="600",
-        secrets=[HiddenValue(s) for s in secret_values(spec)],
+        secrets=[hidden(s) for s in secret_values(spec)],
     )

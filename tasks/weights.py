@@ -21,13 +21,13 @@ from pyinfra.api.exceptions import DeployError
 from lpfleet.lock import LockedModel, LockError, ModelsLock, load, models_for_node
 from lpfleet.operations.weights import (
     FetchSource,
-    SecretText,
     fleet_weights,
     mirror_serving,
     mirror_stopped,
     models_fetched,
     runtime_installed,
 )
+from lpfleet.secrets import Secret, to_secret
 from lpfleet.spec import NodeSpec
 
 _locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -86,7 +86,7 @@ def peer_endpoint(peer: str) -> str:
 def prefetch_weights(spec: NodeSpec) -> None:
     models = locked_models(spec)
     weights = spec.weights
-    token = SecretText(os.environ.get(weights.hf_token_env))
+    token = to_secret(os.environ.get(weights.hf_token_env) or None)
     fleet = fleet_weights(_models_for)
     plan = fleet.plans.get(host.name)
     needs_work = plan is None or not plan.complete
@@ -116,12 +116,12 @@ def prefetch_weights(spec: NodeSpec) -> None:
         **common,
     )
     mirror_serving(name="Weights: serve verified copies to peers", models_dir=spec.models_dir, serve=serving,
-                   token=SecretText(fleet.mirror_token), port=weights.mirror_port)
+                   token=Secret(fleet.mirror_token), port=weights.mirror_port)
     models_fetched(
         name="Weights: copy from peers over the LAN",
         branch=weights.branch,
         sources=[
-            FetchSource(peer_endpoint(peer), SecretText(fleet.mirror_token), tuple(peer_models), f"peer {peer}")
+            FetchSource(peer_endpoint(peer), Secret(fleet.mirror_token), tuple(peer_models), f"peer {peer}")
             for peer, peer_models in sorted(peers.items())
         ],
         **common,

@@ -17,13 +17,13 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from lpfleet.commands.validate import add_data_arguments
+
     parser = subparsers.add_parser("lock", help="resolve the fleet's models into models.lock",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inventory", nargs="?", default="inventory.py", help="inventory file (default inventory.py)")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when models.lock is not current")
-    parser.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
-                        help="override data as pyinfra's --data does")
-    parser.add_argument("--group-data", action="append", default=[], metavar="DIR")
+    add_data_arguments(parser)
     parser.set_defaults(func=run)
 
 

@@ -1,7 +1,8 @@
 """`lpfleet render INVENTORY HOST`: print the aiModels.json HOST gets.
 
 This is the real file, tokens included (pipe it where it belongs, not into a log);
-`--masked` replaces every token with *** for sharing. Exit 0, or 1 when the host is
+`--masked` replaces every token, URL credential (user:password@) and secret-looking query value with *** for
+sharing. Exit 0, or 1 when the host is
 unknown or its data is invalid (the problems are printed instead).
 """
 
@@ -19,7 +20,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("render", help="print the aiModels.json a host gets", description=__doc__)
     parser.add_argument("inventory", help="inventory file")
     parser.add_argument("host", help="host name as in the inventory")
-    parser.add_argument("--masked", action="store_true", help="replace tokens with ***")
+    parser.add_argument("--masked", action="store_true", help="replace tokens, URL credentials and secret query values with ***")
     add_data_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -27,6 +28,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from lpfleet.fleet import check_fleet, template_root_for, template_roots
     from lpfleet.render import render_ai_models
+    from lpfleet.secrets import mask, secret_values
 
     result = check_fleet(args.inventory, override_data(args), args.group_data)
     spec = result.specs.get(args.host)
@@ -37,5 +39,8 @@ def run(args: argparse.Namespace) -> int:
         for problem in mine:
             print(problem.format() if isinstance(problem, Problem) else problem, file=sys.stderr)
         return 1
-    sys.stdout.write(render_ai_models(spec, template_root_for(spec, template_roots(args.inventory)), masked=args.masked))
+    text = render_ai_models(spec, template_root_for(spec, template_roots(args.inventory)), masked=args.masked)
+    if args.masked:  # tokens are *** already; credentials in URLs and secret-looking query values too
+        text = mask(text, secret_values(spec))
+    sys.stdout.write(text)
     return 0

@@ -11,11 +11,19 @@ import argparse
 import json
 from typing import Any
 
-from lpfleet.spec import Problem
+from lpfleet.spec import Problem, format_problems
+
+
+def data_pair(value: str) -> str:
+    """A `--data` value: KEY=VALUE (a bare `--data foo` would silently change nothing)."""
+    key, sep, _ = value.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{value!r} is not KEY=VALUE (e.g. --data gpus=[0,1])")
+    return value
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--data", action="append", default=[], metavar="KEY=VALUE", type=data_pair,
                         help="override data as pyinfra's --data does")
     parser.add_argument("--group-data", action="append", default=[], metavar="DIR",
                         help="extra group data folder, as pyinfra's --group-data")
@@ -38,10 +46,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _line(problem: Problem | str) -> str:
-    return problem.format() if isinstance(problem, Problem) else problem
-
-
 def run(args: argparse.Namespace) -> int:
     from lpfleet.fleet import check_fleet
 
@@ -57,10 +61,13 @@ def run(args: argparse.Namespace) -> int:
             ],
         }, indent=2))
     else:
-        for problem in result.problems:
-            print(_line(problem))
+        for line in format_problems(result.problems):
+            print(line)
         if result.errors:
-            print(f"{args.inventory}: {len(result.errors)} problem(s); fix them before deploying")
+            hosts = {p.host for p in result.errors if isinstance(p, Problem)}
+            count = len(format_problems(result.errors))
+            on = f" on {len(hosts)} host(s)" if hosts else ""
+            print(f"{args.inventory}: {count} problem(s){on}; fix them before deploying")
         else:
             print(f"{args.inventory}: {len(result.specs)} host(s) valid")
     return 1 if result.errors else 0

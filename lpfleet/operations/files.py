@@ -17,7 +17,7 @@ from pyinfra.api.util import format_text
 from pyinfra.operations.util.files import generate_color_diff
 
 from lpfleet.facts.files import FileDigest, MaskedFileContents
-from lpfleet.render import mask_secrets
+from lpfleet.secrets import mask
 
 
 def _octal(mode: str | int) -> str:
@@ -78,8 +78,8 @@ def secret_file(
 
     if state.config.DIFF:
         old = host.get_fact(MaskedFileContents, path=dest) if current is not None else []
-        old_lines = [mask_secrets(line, masks) + "\n" for line in old or []]
-        new_lines = [line + "\n" for line in mask_secrets(text, masks).splitlines()]
+        old_lines = [mask(line, masks) + "\n" for line in old or []]
+        new_lines = [line + "\n" for line in mask(text, masks).splitlines()]
         verb = "modify" if current is not None else "create"
         host.log(f"Will {verb} {format_text(dest, bold=True)} (secrets masked)", logger.info)
         for line in generate_color_diff(old_lines, new_lines):

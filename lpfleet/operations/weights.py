@@ -36,6 +36,7 @@ from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCo
 
 from lpfleet.facts.weights import WeightsState, encode_params
 from lpfleet.lock import LockedModel
+from lpfleet.secrets import Secret, reveal
 from lpfleet.weights import FanoutPlan, WeightsPlan, plan_fanout, plan_node, scan_request
 
 RUNTIME_ROOT = "/opt/lpfleet/weights-runtime"
@@ -284,24 +285,12 @@ def _runtime_command(bundle: RuntimeBundle, *args: Any) -> StringCommand:
     )
 
 
-class SecretText:
-    """A token as operation arguments hold it: printed as *** wherever pyinfra shows arguments."""
-
-    def __init__(self, value: str | None) -> None:
-        self.value = value or None
-
-    def __repr__(self) -> str:
-        return "***" if self.value else "None"
-
-    __str__ = __repr__
-
-
 @dataclass(frozen=True)
 class FetchSource:
     """Where a group of models comes from: the hub (token = the HF token) or a peer (token = the mirror's)."""
 
     endpoint: str
-    token: SecretText
+    token: Secret | None
     models: tuple[LockedModel, ...]
     label: str  # for messages: "upstream" or "peer <name>"
     token_env: str = "HF_TOKEN"
@@ -336,7 +325,7 @@ def models_fetched(
             continue
         payload = {
             "endpoint": source.endpoint,
-            "token": source.token.value,
+            "token": reveal(source.token),
             "token_env": source.token_env,
             "branch": branch,
             "models": [m.to_dict() for m in wanted],
@@ -349,7 +338,7 @@ def models_fetched(
 
 
 @operation()
-def mirror_serving(models_dir: str, serve: Sequence[LockedModel], token: SecretText, port: int = MIRROR_PORT):
+def mirror_serving(models_dir: str, serve: Sequence[LockedModel], token: Secret | None, port: int = MIRROR_PORT):
     """
     Serve this node's verified copies of `serve` to its peers for the rest of the run (fan-out mode).
 
@@ -362,7 +351,7 @@ def mirror_serving(models_dir: str, serve: Sequence[LockedModel], token: SecretT
         host.noop("weights: no peer needs a model from this node")
         return
     bundle = runtime_bundle()
-    payload = {"token": token.value, "models": [[m.model_id, m.commit] for m in serve]}
+    payload = {"token": reveal(token), "models": [[m.model_id, m.commit] for m in serve]}
     yield StringCommand(
         _runtime_command(bundle, "lpfleet.weights_mirror", "serve", "--models-dir", QuoteString(models_dir),
                          "--port", str(int(port)), "--pid-file", QuoteString(MIRROR_PID_FILE),

@@ -16,6 +16,7 @@ from pyinfra.api.deploy import add_deploy
 from pyinfra.api.operations import run_ops
 
 from lpfleet.spec import NodeSpec, build_node_spec
+from lpfleet.secrets import Secret
 from tasks.models_config import write_ai_models_config
 
 TOKEN = "byoc-token-5f4e3d2c1b0a"
@@ -26,7 +27,7 @@ def spec_for(path: Path, token: str = TOKEN, price: int = 4768371) -> NodeSpec:
     entries = [
         {"pipeline": "text-to-image", "model_id": "ByteDance/SDXL-Lightning", "price_per_unit": price, "warm": True},
         {"pipeline": "llm", "model_id": "meta-llama/Meta-Llama-3.1-8B-Instruct", "url": "http://llm.lan:8000",
-         "token": token, "capacity": 2, "price_per_unit": 180000000},
+         "token": Secret(token), "capacity": 2, "price_per_unit": 180000000},
     ]
     return build_node_spec("@local", [("group g", {"ai_models": entries, "ai_models_path": str(path)})], ("g",))
 

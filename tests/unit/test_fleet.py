@@ -24,6 +24,16 @@ LPFLEET = str(BIN / "lpfleet")
 # `lpfleet validate --json`, which is the same code path and the command operators use.
 
 
+#: The example fleet's BYOC tokens come from the controller's environment (group_data/*.py: env_secret).
+EXAMPLE_SECRETS = {"LPFLEET_BYOC_LLM_TOKEN": "byoc-llm-token-value", "LPFLEET_BYOC_FLUX_TOKEN": "byoc-flux-token-value"}
+
+
+@pytest.fixture(autouse=True)
+def example_secrets(monkeypatch):
+    for name, value in EXAMPLE_SECRETS.items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.fixture
 def fleet_dir(tmp_path, monkeypatch):
     """A copy of the example inventory, group data and templates, with the cwd inside it."""
@@ -58,6 +68,14 @@ def test_the_example_fleet_is_valid():
         "gpu-d01.fleet.example", "gpu-d02.fleet.example",
     ]
     assert result["problems"] == []
+
+
+def test_a_forgotten_export_is_an_error_naming_the_variable(monkeypatch):
+    monkeypatch.delenv("LPFLEET_BYOC_LLM_TOKEN")
+    rc, result = validate(PROJECT_ROOT, "inventory.py")
+    lines = error_lines(result)
+    assert rc == 1 and len(lines) == 3, lines  # the three consumer hosts
+    assert all("ai_models[5].token: environment variable LPFLEET_BYOC_LLM_TOKEN is not set" in line for line in lines)
 
 
 def test_a_bad_group_data_file_names_every_host_group_entry_and_field(fleet_dir):
@@ -108,16 +126,20 @@ def test_an_inventory_that_raises_is_reported(fleet_dir):
     assert "cannot load the inventory" in error_lines(result)[0] and "KeyError" in error_lines(result)[0]
 
 
-def test_validate_prints_one_line_per_problem(fleet_dir):
+def test_validate_prints_one_line_per_problem_with_the_hosts_it_hits(fleet_dir):
     replace_in(fleet_dir / "group_data" / "consumer_24gb.py", '"warm": True,', '"Warm": True,')
+    replace_in(fleet_dir / "inventory.py", '"gpu-c03.fleet.example",', '("gpu-c03.fleet.example", {"ai_models_path": "aiModels.json"}),')
     proc = subprocess.run([LPFLEET, "validate"], cwd=fleet_dir, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
+    assert len(lines) == 3, lines  # the group's mistake once (not once per host), the host's own, the summary
     assert lines[0].startswith(
-        "gpu-c01.fleet.example (group consumer_24gb): ai_models: entry 0 (text-to-image SG161222/RealVisXL_V4.0_Lightning): "
+        "group consumer_24gb: ai_models: entry 0 (text-to-image SG161222/RealVisXL_V4.0_Lightning): "
         'Warm: mis-cased key (did you mean "warm"?): '
     )
-    assert lines[-1] == "inventory.py: 3 problem(s); fix them before deploying"
+    assert lines[0].endswith("(3 hosts: gpu-c01.fleet.example, gpu-c02.fleet.example, gpu-c03.fleet.example)")
+    assert lines[1].startswith("gpu-c03.fleet.example (host data): ai_models_path: must be an absolute host path")
+    assert lines[-1] == "inventory.py: 2 problem(s) on 3 host(s); fix them before deploying"
 
 
 def test_cli_overrides_parse_like_pyinfra():
@@ -195,8 +217,9 @@ def test_pyinfra_stops_before_connecting_when_group_data_is_bad(fleet_dir):
     assert result.returncode == 1, output
     assert "no host was connected to" in output
     assert (
-        "gpu-d01.fleet.example (group datacenter_80gb): ai_models: entry 1 (llm meta-llama/Meta-Llama-3.1-8B-Instruct): "
+        "group datacenter_80gb: ai_models: entry 1 (llm meta-llama/Meta-Llama-3.1-8B-Instruct): "
         'optimization_flags.MAX_MODEL_LEN: numbers make go-livepeer fail to parse the whole file; quote it: "MAX_MODEL_LEN": "8192"'
+        " (2 hosts: gpu-d01.fleet.example, gpu-d02.fleet.example)"
     ) in output
     assert "Connecting" not in output and "Could not connect" not in output and "Starting operation" not in output
 
@@ -206,7 +229,7 @@ def test_pyinfra_data_override_is_validated_too(fleet_dir):
     result = run_pyinfra(fleet_dir, "inventory.py", "deploy.py", "--data", "gpus=[0,0]")
     output = result.stdout + result.stderr
     assert result.returncode == 1
-    assert "gpu-c01.fleet.example (--data): gpus: lists a GPU id twice" in output
+    assert "--data: gpus: lists a GPU id twice (5 hosts: gpu-c01.fleet.example, " in output
     assert "Connecting" not in output
 
 

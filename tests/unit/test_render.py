@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from lpfleet.fleet import PROJECT_ROOT
-from lpfleet.render import RenderError, mask_secrets, render_ai_models
+from lpfleet.render import RenderError, render_ai_models
+from lpfleet.secrets import Secret
+from lpfleet.secrets import mask as mask_secrets
 from lpfleet.rules import check_entries, loads_preserving
 from lpfleet.spec import build_node_spec, node_context
 
@@ -19,7 +21,7 @@ ENTRIES = [
     {"pipeline": "audio-to-text", "model_id": "openai/whisper-large-v3", "price_per_unit": 0.18,
      "pixels_per_unit": 1000000},
     {"pipeline": "llm", "model_id": "meta-llama/Meta-Llama-3.1-8B-Instruct", "url": "http://llm.lan:8000",
-     "token": TOKEN, "capacity": 4, "price_per_unit": 1e12, "gateway": "default"},
+     "token": Secret(TOKEN), "capacity": 4, "price_per_unit": 1e12, "gateway": "default"},
     {"pipeline": "live-video-to-video", "model_id": "comfyui", "price_per_unit": 0,
      "optimization_flags": {"MAX_MODEL_LEN": "8192"}},
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
+from lpfleet.secrets import MissingSecret, Secret
 from lpfleet.spec import (
     DATA_KEYS,
     NodeSpec,
@@ -175,7 +176,7 @@ def test_remote_worker_needs_orchestrator_address_and_secret():
     lines = problems(("group g", {"ai_models": [SDXL], "worker_mode": "worker"}))
     assert any("orch_addr" in line for line in lines) and any("orch_secret" in line for line in lines)
     spec = build(("group g", {"ai_models": [SDXL], "worker_mode": "worker", "orch_addr": "o:8935",
-                              "orch_secret": "s3cret"}))
+                              "orch_secret": Secret("s3cret")}))
     assert not spec.worker.prices_onchain
 
 
@@ -213,7 +214,8 @@ def test_warnings_do_not_raise_but_are_reported():
 
 def test_tokens_and_orch_secret_are_secrets_everywhere():
     token = "byoc-token-0123456789"
-    byoc = {"pipeline": "llm", "model_id": "x/y", "url": "http://llm:8000", "token": token, "price_per_unit": 1}
+    byoc = {"pipeline": "llm", "model_id": "x/y", "url": "http://llm:8000", "token": Secret(token),
+            "price_per_unit": 1}
     spec = build(("group g", {"ai_models": [byoc], "orch_secret": SecretStr("orch-s3cret")}))
     assert isinstance(spec.models[0].token, SecretStr)
     assert token not in repr(spec) and token not in str(spec.model_dump()) and "orch-s3cret" not in repr(spec)
@@ -232,7 +234,64 @@ def test_env_secret(monkeypatch):
     assert env_secret("LPFLEET_TEST_SECRET").get_secret_value() == "value-1"
     assert "value-1" not in repr(env_secret("LPFLEET_TEST_SECRET"))
     monkeypatch.delenv("LPFLEET_TEST_SECRET")
-    assert env_secret("LPFLEET_TEST_SECRET") is None
+    assert isinstance(env_secret("LPFLEET_TEST_SECRET"), MissingSecret)
+    assert env_secret("LPFLEET_TEST_SECRET", optional=True) is None
+
+
+def test_an_unset_env_secret_is_an_error_naming_the_variable(monkeypatch):
+    monkeypatch.delenv("LPFLEET_TEST_ORCH", raising=False)
+    monkeypatch.delenv("LPFLEET_TEST_BYOC", raising=False)
+    byoc = {"pipeline": "llm", "model_id": "x/y", "url": "http://llm:8000", "price_per_unit": 1,
+            "token": env_secret("LPFLEET_TEST_BYOC")}
+    lines = problems(("group g", {"ai_models": [SDXL, byoc], "worker_mode": "worker", "orch_addr": "o:8935",
+                                  "orch_secret": env_secret("LPFLEET_TEST_ORCH")}))
+    assert len(lines) == 2, lines
+    assert any("orch_secret" in line and "LPFLEET_TEST_ORCH is not set" in line for line in lines)
+    assert any("ai_models[1].token" in line and "LPFLEET_TEST_BYOC is not set" in line for line in lines)
+    optional = dict(byoc, token=env_secret("LPFLEET_TEST_BYOC", optional=True))
+    assert build(("group g", {"ai_models": [SDXL, optional]})).models[1].token is None
+
+
+@pytest.mark.parametrize("layer", [
+    {"orch_secret": "literal-orch"},
+    {"ai_models": [{"pipeline": "llm", "model_id": "x/y", "url": "http://llm:8000", "token": "literal-tok"}]},
+])
+def test_a_literal_secret_is_refused_for_every_secret_key(layer):
+    (line,) = problems(("group g", {"ai_models": [SDXL], **layer}))
+    assert "literal secret" in line and 'env_secret("VARIABLE")' in line
+    assert "literal-orch" not in line and "literal-tok" not in line
+
+
+@pytest.mark.parametrize("key,meant", [
+    ("weight_mode", "weights_mode"), ("workerMode", "worker_mode"), ("AI_MODELS_DIR", "ai_models_dir"),
+    ("livepeer_netwrok", "livepeer_network"), ("nvidia_toolkit_verison", "nvidia_toolkit_version"),
+])
+def test_a_near_miss_key_is_an_error_whatever_its_prefix(key, meant):
+    (line,) = problems(("group g", {"ai_models": [SDXL], key: "x"}))
+    assert f'{key}: unknown lpfleet data key (did you mean "{meant}"?)' in line
+
+
+def test_keys_far_from_ours_are_left_to_pyinfra():
+    assert build(("group g", {"ai_models": [SDXL], "ssh_user": "root", "_sudo": True, "warm_models": 2}))
+
+
+@pytest.mark.parametrize("network,ok", [
+    ("offchain", True), ("arbitrum-one-mainnet", True), ("arbitrum", False), ("Arbitrum-One-Mainnet", False),
+])
+def test_livepeer_network_is_one_go_livepeer_knows(network, ok):
+    layer = {"ai_models": [dict(SDXL)], "livepeer_network": network, "price_per_unit": 1}
+    if ok:
+        assert build(("group g", layer))
+    else:
+        (line,) = problems(("group g", layer))
+        assert "livepeer_network: go-livepeer knows offchain" in line and "arbitrum-one-mainnet" in line
+    assert build(("group g", dict(layer, worker_extra_flags=["-ethController=0x" + "1" * 40])))
+
+
+@pytest.mark.parametrize("version", ["1.17.8", "latest", "v1.17.8-1", 1.17])
+def test_toolkit_version_needs_the_debian_revision(version):
+    (line,) = problems(("group g", {"ai_models": [SDXL], "nvidia_toolkit_version": version}))
+    assert "exact Debian package version with its revision" in line
 
 
 def test_none_token_is_no_token():

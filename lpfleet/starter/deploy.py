@@ -1,0 +1,25 @@
+"""The whole converge, in order. Every host's spec was validated before any host was touched.
+
+`pyinfra -y INVENTORY deploy.py` converges every host at once; the last step verifies each host (a failed check
+fails the host) and the table of every host's checks follows pyinfra's results. `lpfleet rollout INVENTORY`
+runs this same file batch by batch (`--limit`), gating each batch on verification (docs/rollout.md).
+"""
+
+from pyinfra import host
+
+from lpfleet.fleet import node_spec
+from tasks.docker_engine import install_docker_engine
+from tasks.models_config import write_ai_models_config
+from tasks.nvidia_toolkit import install_nvidia_toolkit
+from tasks.verify import verify_node
+from tasks.weights import prefetch_weights
+from tasks.worker import run_ai_worker
+
+spec = node_spec(host)
+
+install_docker_engine(spec)
+install_nvidia_toolkit(spec)
+write_ai_models_config(spec)
+prefetch_weights(spec)
+run_ai_worker(spec)
+verify_node(spec)

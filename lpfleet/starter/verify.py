@@ -1,0 +1,11 @@
+"""Read-only verification of the fleet: `pyinfra -y INVENTORY verify.py` (or `lpfleet verify INVENTORY`).
+
+Changes nothing; fails each host that has a problem; prints the table of every host's checks at the end.
+"""
+
+from pyinfra import host
+
+from lpfleet.fleet import node_spec
+from tasks.verify import verify_node
+
+verify_node(node_spec(host))
