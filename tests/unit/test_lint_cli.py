@@ -82,15 +82,91 @@ def test_a_whole_docs_file_reports_every_finding_in_entry_order(tmp_path, capsys
     ]
 
 
-def test_node_rules_apply_only_with_options_and_say_when_skipped(tmp_path, capsys):
+def test_warm_slots_rule_assumes_one_gpu_and_says_so(tmp_path, capsys):
     two_warm = [DOCS_SDXL, DOCS_REALVIS]
     code, lines, err, _ = lint(tmp_path, two_warm, capsys=capsys)
-    assert (code, lines) == (0, [])
-    assert "node rules skipped" in err and "--gpus N" in err and "--onchain" in err
-    code, lines, err, _ = lint(tmp_path, two_warm, "--gpus", "1", capsys=capsys)
     assert code == 1 and "warm: 2 warm containers so far but the node has 1 GPU slot(s)" in lines[0]
-    code, lines, _, _ = lint(tmp_path, two_warm, "--gpus", "1", "--containers-per-gpu", "2", capsys=capsys)
+    assert "assumed 1 GPU slot (give --gpus N" in err and "skipped" not in err
+    code, lines, err, _ = lint(tmp_path, two_warm, "--gpus", "2", capsys=capsys)
+    assert (code, lines, err) == (0, [], "")
+    code, lines, err, _ = lint(tmp_path, [DOCS_SDXL], capsys=capsys)
+    assert (code, lines, err) == (0, [], "")  # a clean file: no note at all
+
+
+def test_skipped_rules_are_listed_only_with_verbose(tmp_path, capsys):
+    code, lines, err, _ = lint(tmp_path, [DOCS_SDXL], "-v", capsys=capsys)
+    assert code == 0 and "node rules skipped" in err and "--onchain" in err and "assumed 1 GPU slot" in err
+    code, lines, err, _ = lint(tmp_path, [DOCS_SDXL], "--gpus", "1", capsys=capsys)
+    assert (code, lines, err) == (0, [], "")
+    code, lines, _, _ = lint(tmp_path, [DOCS_SDXL, DOCS_REALVIS], "--gpus", "1", "--containers-per-gpu", "2",
+                             capsys=capsys)
     assert (code, lines) == (0, [])
+
+
+@pytest.mark.parametrize("literal,field", [
+    ("NaN", "price_per_unit"), ("Infinity", "price_per_unit"), ("-Infinity", "capacity"), ("1e400", "capacity"),
+    ("1" + "0" * 400, "pixels_per_unit"),
+])
+def test_strict_json_refuses_non_numbers_naming_the_field(tmp_path, capsys, literal, field):
+    text = ('[{"pipeline": "text-to-image", "model_id": "ByteDance/SDXL-Lightning", "price_per_unit": 1, '
+            f'"{field}": {literal}}}]'.replace('"price_per_unit": 1, "price_per_unit"', '"price_per_unit"'))
+    code, lines, _, path = lint(tmp_path, None, capsys=capsys, text=text)
+    assert code == 1
+    assert len(lines) == 1 and lines[0].startswith(
+        f"{path}: entry 0 (text-to-image ByteDance/SDXL-Lightning): {field}: "), lines
+    assert "go-livepeer cannot read the file" in lines[0]
+
+
+def test_nan_inside_optimization_flags_is_named(tmp_path, capsys):
+    text = '[{"pipeline": "text-to-image", "model_id": "ByteDance/SDXL-Lightning", "optimization_flags": {"X": NaN}}]'
+    code, lines, _, _ = lint(tmp_path, None, capsys=capsys, text=text)
+    assert code == 1 and any(": optimization_flags.X: NaN is not JSON" in line for line in lines), lines
+
+
+def test_bom_and_non_utf8_files_get_an_operator_message(tmp_path, capsys):
+    for data, expected in ((b"\xef\xbb\xbf[]", "byte order mark"), (b'[{"pipeline": "\xff"}]', "not UTF-8 text")):
+        path = tmp_path / "bad.json"
+        path.write_bytes(data)
+        assert main(["lint", str(path)]) == 1
+        out = capsys.readouterr().out
+        assert f"{path}: file: " in out and expected in out and "utf-8-sig" not in out
+
+
+def test_size_limit_and_flag_to_raise_it(tmp_path, capsys):
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps([DOCS_SDXL]) + " " * (2 * 1024 * 1024))
+    assert main(["lint", "--max-size-mb", "1", str(path)]) == 1
+    assert "file: larger than 1 MB, not read" in capsys.readouterr().out
+    assert main(["lint", "--max-size-mb", "3", str(path)]) == 0
+
+
+def test_findings_are_capped_per_rule_with_a_count_of_the_rest(tmp_path, capsys):
+    code, lines, _, path = lint(tmp_path, [1] * 50, "--max-per-rule", "5", capsys=capsys)
+    assert code == 1 and len(lines) == 6
+    assert lines[-1] == f"{path}: 45 more not-an-object finding(s) not shown (--max-per-rule raises the limit)"
+    assert main(["lint", "--json", "--max-per-rule", "5", path]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["errors"] == 50 and len(result["findings"]) == 5
+    assert result["omitted"] == [{"file": path, "rule": "not-an-object", "count": 45}]
+
+
+def test_entries_past_the_limit_are_not_checked_and_it_says_so(tmp_path, capsys):
+    code, lines, _, path = lint(tmp_path, [DOCS_SDXL] * 3, "--max-entries", "2", capsys=capsys)
+    assert code == 1 and lines[0] == (f"{path}: -: 3 entries, more than any node serves: checked the first 2 "
+                                      "(--max-entries raises it)")
+
+
+@pytest.mark.parametrize("option", ["--gpus=-1", "--gpus=0", "--max-size-mb=0", "--max-per-rule=x"])
+def test_bad_option_values_are_usage_errors(tmp_path, option):
+    with pytest.raises(SystemExit) as exc:
+        main(["lint", option, str(tmp_path / "a.json")])
+    assert exc.value.code == 2
+
+
+def test_empty_file_says_so(tmp_path, capsys):
+    code, lines, _, path = lint(tmp_path, None, capsys=capsys, text="  \n")
+    assert code == 1 and lines == [f"{path}: json: the file is empty: write [] for no models, or the entries "
+                                   "(go-livepeer cannot read an empty file)"]
 
 
 def test_onchain_option_enables_the_missing_price_rule(tmp_path, capsys):
