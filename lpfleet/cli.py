@@ -20,8 +20,11 @@ import traceback
 COMMANDS = ("init", "lint", "validate", "render", "lock", "prefetch", "verify", "rollout", "bootstrap", "diagnose",
             "sandbox")
 
-#: Exit status for a failure the command did not foresee (its contract's "could not run" code where it has one).
-UNEXPECTED_EXIT = 2
+#: Exit status for a failure a command did not foresee: its contract's "could not check" code where it has one
+#: (verify, rollout, diagnose, bootstrap: 2), else its failure code 1.
+COULD_NOT_CHECK_EXIT = {"verify": 2, "rollout": 2, "diagnose": 2, "bootstrap": 2}
+#: A closed stdout (`lpfleet lint ... | head`): what a shell reports for a process stopped by SIGPIPE.
+CLOSED_PIPE_EXIT = 141
 
 
 def version() -> str:
@@ -72,8 +75,12 @@ def describe_failure(exc: BaseException) -> str:
         what = "no space left on the device: free some space and run again"
     elif isinstance(exc, UnicodeDecodeError):
         what = f"a file is not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8"
+    elif name == "HFValidationError":
+        what = f"invalid model id or revision: {exc} (model ids are org/name, exact case, as on the model's page)"
     elif _is_network_error(exc):
-        what = f"network failure ({name}: {exc}): check the address (HF_ENDPOINT, hf_endpoint) and the connection"
+        url = _request_url(exc)
+        at = f" reaching {url}" if url else ""
+        what = f"network failure{at} ({name}: {exc}): check the address (HF_ENDPOINT, hf_endpoint) and the connection"
     else:
         what = f"{name}: {exc}"
     return mask(what)
@@ -93,6 +100,18 @@ def _is_network_error(exc: BaseException) -> bool:
     return False
 
 
+def _request_url(exc: BaseException) -> str | None:
+    """The scheme://host:port an HTTP client's error was about, when it says (httpx keeps the request)."""
+    try:
+        url = exc.request.url  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - httpx raises RuntimeError when no request is attached
+        return None
+    try:
+        return f"{url.scheme}://{url.netloc.decode() if isinstance(url.netloc, bytes) else url.netloc}"
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def _stdout_closed() -> None:
     """The reader went away (`lpfleet lint ... | head`): stop quietly, as `cat` does."""
     try:
@@ -104,7 +123,10 @@ def _stdout_closed() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
+    args = parser.parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -112,15 +134,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         _stdout_closed()
-        return 0
+        return CLOSED_PIPE_EXIT
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback reaches an operator
-        if getattr(args, "debug", False):
+        if args.debug:
             traceback.print_exc()
         print(f"lpfleet {args.command}: {describe_failure(exc)}"
-              + ("" if getattr(args, "debug", False) else " (--debug shows where)"), file=sys.stderr)
-        return UNEXPECTED_EXIT
+              + ("" if args.debug else " (--debug shows where)"), file=sys.stderr)
+        return COULD_NOT_CHECK_EXIT.get(args.command, 1)
 
 
 def run() -> int:
@@ -130,6 +152,7 @@ def run() -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         _stdout_closed()
+        return CLOSED_PIPE_EXIT
     return code
 
 

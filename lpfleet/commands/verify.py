@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -117,8 +118,27 @@ def last_line(output: str) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
-def unchecked_hosts(inventory: str, reason: str, limit: list[str] | None = None) -> list[HostResult]:
-    """Every host of the inventory as "could not check" (so CI still gets a report), or [] if it cannot load."""
+#: pyinfra's per-host connection failure lines: `[host] Could not connect (...)`, `[host] Could not resolve ...`.
+_CONNECT_FAILED = re.compile(r"^\s*\[(?P<host>[^\]]+)\]\s+(?P<reason>Could not (?:connect|resolve|authenticate).*)$")
+
+
+def connection_errors(output: str) -> dict[str, str]:
+    """Host -> why pyinfra could not reach it, from pyinfra's own output."""
+    found: dict[str, str] = {}
+    for line in output.splitlines():
+        match = _CONNECT_FAILED.match(line)
+        if match:
+            found[match["host"]] = match["reason"].strip()[:300]
+    return found
+
+
+def unchecked_hosts(
+    inventory: str, reason: str, limit: list[str] | None = None, output: str = ""
+) -> list[HostResult]:
+    """Every host of the inventory as "could not check" (so CI still gets a report), or [] if it cannot load.
+
+    A host pyinfra could not reach says why (its connection error); the others get `reason`.
+    """
     from lpfleet.verification import unchecked_host
 
     try:
@@ -127,8 +147,9 @@ def unchecked_hosts(inventory: str, reason: str, limit: list[str] | None = None)
         specs = load_fleet(inventory)
     except Exception:  # noqa: BLE001 - an inventory that does not load has no hosts to report
         return []
+    unreachable = connection_errors(output)
     return [
-        unchecked_host(spec, f"pyinfra stopped before verifying: {reason}")
+        unchecked_host(spec, unreachable.get(spec.host) or f"pyinfra stopped before verifying: {reason}")
         for spec in specs.values()
         if not limit or spec.host in limit or set(spec.groups) & set(limit)
     ]
@@ -159,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             "lpfleet verify: pyinfra stopped before verifying any host (its output is above)", file=sys.stderr
         )
-        outcome.results = unchecked_hosts(args.inventory, last_line(outcome.output), args.limit)
+        outcome.results = unchecked_hosts(args.inventory, last_line(outcome.output), args.limit, outcome.output)
         if not outcome.results:
             return 2
     elif args.verbose:

@@ -142,6 +142,20 @@ def test_cli_json_and_exit_codes(tmp_path, capsys):
     assert cli_main(["diagnose", str(tmp_path / "missing.log")]) == 2
 
 
+def test_cli_takes_several_files(tmp_path, capsys):
+    oom, clean = tmp_path / "oom.log", tmp_path / "clean.log"
+    oom.write_text(REAL_LINES["cuda-oom"][0] + "\n")
+    clean.write_text(CLEAN_LOG)
+    assert cli_main(["diagnose", str(oom), str(clean)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"{oom}: cuda-oom: ") and f"{clean}: no failure found" in out
+    assert cli_main(["diagnose", "--json", str(clean), str(oom)]) == 1
+    assert [(f["file"], f["cause"]) for f in json.loads(capsys.readouterr().out)] == [(str(oom), "cuda-oom")]
+    assert cli_main(["diagnose", str(oom), str(tmp_path / "missing.log")]) == 2
+    captured = capsys.readouterr()
+    assert "cuda-oom" in captured.out and "cannot read" in captured.err
+
+
 # --- the stand-ins' own output --------------------------------------------------------------------------------
 
 
