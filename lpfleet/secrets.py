@@ -35,7 +35,8 @@ _SECRET_QUERY_KEY = (
     r"api[_-]?key|apikey|access[_-]?token|auth[_-]?token|token|key|secret|client[_-]?secret|password|passwd|pwd|"
     r"sig|signature|auth|credential|credentials|x-amz-signature|x-amz-credential"
 )
-_SECRET_QUERY = re.compile(r"(?i)([?&;](?:" + _SECRET_QUERY_KEY + r")=)([^&#\s\"'<>]+)")
+# separators as written and as JSON writes `&` (Jinja's tojson: \u0026)
+_SECRET_QUERY = re.compile(r"(?i)((?:[?&;]|\\u0026)(?:" + _SECRET_QUERY_KEY + r")=)([^&#\s\"'<>\\]+)")
 
 
 class Secret(SecretStr):

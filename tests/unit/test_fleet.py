@@ -240,3 +240,23 @@ def test_pyinfra_with_valid_data_goes_on_to_connect(fleet_dir):
     output = result.stdout + result.stderr
     assert "no host was connected to" not in output
     assert "Connecting to hosts" in output
+
+
+def test_debug_inventory_prints_secrets_masked():
+    proc = subprocess.run([PYINFRA, "inventory.py", "debug-inventory"], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ, PYINFRA_PROGRESS="off"))
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert '"token": "**********"' in output
+    assert not any(value in output for value in EXAMPLE_SECRETS.values())
+
+
+def test_render_masked_hides_url_credentials_and_secret_query_values(fleet_dir):
+    replace_in(fleet_dir / "group_data" / "consumer_24gb.py", '"http://llm-pool.lan:8000"',
+               '"http://llm:pw-s3cret@llm-pool.lan:8000/v1?apikey=key-s3cret&model=a"')
+    proc = subprocess.run([LPFLEET, "render", "inventory.py", "gpu-c01.fleet.example", "--masked"], cwd=fleet_dir,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert '"url": "http://***@llm-pool.lan:8000/v1?apikey=***\\u0026model=a"' in proc.stdout  # tojson escapes &
+    assert '"token": "***"' in proc.stdout
+    assert "s3cret" not in proc.stdout and EXAMPLE_SECRETS["LPFLEET_BYOC_LLM_TOKEN"] not in proc.stdout
