@@ -10,10 +10,10 @@ from lpfleet.sandbox.state import load_state
 
 __state = load_state() if inventory.get_group("sandbox", default=[]) else None
 
-# --- connection (B)
+# --- connection
 # ssh_* host data is set per host in inventories/sandbox.py (port, key); nothing fleet-wide here.
 
-# --- docker + toolkit (D)
+# --- docker + toolkit
 # Debian's docker.io (its .debs are baked into the node image: no network needed), and the sandbox's signed
 # apt repository standing in for NVIDIA's, trusted only with the fingerprint `up` read from its container.
 # Pinned to the oldest version it carries, so tests can show an upgrade of all four packages.
@@ -28,7 +28,7 @@ if __state is not None and __state.apt is not None:
     nvidia_key_fingerprint = __state.apt.key_fingerprint
     nvidia_toolkit_version = __APT_VERSIONS[0]
 
-# --- weights (C)
+# --- weights
 # The sandbox hub stands in for huggingface.co: nodes reach it by container name, `lpfleet lock` on the controller
 # through its published 127.0.0.1 port. Its gated repos open with the per-sandbox token kept in the state (0600):
 # the controller reads it from LPFLEET_SANDBOX_HF_TOKEN, set here from the state when unset. models.lock lives
@@ -46,7 +46,7 @@ if __state is not None and __state.hub is not None:
     models_lock = str(__state_dir(__state.name) / "models.lock")
     weights_mode = "fanout"
 
-# --- worker + verify (E)
+# --- worker + verify
 # The go-livepeer stand-in (lpfleet/sandbox/images/go-livepeer), loaded into each node's dockerd; off-chain,
 # so no price is required and no chain is contacted. Runners use the ai-runner stand-in's livepeer/* tags.
 if __state is not None:

@@ -1,8 +1,8 @@
 """Sandbox consumer nodes (one 24 GB GPU each): what they serve. Models are the sandbox hub's small stand-ins.
 
-Weights (C): ByteDance/SDXL-Lightning also loads stabilityai/stable-diffusion-xl-base-1.0 (an extra model the
+Weights: ByteDance/SDXL-Lightning also loads stabilityai/stable-diffusion-xl-base-1.0 (an extra model the
 catalog knows): both land in the models dir; the two consumer nodes share them, so fan-out mode fetches them
-upstream once. Worker/verify (E) may add keys below.
+upstream once.
 """
 
 gpus = [0]

@@ -1,8 +1,7 @@
 """Sandbox datacenter nodes (two 80 GB GPUs each): what they serve. Models are the sandbox hub's stand-ins.
 
-Weights (C): meta-llama/Meta-Llama-3.1-8B-Instruct is gated on the hub: it locks and fetches only with the
+Weights: meta-llama/Meta-Llama-3.1-8B-Instruct is gated on the hub: it locks and fetches only with the
 sandbox token (the sandbox group data hands it over through LPFLEET_SANDBOX_HF_TOKEN).
-Worker/verify (E) may add keys below.
 """
 
 gpus = [0, 1]
