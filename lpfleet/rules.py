@@ -66,6 +66,24 @@ _PRICE_STRING = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(
 
 Severity = Literal["error", "warning"]
 
+#: Names people give a pipeline that spelling distance maps to the wrong one ("speech-to-text" is nearest to
+#: "image-to-text" by letters, but it is go-livepeer's audio-to-text).
+PIPELINE_ALIASES: dict[str, str] = {
+    "speech-to-text": "audio-to-text",
+    "asr": "audio-to-text",
+    "stt": "audio-to-text",
+    "transcription": "audio-to-text",
+    "whisper": "audio-to-text",
+    "tts": "text-to-speech",
+    "text-to-audio": "text-to-speech",
+    "img2img": "image-to-image",
+    "txt2img": "text-to-image",
+    "img2vid": "image-to-video",
+    "upscaler": "upscale",
+    "sam2": "segment-anything-2",
+    "image-captioning": "image-to-text",
+}
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -273,7 +291,8 @@ def _check_identity(entry: Mapping[str, Any], e: _Entry) -> None:
     elif not isinstance(pipeline, str):
         e.add("error", "bad-type", "pipeline", f"must be a string, not {_json_type(pipeline)}")
     elif not catalog.is_pipeline(pipeline):
-        hint = _did_you_mean(pipeline, list(catalog.PIPELINES))
+        alias = PIPELINE_ALIASES.get(pipeline.lower().replace("_", "-"))
+        hint = f' (did you mean "{alias}"?)' if alias else _did_you_mean(pipeline, list(catalog.PIPELINES))
         e.add(
             "error",
             "unknown-pipeline",
@@ -330,6 +349,8 @@ def _check_types(entry: Mapping[str, Any], e: _Entry, context: NodeContext) -> N
             parts = urlsplit(url.strip())
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 shown = parts.scheme + "://..." if parts.scheme else "a value without a scheme"
+                if not parts.netloc and re.match(r"^[A-Za-z0-9.-]+:\d+(/|$)", url.strip()):
+                    shown = 'a host:port without a scheme: add "http://" in front'  # urlsplit took the host for a scheme
                 e.add(
                     "error",
                     "bad-url",

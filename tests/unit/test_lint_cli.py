@@ -252,3 +252,17 @@ def test_lint_never_prints_a_token(tmp_path, capsys, entry):
         code, lines, err, _ = lint(tmp_path, [entry], *options, capsys=capsys)
         assert code == 1
         assert SECRET not in "\n".join(lines) + err
+
+
+@pytest.mark.parametrize("pipeline,meant", [("speech-to-text", "audio-to-text"), ("TTS", "text-to-speech"),
+                                            ("text-2-image", "text-to-image")])
+def test_pipeline_suggestions_follow_meaning_not_only_spelling(tmp_path, capsys, pipeline, meant):
+    code, lines, _, _ = lint(tmp_path, [dict(DOCS_SDXL, pipeline=pipeline)], capsys=capsys)
+    assert code == 1 and f'(did you mean "{meant}"?)' in lines[0]
+
+
+def test_a_host_port_url_is_told_to_add_the_scheme(tmp_path, capsys):
+    entry = dict(DOCS_EXTERNAL_PLACEHOLDER, url="byoc.lan:8000")
+    code, lines, _, _ = lint(tmp_path, [entry], capsys=capsys)
+    assert code == 1 and 'got a host:port without a scheme: add "http://" in front' in lines[0]
+    assert "byoc.lan://" not in lines[0]
