@@ -268,7 +268,10 @@ def check_fleet(
         try:
             render_ai_models(spec, template_root_for(spec, roots))
         except RenderError as exc:
-            result.problems.append(Problem(host.name, None, "ai_models_template", str(exc)))
+            message = str(exc)
+            for prefix in (f"{host.name}: ", "ai_models_template: "):  # the Problem names both already
+                message = message[len(prefix):] if message.startswith(prefix) else message
+            result.problems.append(Problem(host.name, None, "ai_models_template", message))
             continue
         result.specs[host.name] = spec
     return result

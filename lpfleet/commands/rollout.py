@@ -38,7 +38,11 @@ def say(text: str) -> None:
 
 def default_deploy() -> Path:
     here = Path.cwd() / "deploy.py"
-    return here if here.is_file() else Path(__file__).resolve().parents[2] / "deploy.py"
+    if here.is_file():
+        return here
+    checkout = Path(__file__).resolve().parents[2] / "deploy.py"
+    # a pip-installed lpfleet has no checkout: the starter's deploy.py (the same file) runs its steps
+    return checkout if checkout.is_file() else Path(__file__).resolve().parents[1] / "starter" / "deploy.py"
 
 
 def hosts_with_changes(inventory: str, deploy: Path) -> tuple[list[str] | None, str]:

@@ -45,7 +45,9 @@ def default_verify_deploy() -> Path:
     here = Path.cwd() / "verify.py"
     if here.is_file():
         return here
-    return Path(__file__).resolve().parents[2] / "verify.py"
+    checkout = Path(__file__).resolve().parents[2] / "verify.py"
+    # a pip-installed lpfleet has no checkout: the starter's verify.py (the same file) runs its steps
+    return checkout if checkout.is_file() else Path(__file__).resolve().parents[1] / "starter" / "verify.py"
 
 
 def run_pyinfra_verify(

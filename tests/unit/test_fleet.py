@@ -260,3 +260,12 @@ def test_render_masked_hides_url_credentials_and_secret_query_values(fleet_dir):
     assert '"url": "http://***@llm-pool.lan:8000/v1?apikey=***\\u0026model=a"' in proc.stdout  # tojson escapes &
     assert '"token": "***"' in proc.stdout
     assert "s3cret" not in proc.stdout and EXAMPLE_SECRETS["LPFLEET_BYOC_LLM_TOKEN"] not in proc.stdout
+
+
+def test_a_missing_template_names_host_and_key_once(fleet_dir):
+    (fleet_dir / "group_data" / "all.py").write_text(
+        (fleet_dir / "group_data" / "all.py").read_text() + '\nai_models_template = "templates/nope.j2"\n')
+    rc, result = validate(fleet_dir, "inventory.py")
+    lines = error_lines(result)
+    assert rc == 1 and lines[0].startswith("gpu-c01.fleet.example: ai_models_template: templates/nope.j2 not found")
+    assert lines[0].count("gpu-c01.fleet.example") == 1 and lines[0].count("ai_models_template") == 1
