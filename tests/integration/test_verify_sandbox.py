@@ -84,10 +84,21 @@ def roles(sandbox):
     return consumer[0], datacenter[0], consumer[1]
 
 
+class EnvSecret:
+    """A value written into the generated inventory as `env_secret(NAME)` (a literal secret would be refused)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"env_secret({self.name!r})"
+
+
 def fault_inventory(sandbox, overrides: dict[str, dict], tmp_lock: Path | None = None) -> Path:
     """A one-off inventory: the sandbox's hosts and groups, with host data overridden per host."""
     path = ROOT / "inventories" / f"_e2_faults_{uuid.uuid4().hex[:8]}.py"
     path.write_text(
+        "from lpfleet.spec import env_secret\n"
         "import importlib.util as _u\n"
         f"_s = _u.spec_from_file_location('_sandbox_inventory', {str(ROOT / 'inventories' / 'sandbox.py')!r})\n"
         "_m = _u.module_from_spec(_s)\n_s.loader.exec_module(_m)\n"
@@ -274,6 +285,7 @@ def config_faults(fleet, node_faults, tmp_path_factory):
     )
     assert rc == 0, out
     lock = tmp_path_factory.mktemp("e2") / "models.lock"
+    fleet.env["LPFLEET_E2_BYOC_TOKEN"] = BYOC_TOKEN  # group data reads secrets from the controller's environment
     overrides = {
         n1.name: {"ai_models": [{"pipeline": "text-to-image", "model_id": OOM_MODEL, "warm": True}]},
         n3.name: {
@@ -283,7 +295,7 @@ def config_faults(fleet, node_faults, tmp_path_factory):
                     "pipeline": "llm",
                     "model_id": "sandbox/byoc-llm",
                     "url": f"http://127.0.0.1:{BYOC_PORT}",
-                    "token": BYOC_TOKEN,
+                    "token": EnvSecret("LPFLEET_E2_BYOC_TOKEN"),
                     "capacity": 1,
                 },
             ]
