@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from lpfleet.rules import Finding, NodeContext, check_entries, has_errors
-from lpfleet.secrets import MissingSecret, env_secret, secret_values, to_secret
+from lpfleet.secrets import MissingSecret, env_secret, mask, secret_values, to_secret
 
 __all__ = ["env_secret", "secret_values"]  # re-exported: group data files import env_secret from here
 
@@ -349,7 +349,7 @@ def format_problems(problems: Sequence[Problem | str], max_hosts: int = 8) -> li
                 continue
             shown = ", ".join(hosts[:max_hosts]) + (f" and {len(hosts) - max_hosts} more" if len(hosts) > max_hosts else "")
             lines.append(f"{item[0]}: {item[1]} ({len(hosts)} hosts: {shown})")
-    return lines
+    return [mask(line) for line in lines]  # no message quotes a secret; URL credentials are masked all the same
 
 
 class SpecError(ValueError):
