@@ -171,6 +171,13 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.inventory).is_file():
         print(f"lpfleet verify: inventory {args.inventory} not found", file=sys.stderr)
         return 2
+    from lpfleet.fleet import check_fleet
+
+    loaded = check_fleet(args.inventory)
+    if loaded.load_failed:  # no host in it, or it raises: nothing to verify (pyinfra would only say "no hosts")
+        for problem in loaded.errors:
+            print(f"lpfleet verify: {problem}", file=sys.stderr)
+        return 2
     if not deploy.is_file():
         print(f"lpfleet verify: {deploy} not found (give --deploy PATH to verify.py)", file=sys.stderr)
         return 2
