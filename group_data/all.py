@@ -15,7 +15,8 @@ worker_mode = "orchestrator"
 worker_image = "livepeer/go-livepeer:v0.8.8"
 runner_image = "livepeer/ai-runner:latest"
 service_addr = "0.0.0.0:8936"
-orch_secret = env_secret("LPFLEET_ORCH_SECRET", optional=True)  # only remote workers (worker_mode = "worker") need it
+# only remote workers (worker_mode = "worker") need the orchestrator secret
+orch_secret = env_secret("LPFLEET_ORCH_SECRET", optional=True)
 pixels_per_unit = 1
 
 # Where the worker reads its config and the runners their weights (host paths: docker-out-of-docker).

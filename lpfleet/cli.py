@@ -17,8 +17,19 @@ import os
 import sys
 import traceback
 
-COMMANDS = ("init", "lint", "validate", "render", "lock", "prefetch", "verify", "rollout", "bootstrap", "diagnose",
-            "sandbox")
+COMMANDS = (
+    "init",
+    "lint",
+    "validate",
+    "render",
+    "lock",
+    "prefetch",
+    "verify",
+    "rollout",
+    "bootstrap",
+    "diagnose",
+    "sandbox",
+)
 
 #: Exit status for a failure a command did not foresee: its contract's "could not check" code where it has one
 #: (verify, rollout, diagnose, bootstrap: 2), else its failure code 1.
@@ -43,8 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lpfleet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"lpfleet {version()}")
-    parser.add_argument("--debug", action="store_true",
-                        help="on an unexpected failure, show the Python stack (for a bug report)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an unexpected failure, show the Python stack (for a bug report)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -76,25 +90,38 @@ def describe_failure(exc: BaseException) -> str:
     elif isinstance(exc, UnicodeDecodeError):
         what = f"a file is not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8"
     elif name == "HFValidationError":
-        what = f"invalid model id or revision: {exc} (model ids are org/name, exact case, as on the model's page)"
+        what = f"invalid model id or revision: {exc} (model ids are org/name, exact case, as on its page)"
     elif _is_network_error(exc):
         url = _request_url(exc)
         at = f" reaching {url}" if url else ""
-        what = f"network failure{at} ({name}: {exc}): check the address (HF_ENDPOINT, hf_endpoint) and the connection"
+        what = (
+            f"network failure{at} ({name}: {exc}): check the address (HF_ENDPOINT, hf_endpoint) and the "
+            "connection"
+        )
     else:
         what = f"{name}: {exc}"
     return mask(what)
 
 
 def _is_network_error(exc: BaseException) -> bool:
-    """A connection problem from the standard library or an HTTP client (httpx, requests), without importing them."""
+    """A connection problem from the standard library or an HTTP client (httpx, requests); imports neither."""
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
     for cls in type(exc).__mro__:
         module = cls.__module__.split(".")[0]
         if module in ("httpx", "httpx2", "httpcore", "requests", "urllib3") and cls.__name__ in (
-            "ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "NetworkError", "TransportError",
-            "UnsupportedProtocol", "InvalidURL", "ConnectionError", "Timeout", "RequestError", "ProtocolError",
+            "ConnectError",
+            "ConnectTimeout",
+            "ReadTimeout",
+            "TimeoutException",
+            "NetworkError",
+            "TransportError",
+            "UnsupportedProtocol",
+            "InvalidURL",
+            "ConnectionError",
+            "Timeout",
+            "RequestError",
+            "ProtocolError",
         ):
             return True
     return False
@@ -140,8 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback reaches an operator
         if args.debug:
             traceback.print_exc()
-        print(f"lpfleet {args.command}: {describe_failure(exc)}"
-              + ("" if args.debug else " (--debug shows where)"), file=sys.stderr)
+        print(
+            f"lpfleet {args.command}: {describe_failure(exc)}"
+            + ("" if args.debug else " (--debug shows where)"),
+            file=sys.stderr,
+        )
         return COULD_NOT_CHECK_EXIT.get(args.command, 1)
 
 

@@ -287,8 +287,10 @@ def inventory_file_problem(inventory_path: str) -> str | None:
     if path.is_dir():
         return f"{inventory_path}: is a folder, not an inventory file (give the path of your inventory.py)"
     if not path.is_file():
-        return f"{inventory_path}: no such inventory file (give the path of your inventory.py; lpfleet init DIR " \
-            "writes a starter fleet)"
+        return (
+            f"{inventory_path}: no such inventory file (give the path of your inventory.py; "
+            "lpfleet init DIR writes a starter fleet)"
+        )
     return None
 
 

@@ -194,7 +194,8 @@ def _is_string(value: Any) -> bool:
 
 def _is_secret(value: Any) -> bool:
     # pydantic's SecretStr (or a subclass: lpfleet.secrets.Secret), without importing pydantic here
-    return any(cls.__name__ == "SecretStr" for cls in type(value).__mro__) and hasattr(value, "get_secret_value")
+    is_secret_str = any(cls.__name__ == "SecretStr" for cls in type(value).__mro__)
+    return is_secret_str and hasattr(value, "get_secret_value")
 
 
 def _json_type(value: Any) -> str:
@@ -350,7 +351,8 @@ def _check_types(entry: Mapping[str, Any], e: _Entry, context: NodeContext) -> N
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 shown = parts.scheme + "://..." if parts.scheme else "a value without a scheme"
                 if not parts.netloc and re.match(r"^[A-Za-z0-9.-]+:\d+(/|$)", url.strip()):
-                    shown = 'a host:port without a scheme: add "http://" in front'  # urlsplit took the host for a scheme
+                    # urlsplit took the host for a scheme
+                    shown = 'a host:port without a scheme: add "http://" in front'
                 e.add(
                     "error",
                     "bad-url",

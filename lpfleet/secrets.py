@@ -1,8 +1,8 @@
 """Secrets: the one type that holds them, the one rule that masks them, the one collector that finds them.
 
 - `Secret`: a pydantic `SecretStr` that pyinfra can also show (`pyinfra ... debug-inventory` prints
-  `**********`; pyinfra's JSON encoder calls `to_json`). `hidden(secret)` gives pyinfra's `HiddenValue` where an
-  operation argument needs one.
+  `**********`; pyinfra's JSON encoder calls `to_json`). `hidden(secret)` gives pyinfra's `HiddenValue`
+  where an operation argument needs one.
 - `env_secret(NAME)`: a secret read from the controller's environment by group data code. An unset variable is
   not silently None: it becomes a `MissingSecret` that validation reports naming the variable, unless the
   group data says the secret is optional (`env_secret(NAME, optional=True)`, then None).
@@ -32,7 +32,8 @@ _TOKEN_VALUE = re.compile(r'("(?i:token)"\s*:\s*)"(?:[^"\\]|\\.)*"')
 # scheme://userinfo@host: userinfo is everything up to the last @ before the path
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s@\"'<>]+)@")
 _SECRET_QUERY_KEY = (
-    r"api[_-]?key|apikey|access[_-]?token|auth[_-]?token|token|key|secret|client[_-]?secret|password|passwd|pwd|"
+    r"api[_-]?key|apikey|access[_-]?token|auth[_-]?token|token|key|secret|client[_-]?secret|"
+    r"password|passwd|pwd|"
     r"sig|signature|auth|credential|credentials|x-amz-signature|x-amz-credential"
 )
 # separators as written and as JSON writes `&` (Jinja's tojson: \u0026)
@@ -121,7 +122,7 @@ def hidden(value: SecretStr | str | None) -> Any:
 def mask(text: str, secrets: Iterable[Any] = (), keys: bool = True) -> str:
     """`text` with secrets replaced by ***: the one masking rule.
 
-    Masks each value in `secrets` (str, SecretStr or HiddenValue; also JSON-escaped), and with `keys` also what
+    Masks each value in `secrets` (str, SecretStr or HiddenValue; also JSON-escaped), and with `keys` what
     looks secret whatever its value: JSON "token" values, URL credentials (`https://user:pw@host` ->
     `https://***@host`) and secret-looking query values (`?apikey=...`, `&token=...`, `&key=...`).
     """
@@ -145,7 +146,7 @@ def mask(text: str, secrets: Iterable[Any] = (), keys: bool = True) -> str:
 
 
 def secret_values(obj: Any) -> tuple[str, ...]:
-    """Every secret value held anywhere in `obj` (a NodeSpec, any pydantic model, dicts, lists), for `mask`."""
+    """Every secret value held anywhere in `obj` (a NodeSpec, a pydantic model, dicts, lists), for `mask`."""
     found: list[str] = []
 
     def walk(value: Any) -> None:

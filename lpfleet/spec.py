@@ -261,12 +261,15 @@ _SECTIONS = {
 _FIELD_TO_KEY = {(section, name): key for key, (section, name) in DATA_KEYS.items()}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FINGERPRINT = re.compile(r"^[0-9A-Fa-f]{40}$")
-# apt's `pkg=VERSION` needs the exact Debian version, revision included: NVIDIA publishes "1.17.8-1", never "1.17.8"
+# apt's `pkg=VERSION` needs the exact Debian version, revision included: NVIDIA publishes "1.17.8-1",
+# never "1.17.8"
 _DEB_VERSION = re.compile(r"^(?:[0-9]+:)?[0-9][A-Za-z0-9.+~]*-[A-Za-z0-9.+~]+$")
 
 #: `-network` values go-livepeer configures itself (cmd/livepeer/starter/starter.go: "offchain" and the
 #: `configOptions` map); any other network starts only with -ethController given.
-LIVEPEER_NETWORKS: tuple[str, ...] = ("offchain", "arbitrum-one-mainnet", "mainnet", "arbitrum-one-rinkeby", "rinkeby")
+LIVEPEER_NETWORKS: tuple[str, ...] = (
+    "offchain", "arbitrum-one-mainnet", "mainnet", "arbitrum-one-rinkeby", "rinkeby",
+)
 
 #: Data keys that hold secrets: they must come from the environment (`env_secret`), never a literal.
 SECRET_KEYS: tuple[str, ...] = ("orch_secret",)
@@ -347,9 +350,12 @@ def format_problems(problems: Sequence[Problem | str], max_hosts: int = 8) -> li
             if len(hosts) == 1:
                 lines.append(members[0].format())
                 continue
-            shown = ", ".join(hosts[:max_hosts]) + (f" and {len(hosts) - max_hosts} more" if len(hosts) > max_hosts else "")
+            shown = ", ".join(hosts[:max_hosts])
+            if len(hosts) > max_hosts:
+                shown += f" and {len(hosts) - max_hosts} more"
             lines.append(f"{item[0]}: {item[1]} ({len(hosts)} hosts: {shown})")
-    return [mask(line) for line in lines]  # no message quotes a secret; URL credentials are masked all the same
+    # no message quotes a secret; URL credentials are masked all the same
+    return [mask(line) for line in lines]
 
 
 class SpecError(ValueError):
@@ -637,7 +643,9 @@ def _build(
             built[section] = model(**sections.get(section, {}))
         except ValidationError as exc:
             reported = {p.key for p in problems}  # one message per mistake: ours said it better
-            problems.extend(p for p in _pydantic_problems(host, exc, section, sources) if p.key not in reported)
+            problems.extend(
+                p for p in _pydantic_problems(host, exc, section, sources) if p.key not in reported
+            )
 
     raw_models = values.get("ai_models", [])
     if "ai_models" not in values:

@@ -17,7 +17,8 @@ import sys
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("diagnose", help="classify runner / go-livepeer logs into known failure causes",
                                    description=__doc__)
-    parser.add_argument("files", nargs="*", default=["-"], metavar="FILE|-", help="log files (default: stdin)")
+    parser.add_argument("files", nargs="*", default=["-"], metavar="FILE|-",
+                        help="log files (default: stdin)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of {cause, line, hint}")
     parser.set_defaults(func=run)
 

@@ -26,7 +26,7 @@ from lpfleet.rules import Finding, JSONSyntaxError, NodeContext, check_entries
 DEFAULT_MAX_MB = 8.0  # a real aiModels.json is a few KB
 DEFAULT_MAX_ENTRIES = 1000  # go-livepeer nodes serve dozens of models
 DEFAULT_PER_RULE = 20
-#: The largest magnitude Go's encoding/json decodes into a float64 (math.MaxFloat64); past it the whole file fails.
+#: The largest magnitude Go's encoding/json decodes into a float64 (math.MaxFloat64); past it the file fails.
 MAX_FLOAT64 = Decimal("1.7976931348623157e308")
 _BOM = b"\xef\xbb\xbf"
 
@@ -60,32 +60,78 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="aiModels.json files ('-' reads stdin)")
     parser.add_argument("--json", action="store_true", help="print findings as JSON")
-    parser.add_argument("--gpus", type=positive_int, metavar="N",
-                        help="GPUs the worker uses (-nvidia); default: 1 (the warm-slots rule assumes one GPU)")
-    parser.add_argument("--containers-per-gpu", type=positive_int, default=1, metavar="N",
-                        help="-aiRunnerContainersPerGPU (default 1)")
+    parser.add_argument(
+        "--gpus",
+        type=positive_int,
+        metavar="N",
+        help="GPUs the worker uses (-nvidia); default: 1 (the warm-slots rule assumes one GPU)",
+    )
+    parser.add_argument(
+        "--containers-per-gpu",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="-aiRunnerContainersPerGPU (default 1)",
+    )
     onchain = parser.add_mutually_exclusive_group()
-    onchain.add_argument("--onchain", dest="onchain", action="store_true", default=None,
-                         help="the node prices on-chain: every entry needs a price")
-    onchain.add_argument("--offchain", dest="onchain", action="store_false",
-                         help="the node runs -network offchain (or is a remote worker): prices are ignored")
-    parser.add_argument("--price-per-unit-flag", action="store_true",
-                        help="-pricePerUnit is set, so entries without a price fall back to it")
+    onchain.add_argument(
+        "--onchain",
+        dest="onchain",
+        action="store_true",
+        default=None,
+        help="the node prices on-chain: every entry needs a price",
+    )
+    onchain.add_argument(
+        "--offchain",
+        dest="onchain",
+        action="store_false",
+        help="the node runs -network offchain (or is a remote worker): prices are ignored",
+    )
+    parser.add_argument(
+        "--price-per-unit-flag",
+        action="store_true",
+        help="-pricePerUnit is set, so entries without a price fall back to it",
+    )
     feed = parser.add_mutually_exclusive_group()
-    feed.add_argument("--price-feed", dest="price_feed", action="store_true", default=None,
-                      help="-priceFeedAddr is set: non-wei currencies are allowed")
-    feed.add_argument("--no-price-feed", dest="price_feed", action="store_false",
-                      help="no -priceFeedAddr: non-wei currencies fail")
-    parser.add_argument("--gpu-memory-gb", type=float, metavar="GB", help="GPU memory: warn when a model needs more")
-    parser.add_argument("--max-size-mb", type=positive_float, default=DEFAULT_MAX_MB, metavar="MB",
-                        help=f"refuse files larger than this (default {DEFAULT_MAX_MB:g})")
-    parser.add_argument("--max-entries", type=positive_int, default=DEFAULT_MAX_ENTRIES, metavar="N",
-                        help=f"check at most this many entries per file (default {DEFAULT_MAX_ENTRIES})")
-    parser.add_argument("--max-per-rule", type=positive_int, default=DEFAULT_PER_RULE, metavar="N",
-                        help=f"findings printed per rule and file before a count of the rest (default {DEFAULT_PER_RULE})")
+    feed.add_argument(
+        "--price-feed",
+        dest="price_feed",
+        action="store_true",
+        default=None,
+        help="-priceFeedAddr is set: non-wei currencies are allowed",
+    )
+    feed.add_argument(
+        "--no-price-feed",
+        dest="price_feed",
+        action="store_false",
+        help="no -priceFeedAddr: non-wei currencies fail",
+    )
+    parser.add_argument(
+        "--gpu-memory-gb", type=float, metavar="GB", help="GPU memory: warn when a model needs more"
+    )
+    parser.add_argument(
+        "--max-size-mb",
+        type=positive_float,
+        default=DEFAULT_MAX_MB,
+        metavar="MB",
+        help=f"refuse files larger than this (default {DEFAULT_MAX_MB:g})",
+    )
+    parser.add_argument(
+        "--max-entries",
+        type=positive_int,
+        default=DEFAULT_MAX_ENTRIES,
+        metavar="N",
+        help=f"check at most this many entries per file (default {DEFAULT_MAX_ENTRIES})",
+    )
+    parser.add_argument(
+        "--max-per-rule",
+        type=positive_int,
+        default=DEFAULT_PER_RULE,
+        metavar="N",
+        help=f"findings printed per rule and file before a count of the rest (default {DEFAULT_PER_RULE})",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="also list the node rules skipped")
     parser.set_defaults(func=run)
-
 
 
 def context_from_args(args: argparse.Namespace) -> NodeContext:
@@ -120,15 +166,17 @@ def loads_strict(text: str) -> Any:
 def _bad_number(value: Any) -> str | None:
     if isinstance(value, _NonJSONConstant):
         return f"{value.literal} is not JSON: go-livepeer cannot read the file; write a number"
-    big = (isinstance(value, Decimal) and value.is_finite()) or (isinstance(value, int) and not isinstance(value, bool))
+    big = (isinstance(value, Decimal) and value.is_finite()) or (
+        isinstance(value, int) and not isinstance(value, bool)
+    )
     if big and abs(value) > MAX_FLOAT64:
         return "number beyond a float64 (about 1.8e308): go-livepeer cannot read the file; write a real value"
     return None
 
 
 def _number_findings(entries: list[Any]) -> tuple[list[Any], list[Finding]]:
-    """Findings for NaN/Infinity/out-of-range numbers, naming entry and field; those values dropped so the rules
-    do not report them twice."""
+    """Findings for NaN/Infinity/out-of-range numbers, naming entry and field; those values are dropped so
+    the rules do not report them twice."""
     findings: list[Finding] = []
     cleaned: list[Any] = []
     for index, entry in enumerate(entries):
@@ -159,14 +207,27 @@ def _number_findings(entries: list[Any]) -> tuple[list[Any], list[Finding]]:
 def lint_bytes(data: bytes, context: NodeContext, max_entries: int = DEFAULT_MAX_ENTRIES) -> list[Finding]:
     """Findings for one file's bytes, read as go-livepeer reads them."""
     if data.startswith(_BOM):
-        return [Finding("error", "bom", "starts with a byte order mark (BOM): go-livepeer's JSON decoder stops at "
-                        "it; save the file as UTF-8 without BOM", "file")]
+        return [
+            Finding(
+                "error",
+                "bom",
+                "starts with a byte order mark (BOM): go-livepeer's JSON decoder stops at "
+                "it; save the file as UTF-8 without BOM",
+                "file",
+            )
+        ]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        return [Finding("error", "not-utf8", f"not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}): "
-                        "save the file as UTF-8", "file")]
+        return [
+            Finding(
+                "error",
+                "not-utf8",
+                f"not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}): save the file as UTF-8",
+                "file",
+            )
+        ]
     return lint_text(text, context, max_entries)
 
 
@@ -176,8 +237,15 @@ def lint_text(text: str, context: NodeContext, max_entries: int = DEFAULT_MAX_EN
         entries = loads_strict(text)
     except JSONSyntaxError as exc:
         if not text.strip():
-            return [Finding("error", "invalid-json", "the file is empty: write [] for no models, or the entries "
-                            "(go-livepeer cannot read an empty file)", "json")]
+            return [
+                Finding(
+                    "error",
+                    "invalid-json",
+                    "the file is empty: write [] for no models, or the entries "
+                    "(go-livepeer cannot read an empty file)",
+                    "json",
+                )
+            ]
         return [
             Finding(
                 "error",
@@ -190,13 +258,21 @@ def lint_text(text: str, context: NodeContext, max_entries: int = DEFAULT_MAX_EN
     if isinstance(entries, list):
         found: list[Finding] = []
         if len(entries) > max_entries:
-            found.append(Finding("error", "too-many-entries", f"{len(entries)} entries, more than any node serves: "
-                                 f"checked the first {max_entries} (--max-entries raises it)", "-"))
+            found.append(
+                Finding(
+                    "error",
+                    "too-many-entries",
+                    f"{len(entries)} entries, more than any node serves: "
+                    f"checked the first {max_entries} (--max-entries raises it)",
+                    "-",
+                )
+            )
             del entries[max_entries:]
         entries, number_findings = _number_findings(entries)
         found += number_findings
-        ordered = sorted(found + check_entries(entries, context),
-                         key=lambda f: (-1 if f.index is None else f.index))
+        ordered = sorted(
+            found + check_entries(entries, context), key=lambda f: -1 if f.index is None else f.index
+        )
         return ordered
     problem = _bad_number(entries)
     if problem:
@@ -221,7 +297,7 @@ def _read(name: str, max_bytes: int) -> bytes:
 
 
 def _capped(findings: list[Finding], per_rule: int) -> Iterator[Finding | tuple[str, int]]:
-    """The findings, at most `per_rule` of each rule, then (rule, how many more) for each rule over the cap."""
+    """The findings, at most `per_rule` of each rule, then (rule, how many more) for each rule past it."""
     counts: dict[str, int] = {}
     for finding in findings:
         counts[finding.rule] = counts.get(finding.rule, 0) + 1
@@ -237,8 +313,15 @@ def _findings_for(name: str, args: argparse.Namespace, context: NodeContext) -> 
     try:
         data = _read(name, max_bytes)
     except FileTooLarge:
-        return [Finding("error", "too-large", f"larger than {args.max_size_mb:g} MB, not read (an aiModels.json is a "
-                        "few KB; --max-size-mb raises the limit)", "file")]
+        return [
+            Finding(
+                "error",
+                "too-large",
+                f"larger than {args.max_size_mb:g} MB, not read (an aiModels.json is a "
+                "few KB; --max-size-mb raises the limit)",
+                "file",
+            )
+        ]
     except OSError as exc:
         reason = exc.strerror or exc.__class__.__name__
         return [Finding("error", "unreadable", f"cannot read: {reason}", "file")]
@@ -262,7 +345,9 @@ def run(args: argparse.Namespace) -> int:
                 if args.json:
                     omitted.append({"file": name, "rule": rule, "count": more})
                 else:
-                    print(f"{name}: {more} more {rule} finding(s) not shown (--max-per-rule raises the limit)")
+                    print(
+                        f"{name}: {more} more {rule} finding(s) not shown (--max-per-rule raises the limit)"
+                    )
             elif args.json:
                 json_findings.append({"file": name, **item.to_dict()})
             else:
@@ -286,5 +371,8 @@ def run(args: argparse.Namespace) -> int:
         if slots_assumed or (args.verbose and args.gpus is None):
             print(f"lpfleet lint: {assumption}", file=sys.stderr)
         if args.verbose and skipped:
-            print("lpfleet lint: node rules skipped (no node context given): " + "; ".join(skipped), file=sys.stderr)
+            print(
+                "lpfleet lint: node rules skipped (no node context given): " + "; ".join(skipped),
+                file=sys.stderr,
+            )
     return 1 if errors else 0

@@ -20,7 +20,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("render", help="print the aiModels.json a host gets", description=__doc__)
     parser.add_argument("inventory", help="inventory file")
     parser.add_argument("host", help="host name as in the inventory")
-    parser.add_argument("--masked", action="store_true", help="replace tokens, URL credentials and secret query values with ***")
+    parser.add_argument("--masked", action="store_true",
+                        help="replace tokens, URL credentials and secret query values with ***")
     add_data_arguments(parser)
     parser.set_defaults(func=run)
 

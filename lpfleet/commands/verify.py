@@ -120,8 +120,10 @@ def last_line(output: str) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
-#: pyinfra's per-host connection failure lines: `[host] Could not connect (...)`, `[host] Could not resolve ...`.
-_CONNECT_FAILED = re.compile(r"^\s*\[(?P<host>[^\]]+)\]\s+(?P<reason>Could not (?:connect|resolve|authenticate).*)$")
+#: pyinfra's per-host connection failures: `[host] Could not connect (...)`, `[host] Could not resolve ...`
+_CONNECT_FAILED = re.compile(
+    r"^\s*\[(?P<host>[^\]]+)\]\s+(?P<reason>Could not (?:connect|resolve|authenticate).*)$"
+)
 
 
 def connection_errors(output: str) -> dict[str, str]:
@@ -174,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
     from lpfleet.fleet import check_fleet
 
     loaded = check_fleet(args.inventory)
-    if loaded.load_failed:  # no host in it, or it raises: nothing to verify (pyinfra would only say "no hosts")
+    # no host in it, or it raises: nothing to verify (pyinfra would only say "no hosts remaining")
+    if loaded.load_failed:
         for problem in loaded.errors:
             print(f"lpfleet verify: {problem}", file=sys.stderr)
         return 2
@@ -189,7 +192,9 @@ def run(args: argparse.Namespace) -> int:
         print(
             "lpfleet verify: pyinfra stopped before verifying any host (its output is above)", file=sys.stderr
         )
-        outcome.results = unchecked_hosts(args.inventory, last_line(outcome.output), args.limit, outcome.output)
+        outcome.results = unchecked_hosts(
+            args.inventory, last_line(outcome.output), args.limit, outcome.output
+        )
         if not outcome.results:
             return 2
     elif args.verbose:

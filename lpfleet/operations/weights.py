@@ -338,7 +338,9 @@ def models_fetched(
 
 
 @operation()
-def mirror_serving(models_dir: str, serve: Sequence[LockedModel], token: Secret | None, port: int = MIRROR_PORT):
+def mirror_serving(
+    models_dir: str, serve: Sequence[LockedModel], token: Secret | None, port: int = MIRROR_PORT
+):
     """
     Serve this node's verified copies of `serve` to its peers for the rest of the run (fan-out mode).
 

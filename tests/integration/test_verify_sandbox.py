@@ -85,7 +85,7 @@ def roles(sandbox):
 
 
 class EnvSecret:
-    """A value written into the generated inventory as `env_secret(NAME)` (a literal secret would be refused)."""
+    """Written into the generated inventory as `env_secret(NAME)` (a literal secret would be refused)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -285,7 +285,8 @@ def config_faults(fleet, node_faults, tmp_path_factory):
     )
     assert rc == 0, out
     lock = tmp_path_factory.mktemp("e2") / "models.lock"
-    fleet.env["LPFLEET_E2_BYOC_TOKEN"] = BYOC_TOKEN  # group data reads secrets from the controller's environment
+    # group data reads secrets from the controller's environment
+    fleet.env["LPFLEET_E2_BYOC_TOKEN"] = BYOC_TOKEN
     overrides = {
         n1.name: {"ai_models": [{"pipeline": "text-to-image", "model_id": OOM_MODEL, "warm": True}]},
         n3.name: {

@@ -19,15 +19,26 @@ import pytest
 
 from lpfleet.fleet import PROJECT_ROOT
 
-IGNORE = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", ".sandbox", "__pycache__",
-                                ".pytest_cache", ".ruff_cache", "reports")
+IGNORE = shutil.ignore_patterns(
+    ".venv",
+    ".git",
+    "build",
+    "dist",
+    "*.egg-info",
+    ".sandbox",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    "reports",
+)
 
 
 def run(argv: list[str], cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     environment.update(PYINFRA_PROGRESS="off", **env)
-    return subprocess.run([str(a) for a in argv], cwd=cwd, env=environment, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [str(a) for a in argv], cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,23 +47,46 @@ def installed(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("packaging")
     source = root / "src"
     shutil.copytree(PROJECT_ROOT, source, ignore=IGNORE, symlinks=True)
-    built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", root / "wheels", source], root, 600)
+    built = run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", root / "wheels", source], root, 600
+    )
     wheels = list((root / "wheels").glob("lpfleet-*.whl"))
     assert built.returncode == 0 and len(wheels) == 1, built.stdout + built.stderr
     made = run([sys.executable, "-m", "venv", root / "fresh"], root)
     assert made.returncode == 0, made.stderr
-    fresh_site = Path(run([root / "fresh" / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()"
-                           "['purelib'])"], root).stdout.strip())
+    fresh_site = Path(
+        run(
+            [
+                root / "fresh" / "bin" / "python",
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ],
+            root,
+        ).stdout.strip()
+    )
     (fresh_site / "lpfleet_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    installed = run([root / "fresh" / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                     wheels[0]], root)
+    installed = run(
+        [
+            root / "fresh" / "bin" / "python",
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            wheels[0],
+        ],
+        root,
+    )
     assert installed.returncode == 0, installed.stdout + installed.stderr
     return root / "fresh" / "bin"
 
 
 def test_the_wheel_ships_templates_starter_and_tasks(installed, tmp_path):
-    where = run([installed / "python", "-c", "import lpfleet, tasks; print(lpfleet.__file__); print(tasks.__file__)"],
-                tmp_path)
+    where = run(
+        [installed / "python", "-c", "import lpfleet, tasks; print(lpfleet.__file__); print(tasks.__file__)"],
+        tmp_path,
+    )
     assert where.returncode == 0, where.stderr
     for line in where.stdout.split():
         assert str(installed.parent) in line and str(PROJECT_ROOT) not in line
@@ -65,8 +99,16 @@ def test_init_validate_and_a_dry_plan_outside_the_checkout(installed, tmp_path):
     made = run([lpfleet, "init", "myfleet"], tmp_path)
     assert made.returncode == 0, made.stdout + made.stderr
     fleet = tmp_path / "myfleet"
-    for name in ("inventory.py", "group_data/all.py", "group_data/gpu_24gb.py", "deploy.py", "verify.py",
-                 "templates/aiModels.json.j2", ".github/workflows/fleet.yml", "README.md"):
+    for name in (
+        "inventory.py",
+        "group_data/all.py",
+        "group_data/gpu_24gb.py",
+        "deploy.py",
+        "verify.py",
+        "templates/aiModels.json.j2",
+        ".github/workflows/fleet.yml",
+        "README.md",
+    ):
         assert (fleet / name).is_file(), name
 
     validated = run([lpfleet, "validate", "inventory.py"], fleet)
@@ -81,12 +123,27 @@ def test_init_validate_and_a_dry_plan_outside_the_checkout(installed, tmp_path):
     locked = run([lpfleet, "lock", "inventory.py", *no_models], fleet)
     assert locked.returncode == 0, locked.stdout + locked.stderr
     # (pyinfra itself lives in the dependencies this venv borrows: run it as a module)
-    plan = run([installed / "python", "-m", "pyinfra", "-y", "--dry", "@local", "deploy.py", "--data", "group=gpu_24gb",
-                *no_models],
-               fleet, 300)
+    plan = run(
+        [
+            installed / "python",
+            "-m",
+            "pyinfra",
+            "-y",
+            "--dry",
+            "@local",
+            "deploy.py",
+            "--data",
+            "group=gpu_24gb",
+            *no_models,
+        ],
+        fleet,
+        300,
+    )
     output = plan.stdout + plan.stderr
     assert plan.returncode == 0, output
-    assert "[@local] Ready: deploy.py" in output and "Traceback" not in output and "error" not in output.lower()
+    assert (
+        "[@local] Ready: deploy.py" in output and "Traceback" not in output and "error" not in output.lower()
+    )
 
     # init refuses to overwrite the fleet it wrote
     again = run([lpfleet, "init", "myfleet"], tmp_path)

@@ -25,7 +25,10 @@ LPFLEET = str(BIN / "lpfleet")
 
 
 #: The example fleet's BYOC tokens come from the controller's environment (group_data/*.py: env_secret).
-EXAMPLE_SECRETS = {"LPFLEET_BYOC_LLM_TOKEN": "byoc-llm-token-value", "LPFLEET_BYOC_FLUX_TOKEN": "byoc-flux-token-value"}
+EXAMPLE_SECRETS = {
+    "LPFLEET_BYOC_LLM_TOKEN": "byoc-llm-token-value",
+    "LPFLEET_BYOC_FLUX_TOKEN": "byoc-flux-token-value",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +78,8 @@ def test_a_forgotten_export_is_an_error_naming_the_variable(monkeypatch):
     rc, result = validate(PROJECT_ROOT, "inventory.py")
     lines = error_lines(result)
     assert rc == 1 and len(lines) == 3, lines  # the three consumer hosts
-    assert all("ai_models[5].token: environment variable LPFLEET_BYOC_LLM_TOKEN is not set" in line for line in lines)
+    expected = "ai_models[5].token: environment variable LPFLEET_BYOC_LLM_TOKEN is not set"
+    assert all(expected in line for line in lines)
 
 
 def test_a_bad_group_data_file_names_every_host_group_entry_and_field(fleet_dir):

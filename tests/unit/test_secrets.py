@@ -11,23 +11,34 @@ from lpfleet.secrets import MissingSecret, Secret, env_secret, hidden, mask, rev
 from lpfleet.spec import build_node_spec
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("http://user:pa55word@byoc.lan:8000/v1", "http://***@byoc.lan:8000/v1"),
-    ("url https://tok3n@flux.lan:8443 down", "url https://***@flux.lan:8443 down"),
-    ("https://api.example/v1?apikey=AbC123&model=x", "https://api.example/v1?apikey=***&model=x"),
-    ("GET /x?model=a&token=t0k&key=k3y&Signature=s1g#frag", "GET /x?model=a&token=***&key=***&Signature=***#frag"),
-    ('[{"token": "a\\"b", "url": "http://x"}]', '[{"token": "***", "url": "http://x"}]'),
-    ("https://byoc.lan:8000/v1?model=a", "https://byoc.lan:8000/v1?model=a"),  # nothing secret: unchanged
-    ('"http://x/v1?model=a\\u0026token=t0k\\u0026b=c"', '"http://x/v1?model=a\\u0026token=***\\u0026b=c"'),  # JSON's &
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("http://user:pa55word@byoc.lan:8000/v1", "http://***@byoc.lan:8000/v1"),
+        ("url https://tok3n@flux.lan:8443 down", "url https://***@flux.lan:8443 down"),
+        ("https://api.example/v1?apikey=AbC123&model=x", "https://api.example/v1?apikey=***&model=x"),
+        (
+            "GET /x?model=a&token=t0k&key=k3y&Signature=s1g#frag",
+            "GET /x?model=a&token=***&key=***&Signature=***#frag",
+        ),
+        ('[{"token": "a\\"b", "url": "http://x"}]', '[{"token": "***", "url": "http://x"}]'),
+        ("https://byoc.lan:8000/v1?model=a", "https://byoc.lan:8000/v1?model=a"),  # nothing secret: unchanged
+        (
+            '"http://x/v1?model=a\\u0026token=t0k\\u0026b=c"',
+            '"http://x/v1?model=a\\u0026token=***\\u0026b=c"',
+        ),  # JSON's &
+    ],
+)
 def test_mask_covers_url_credentials_query_values_and_json_tokens(text, expected):
     assert mask(text) == expected
 
 
 def test_mask_hides_given_values_in_every_form():
     hv = hidden("hv-secret-1")
-    out = mask('plain s3cret-value, json "q\\"uote-secret", hv-secret-1, pydantic p-secret',
-               ["s3cret-value", 'q"uote-secret', hv, SecretStr("p-secret"), None, ""])
+    out = mask(
+        'plain s3cret-value, json "q\\"uote-secret", hv-secret-1, pydantic p-secret',
+        ["s3cret-value", 'q"uote-secret', hv, SecretStr("p-secret"), None, ""],
+    )
     assert out == 'plain ***, json "***", ***, pydantic ***'
 
 
@@ -49,8 +60,13 @@ def test_env_secret_unset_is_a_missing_secret_naming_the_variable(monkeypatch):
 
 
 def test_secret_values_finds_every_secret_of_a_spec():
-    byoc = {"pipeline": "llm", "model_id": "x/y", "url": "http://llm:8000", "token": Secret("tok-1"),
-            "price_per_unit": 1}
+    byoc = {
+        "pipeline": "llm",
+        "model_id": "x/y",
+        "url": "http://llm:8000",
+        "token": Secret("tok-1"),
+        "price_per_unit": 1,
+    }
     spec = build_node_spec("h", [("group g", {"ai_models": [byoc], "orch_secret": Secret("orch-1")})], ("g",))
     assert set(secret_values(spec)) == {"tok-1", "orch-1"}
     assert secret_values({"a": [SecretStr("x1")], "b": "not-secret"}) == ("x1",)

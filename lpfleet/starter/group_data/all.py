@@ -16,7 +16,8 @@ worker_mode = "orchestrator"
 worker_image = "livepeer/go-livepeer:latest"
 runner_image = "livepeer/ai-runner:latest"
 service_addr = "0.0.0.0:8936"
-orch_secret = env_secret("LPFLEET_ORCH_SECRET", optional=True)  # remote workers (worker_mode = "worker") need it
+# remote workers (worker_mode = "worker") need the orchestrator secret
+orch_secret = env_secret("LPFLEET_ORCH_SECRET", optional=True)
 
 # Host paths: the worker reads its config there, runner containers their weights.
 ai_models_path = "/root/.lpData/aiModels.json"

@@ -9,6 +9,15 @@ gpu_memory_gb = 24
 runner_containers_per_gpu = 1
 
 ai_models = [
-    {"pipeline": "text-to-image", "model_id": "ByteDance/SDXL-Lightning", "warm": True, "price_per_unit": 4768371},
-    {"pipeline": "upscale", "model_id": "stabilityai/stable-diffusion-x4-upscaler", "price_per_unit": 4768371},
+    {
+        "pipeline": "text-to-image",
+        "model_id": "ByteDance/SDXL-Lightning",
+        "warm": True,
+        "price_per_unit": 4768371,
+    },
+    {
+        "pipeline": "upscale",
+        "model_id": "stabilityai/stable-diffusion-x4-upscaler",
+        "price_per_unit": 4768371,
+    },
 ]
