@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from lpfleet.checks import Cause
+
 CAUSES: dict[str, str] = {
     "cuda-oom": "the model does not fit the GPU memory left",
     "model-load-failed": "the runner could not load the model",
@@ -117,40 +119,27 @@ _ERROR_LINE = re.compile(
 MAX_UNKNOWN = 5
 
 
-@dataclass(frozen=True)
-class Finding:
-    cause: str
-    line: str
-    hint: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"cause": self.cause, "line": self.line, "hint": self.hint}
-
-    def __getitem__(self, key: str) -> str:
-        return self.to_dict()[key]
-
-
 def _clean(line: str) -> str:
     return _TIMESTAMP.sub("", line.rstrip("\r\n")).strip()
 
 
-def classify_line(line: str) -> Finding | None:
+def classify_line(line: str) -> Cause | None:
     """The known cause a single line shows, an `unknown` finding for an unexplained error line, else None."""
     text = _clean(line)
     if not text:
         return None
     for rule in RULES:
         if rule.pattern.search(text):
-            return Finding(rule.cause, text[:400], rule.hint)
+            return Cause(rule.cause, text[:400], rule.hint)
     if _ERROR_LINE.search(text) and not _FRAMING.search(text):
-        return Finding("unknown", text[:400], "an error no known signature explains: read the surrounding log")
+        return Cause("unknown", text[:400], "an error no known signature explains: read the surrounding log")
     return None
 
 
-def diagnose(text: str) -> list[Finding]:
+def diagnose(text: str) -> list[Cause]:
     """Every cause the log shows, in order of first appearance: one finding per known cause (its first
     evidence line), and up to MAX_UNKNOWN distinct unexplained error lines."""
-    found: list[Finding] = []
+    found: list[Cause] = []
     seen_causes: set[str] = set()
     seen_unknown: set[str] = set()
     for line in text.splitlines():
@@ -169,5 +158,5 @@ def diagnose(text: str) -> list[Finding]:
     return found
 
 
-def failed(findings: list[Finding]) -> bool:
+def failed(findings: list[Cause]) -> bool:
     return bool(findings)

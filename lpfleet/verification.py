@@ -1,7 +1,7 @@
 """A node's verify snapshot + its spec -> the checks of the report.
 
 Pure: no I/O, no pyinfra. The snapshot is the dict the node script (`lpfleet/facts/verify_node_script.py`)
-prints; unit tests feed such dicts directly. Log lines are classified by a `Classifier` (lpfleet.diagnose
+prints, of the shape `lpfleet.verify_snapshot.NodeSnapshot` declares; unit tests feed such dicts directly. Log lines are classified by a `Classifier` (lpfleet.diagnose
 by default), and every known secret value is masked before a line becomes evidence.
 
 What is checked, per node: GPUs seen by nvidia-smi (every configured id present), the Engine API answering
@@ -18,9 +18,11 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from lpfleet.report import Cause, Check, HostResult
+from lpfleet import runners as go_runners
+from lpfleet.checks import Cause, Check, HostResult, unchecked
 from lpfleet.spec import AIModelEntry, NodeSpec
 from lpfleet.secrets import mask, secret_values
+from lpfleet.verify_snapshot import NodeSnapshot
 
 #: go-livepeer's runner start timeouts: LOADING (or not yet bound) longer than this counts as a failure.
 LOAD_LIMIT_S = 180.0
@@ -62,10 +64,8 @@ class WeightsWanted:
 
 def expected_runners(spec: NodeSpec) -> list[ExpectedRunner]:
     """The runner containers go-livepeer starts for this node's warm models (lpfleet.runners computes them)."""
-    from lpfleet import runners
-
     found = []
-    for runner in runners.expected_runners(spec):
+    for runner in go_runners.expected_runners(spec):
         get = (
             runner.get
             if isinstance(runner, dict)
@@ -143,7 +143,7 @@ class _Verifier:
     def __init__(
         self,
         spec: NodeSpec,
-        snap: dict[str, Any],
+        snap: NodeSnapshot,
         runners: Sequence[ExpectedRunner],
         classify: Classifier,
         secrets: Sequence[str],
@@ -590,7 +590,7 @@ class _Verifier:
 
 def verify_host(
     spec: NodeSpec,
-    snapshot: dict[str, Any],
+    snapshot: NodeSnapshot,
     runners: Sequence[ExpectedRunner],
     *,
     classify: Classifier | None = None,
@@ -600,7 +600,7 @@ def verify_host(
     """Every check of one host, in the order a person reads them (node, config, worker, runners, weights).
 
     + spec: the host's validated spec
-    + snapshot: the NodeVerification fact's dict
+    + snapshot: the NodeVerification fact (lpfleet.verify_snapshot.NodeSnapshot)
     + runners: the runner containers go-livepeer starts for the warm models (lpfleet.runners)
     + classify: log lines -> causes (default: none found)
     + secrets: values to mask in every detail and evidence line (spec secrets are always masked)
@@ -627,10 +627,8 @@ def verify_host(
 def unchecked_host(spec_or_host: NodeSpec | str, reason: str, groups: Sequence[str] = ()) -> HostResult:
     """A host that could not be checked at all (not connected, fact failed)."""
     if isinstance(spec_or_host, NodeSpec):
-        host, groups = spec_or_host.host, spec_or_host.groups
-    else:
-        host = spec_or_host
-    return HostResult(host, tuple(groups), (Check(host, "node", "unknown", f"could not check: {reason}"),))
+        return unchecked(spec_or_host.host, reason, spec_or_host.groups)
+    return unchecked(spec_or_host, reason, groups)
 
 
 # -- the gateway's view ------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from pyinfra.api import FactBase, QuoteString, StringCommand
 
 from lpfleet import probe
 from lpfleet.facts import verify_node_script
+from lpfleet.verify_snapshot import NodeSnapshot, check_snapshot
 
 MARKER = verify_node_script.MARKER
 
@@ -87,8 +88,8 @@ class NodeVerification(FactBase):
         return parse_output(output)
 
 
-def parse_output(output: list[str]) -> dict[str, Any]:
-    """The fact's stdout lines -> the snapshot dict, or {"error": ...} saying why there is none."""
+def parse_output(output: list[str]) -> NodeSnapshot:
+    """The fact's stdout lines -> the snapshot (its shape checked), or {"error": ...} saying why there is none."""
     other = []
     for line in output:
         if line.startswith(MARKER):
@@ -97,7 +98,7 @@ def parse_output(output: list[str]) -> dict[str, Any]:
             except ValueError as exc:
                 return {"error": f"unreadable answer from the node script: {exc}"}
             if isinstance(data, dict):
-                return data
+                return check_snapshot(data)
             return {"error": "unreadable answer from the node script: not an object"}
         if line.strip() == "@@no-python3":
             return {

@@ -28,8 +28,12 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.api.state import BaseStateCallback, State
 
+from lpfleet import diagnose
+from lpfleet.checks import Cause, Check, HostResult, exit_code, unchecked
 from lpfleet.facts.verify import NodeVerification, encode_params
-from lpfleet.report import Cause, Check, HostResult, exit_code, to_json, to_junit, to_table
+from lpfleet.lock import models_for_node
+from lpfleet.probe import probe
+from lpfleet.report import to_json, to_junit, to_table
 from lpfleet.spec import NodeSpec
 from lpfleet.verification import (
     ExpectedRunner,
@@ -81,21 +85,17 @@ def final_results(state: State) -> list[HostResult]:
             continue
         result = run.results.get(target.name)
         if target not in state.activated_hosts:
-            out.append(_unchecked(target.name, "could not connect"))
+            out.append(unchecked(target.name, "could not connect"))
         elif state.is_executing and target.name not in run.executed:
             reason = (
                 "an earlier step failed on this host, so verification did not run"
                 if target in state.failed_hosts
                 else "verification did not run on this host"
             )
-            out.append(_unchecked(target.name, reason))
+            out.append(unchecked(target.name, reason))
         elif result is not None:
             out.append(result)
     return out
-
-
-def _unchecked(name: str, reason: str) -> HostResult:
-    return HostResult(name, (), (Check(name, "node", "unknown", f"could not check: {reason}"),))
 
 
 class _EndOfRun(BaseStateCallback):
@@ -154,8 +154,6 @@ def _gateway(run: RunResults, spec: NodeSpec) -> list[Check]:
 
 def _fetch_gateway(url: str, spec: NodeSpec) -> tuple[dict | None, str]:
     """GET the gateway's capability list from the controller: (the document or None, why not)."""
-    from lpfleet.probe import probe
-
     answer = probe(url, timeout_s=max(spec.verify.health_timeout_s, 10.0))
     if answer.status is None:
         return None, answer.error
@@ -177,8 +175,6 @@ def weights_wanted(spec: NodeSpec, lock: Any | None) -> list[WeightsWanted]:
     """
     if lock is None:
         return weights_wanted_from_spec(spec)
-    from lpfleet.lock import models_for_node
-
     found, missing = models_for_node(lock, spec)
     wanted = [
         WeightsWanted(m.model_id, spec.weights.branch, m.commit, tuple((f.path, f.size) for f in m.files))
@@ -188,15 +184,8 @@ def weights_wanted(spec: NodeSpec, lock: Any | None) -> list[WeightsWanted]:
 
 
 def diagnose_lines(lines: Sequence[str]) -> list[Cause]:
-    """lpfleet.diagnose over a container's last log lines (its findings as report Causes)."""
-    from lpfleet import diagnose
-
-    found = diagnose.diagnose("\n".join(lines))
-    return [Cause(_get(f, "cause"), _get(f, "line"), _get(f, "hint")) for f in found]
-
-
-def _get(finding: Any, key: str) -> str:
-    return str(finding[key] if isinstance(finding, dict) else getattr(finding, key))
+    """lpfleet.diagnose over a container's last log lines."""
+    return diagnose.diagnose("\n".join(lines))
 
 
 @operation()

@@ -233,6 +233,7 @@ def run_script(params):
 def test_everything_in_one_answer(node):
     snap, elapsed, raw = run_script(node)
     assert elapsed < 5
+    assert "error" not in snap, snap  # the real script's answer has the NodeSnapshot shape (verify_snapshot)
     assert (
         snap["docker"]["ok"]
         and "nvidia" in snap["docker"]["runtimes"]
@@ -318,3 +319,10 @@ def test_fact_command_and_output_parsing():
         "error": "the node script failed: ValueError: boom"
     }
     assert parse_output(['@@lpfleet-verify {"version": 1}']) == {"version": 1}
+    # an answer of another shape is "could not check", never a KeyError inside verification
+    assert parse_output(['@@lpfleet-verify {"docker": {"ok": true, "runtime": []}}']) == {
+        "error": "unexpected answer from the node script: docker.runtime: Extra inputs are not permitted"
+    }
+    assert parse_output(['@@lpfleet-verify {"containers": {"a": 1}}'])["error"].startswith(
+        "unexpected answer from the node script: containers: "
+    )

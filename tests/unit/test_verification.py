@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from lpfleet.report import Cause, exit_code
+from lpfleet.checks import Cause, exit_code
 from lpfleet.spec import AIModelEntry, NodeSpec, VerifySpec, WorkerSpec
 from lpfleet.verification import (
     ExpectedRunner,
@@ -17,6 +17,7 @@ from lpfleet.verification import (
     verify_host,
     weights_wanted_from_spec,
 )
+from lpfleet.verify_snapshot import check_snapshot
 
 T2I = "SG161222/RealVisXL_V4.0_Lightning"
 A2T = "openai/whisper-large-v3"
@@ -685,3 +686,12 @@ def test_a_runner_that_times_out_fails():
     }
     check = checks_by_name(verify(snap))[f"runner {RUNNERS[0].name}"]
     assert check.state == "fail" and "timeout" in check.detail
+
+
+def test_the_hand_written_snapshot_has_the_node_scripts_shape():
+    """healthy_snapshot() stands for the node script's answer: it must pass the same boundary check."""
+    snap = healthy_snapshot()
+    assert check_snapshot(snap) is snap
+    snap["containers"][0]["restarts"] = 1  # a key the node script never writes
+    assert check_snapshot(snap)["error"].startswith("unexpected answer from the node script: containers.0.restarts")
+
