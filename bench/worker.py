@@ -30,10 +30,10 @@ VENV_BIN = Path(sys.executable).parent
 DEPLOY = '''
 from pyinfra import host
 
-from lpfleet.fleet import node_spec
+from lpfleet.fleet import node_plan
 from tasks.worker import run_ai_worker
 
-run_ai_worker(node_spec(host))
+run_ai_worker(node_plan(host))
 '''
 
 

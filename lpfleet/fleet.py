@@ -5,10 +5,13 @@ Three entry points:
   checked), or a FleetError carrying every problem of every host. `lpfleet validate` uses it.
 - `guard_inventory(__file__)`: called at the end of an inventory file. Under the pyinfra CLI
   it loads the whole fleet (with the command line's `--data`/`--group-data`) before pyinfra
-  connects to anything, and stops the run with every problem when one host is invalid.
-- `node_spec(host)`: the spec of one pyinfra Host, for deploy code. Applies the group data
-  files named by a `group` data key, so `pyinfra root@box deploy.py --data group=consumer_24gb`
-  works without an inventory file.
+  connects to anything, stops the run with every problem when one host is invalid, and
+  hands what it built (specs, rendered files, search paths) to the run's FleetPlan.
+- `node_plan(host)`: the NodePlan of one pyinfra Host, for deploy code: built once per run
+  (by the guard, else on first use). Applies the group data files named by a `group` data
+  key, so `pyinfra root@box deploy.py --data group=consumer_24gb` works without an inventory file.
+
+The pyinfra command line is read from click's context (the CLI's own parse), never from sys.argv.
 """
 
 from __future__ import annotations
@@ -24,22 +27,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import click
+from pyinfra.api import State
 from pyinfra.api.exceptions import PyinfraError
+from pyinfra.context import ctx_state
 
+from lpfleet.fleet_plan import PROJECT_ROOT, FleetPlan, NodePlan, SearchPaths
 from lpfleet.render import RenderError, render_ai_models
 from lpfleet.spec import NodeSpec, Problem, check_node_spec, format_problems, merge_layers
 
 if TYPE_CHECKING:
     from pyinfra.api import Host, Inventory
 
-#: The checkout holding deploy.py, templates/ and group_data/ (where the lpfleet package lives).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-#: The installed package: `templates/` ships inside it, so `ai_models_template = "templates/aiModels.json.j2"`
-#: resolves in a fleet repository that has no templates of its own (pip-installed lpfleet).
-PACKAGE_ROOT = Path(__file__).resolve().parent
+__all__ = [
+    "PROJECT_ROOT",
+    "FleetCheck",
+    "FleetError",
+    "check_fleet",
+    "fleet_plan",
+    "group_data_dirs",
+    "guard_inventory",
+    "load_fleet",
+    "node_plan",
+    "node_spec",
+    "template_roots",
+]
 
 _loading = False  # set while we load an inventory ourselves: the inventory's guard call must not recurse
-_specs: weakref.WeakKeyDictionary[Any, NodeSpec] = weakref.WeakKeyDictionary()
+#: The one per-run object: each pyinfra State's FleetPlan.
+_plans: weakref.WeakKeyDictionary[Any, FleetPlan] = weakref.WeakKeyDictionary()
 
 
 class FleetError(PyinfraError):
@@ -57,6 +73,7 @@ class FleetCheck:
     specs: dict[str, NodeSpec] = field(default_factory=dict)
     problems: list[Problem | str] = field(default_factory=list)
     load_failed: bool = False  # the inventory or a group data file raised
+    plan: FleetPlan | None = None  # every valid host's NodePlan, and the search paths used
 
     @property
     def errors(self) -> list[Problem | str]:
@@ -69,34 +86,12 @@ class FleetCheck:
 
 def group_data_dirs(inventory_path: str | None = None, extra: Iterable[str] = ()) -> list[Path]:
     """Where group data files are looked up, as pyinfra does: cwd, the inventory's folder, --group-data."""
-    dirs = [Path.cwd() / "group_data"]
-    if inventory_path and Path(inventory_path).exists():
-        dirs.append(Path(inventory_path).resolve().parent / "group_data")
-    dirs.extend(Path(d) for d in extra)
-    dirs.append(PROJECT_ROOT / "group_data")
-    unique: list[Path] = []
-    for d in dirs:
-        if d.resolve() not in [u.resolve() for u in unique]:
-            unique.append(d)
-    return unique
+    return list(SearchPaths.for_inventory(inventory_path, group_data_directories=extra).group_data)
 
 
 def template_roots(inventory_path: str | None = None) -> list[Path]:
     """Folders an `ai_models_template` path is relative to, first match wins."""
-    roots = [Path.cwd()]
-    if inventory_path and Path(inventory_path).exists():
-        parent = Path(inventory_path).resolve().parent
-        roots += [parent, parent.parent]
-    roots.append(PROJECT_ROOT)
-    roots.append(PACKAGE_ROOT)
-    return roots
-
-
-def template_root_for(spec: NodeSpec, roots: Sequence[Path]) -> Path:
-    for root in roots:
-        if (root / spec.ai_models_template).is_file():
-            return root
-    return roots[-1]
+    return list(SearchPaths.for_inventory(inventory_path).templates)
 
 
 def _imported_names(tree: ast.Module) -> set[str]:
@@ -180,29 +175,78 @@ def check_host(host: Host, dirs: Sequence[Path] | None = None) -> tuple[NodeSpec
     return spec, all_problems
 
 
-def node_spec(host: Host) -> NodeSpec:
-    """The validated spec of a pyinfra Host (deploy code calls this); built once per Host object.
+def _cli_params() -> dict[str, Any] | None:
+    """The pyinfra CLI's parsed arguments when this process is running it (click's context), else None."""
+    ctx = click.get_current_context(silent=True)
+    callback = getattr(ctx.command, "callback", None) if ctx is not None else None
+    if ctx is None or getattr(callback, "__module__", "") != "pyinfra_cli.cli":
+        return None
+    return dict(ctx.params)
+
+
+def _cli_data(params: Mapping[str, Any]) -> dict[str, Any]:
+    """`--data k=v` values as pyinfra's CLI parses them; an item without `=` is a ValueError."""
+    items = list(params.get("data") or ())
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--data {item}: expected KEY=VALUE")
+    pairs = [item.split("=", 1) for item in items]
+    return {key: parse_cli_arg(value) for key, value in pairs}
+
+
+def _run_paths(state: State | Inventory) -> SearchPaths:
+    """The search paths of a run nobody guarded: the CLI's inventory and --group-data when under the CLI."""
+    params = _cli_params() or {}
+    deploy_files = [str(op) for op in params.get("operations") or () if str(op).endswith(".py")]
+    return SearchPaths.for_inventory(
+        params.get("inventory"),
+        cwd=getattr(state, "cwd", None),
+        group_data_directories=params.get("group_data") or (),
+        deploy_file=deploy_files[0] if deploy_files else None,
+    )
+
+
+def fleet_plan(state: State | Inventory) -> FleetPlan:
+    """The run's FleetPlan: the one the inventory guard built, else a new one for this run."""
+    plan = _plans.get(state)
+    if plan is None:
+        plan = _plans[state] = FleetPlan(_run_paths(state))
+    return plan
+
+
+def node_plan(host: Host) -> NodePlan:
+    """The host's NodePlan for this run (deploy code calls this); spec built and aiModels.json rendered once.
 
     Raises FleetError (a PyinfraError: the CLI prints it and stops) naming host, group, entry, field.
     """
-    spec = _specs.get(host)
-    if spec is None:
-        state = getattr(host, "state", None)
-        cwd = getattr(state, "cwd", None)
-        dirs = group_data_dirs(None) if not cwd else _dedupe([Path(cwd) / "group_data", *group_data_dirs(None)])
-        spec, problems = check_host(host, dirs)
+    # a Host of an Inventory no State runs yet (the pyinfra API, tests): the inventory stands for the run
+    plan = fleet_plan(getattr(host, "state", None) or host.inventory)
+    found = plan.nodes.get(host.name)
+    if found is None:
+        spec, problems = check_host(host, plan.paths.group_data)
         if spec is None:
             raise FleetError([p for p in problems if p.severity == "error"])
-        _specs[host] = spec
-    return spec
+        try:
+            text = render_ai_models(spec, plan.paths.template_root(spec))
+        except RenderError as exc:  # the inventory guard reports this before connecting when it runs
+            raise FleetError([str(exc)]) from None
+        found = plan.add(spec, text)
+    return found
 
 
-def _dedupe(dirs: Sequence[Path]) -> list[Path]:
-    out: list[Path] = []
-    for d in dirs:
-        if d.resolve() not in [o.resolve() for o in out]:
-            out.append(d)
-    return out
+def plan_for_spec(spec: NodeSpec, state: State) -> NodePlan:
+    """A NodePlan for a spec made outside the inventory (the pyinfra API, tests): rendered with the run's
+    search paths and part of the run's FleetPlan (its lock, its fleet-wide values), not stored as the host's."""
+    plan = fleet_plan(state)
+    try:
+        return NodePlan(spec, render_ai_models(spec, plan.paths.template_root(spec)), plan)
+    except RenderError as exc:
+        raise FleetError([str(exc)]) from None
+
+
+def node_spec(host: Host) -> NodeSpec:
+    """The validated spec of a pyinfra Host: `node_plan(host).spec`."""
+    return node_plan(host).spec
 
 
 def check_fleet(
@@ -212,11 +256,9 @@ def check_fleet(
 ) -> FleetCheck:
     """Load the inventory with pyinfra's loader and check every host: spec, then rendered aiModels.json."""
     global _loading
-    from pyinfra.api import State
-    from pyinfra.context import ctx_state
-    from pyinfra_cli.inventory import make_inventory
-
+    # imported here: importing pyinfra_cli monkey-patches gevent into the process (the CLI has done it already)
     from pyinfra_cli.exceptions import UnexpectedExternalError
+    from pyinfra_cli.inventory import make_inventory
     from pyinfra_cli.util import PYTHON_CODES
 
     result = FleetCheck()
@@ -251,8 +293,9 @@ def check_fleet(
         return result
     finally:
         _loading = previous
-    dirs = group_data_dirs(inventory_path, group_data_directories)
-    roots = template_roots(inventory_path)
+    plan = result.plan = FleetPlan(
+        SearchPaths.for_inventory(inventory_path, cwd=os.getcwd(), group_data_directories=group_data_directories)
+    )
     if not list(inventory):
         result.load_failed = True
         result.problems.append(
@@ -261,18 +304,19 @@ def check_fleet(
         )
         return result
     for host in inventory:
-        spec, problems = check_host(host, dirs)
+        spec, problems = check_host(host, plan.paths.group_data)
         result.problems.extend(problems)
         if spec is None:
             continue
         try:
-            render_ai_models(spec, template_root_for(spec, roots))
+            text = render_ai_models(spec, plan.paths.template_root(spec))
         except RenderError as exc:
             message = str(exc)
             for prefix in (f"{host.name}: ", "ai_models_template: "):  # the Problem names both already
-                message = message[len(prefix):] if message.startswith(prefix) else message
+                message = message.removeprefix(prefix)
             result.problems.append(Problem(host.name, None, "ai_models_template", message))
             continue
+        plan.add(spec, text)
         result.specs[host.name] = spec
     return result
 
@@ -306,10 +350,6 @@ def load_fleet(
     return result.specs
 
 
-def _running_pyinfra_cli() -> bool:
-    return Path(sys.argv[0]).name in ("pyinfra", "pyinfra.exe") and "pyinfra_cli.main" in sys.modules
-
-
 def parse_cli_arg(value: str) -> Any:
     """A `--data` value as pyinfra 3.10's CLI parses it: true/false, int, JSON, else the string."""
     if value.lower() in ("true", "false"):
@@ -325,7 +365,7 @@ def parse_cli_arg(value: str) -> Any:
 
 
 def cli_overrides(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
-    """`--data k=v` and `--group-data DIR` from a pyinfra command line, parsed as the CLI parses them."""
+    """`--data k=v` and `--group-data DIR` from a command line (lpfleet's), parsed as pyinfra's CLI parses them."""
     data: dict[str, Any] = {}
     dirs: list[str] = []
     args = list(argv)
@@ -357,18 +397,23 @@ def guard_inventory(inventory_file: str) -> None:
 
     Call it as the last line of an inventory file: `guard_inventory(__file__)`. Only acts
     under the pyinfra CLI (API users call `load_fleet` themselves); prints every problem to
-    stderr and exits 1.
+    stderr and exits 1. A valid fleet's plan (specs, rendered files) becomes the run's FleetPlan.
     """
-    if _loading or not _running_pyinfra_cli():
+    params = _cli_params()
+    if _loading or params is None:
         return
     try:
-        data, dirs = cli_overrides(sys.argv[1:])
+        data = _cli_data(params)
     except ValueError as exc:
         sys.stderr.write(f"lpfleet: {exc}; no host was connected to\n")
         raise SystemExit(1) from None
-    result = check_fleet(inventory_file, data, dirs)
-    if not result.errors or result.load_failed:
-        return  # valid; or pyinfra's own loading is about to fail on the same file with its traceback
+    result = check_fleet(inventory_file, data, list(params.get("group_data") or ()))
+    if result.load_failed:
+        return  # pyinfra's own loading is about to fail on the same file with its traceback
+    if not result.errors:
+        if result.plan is not None and ctx_state.isset():
+            _plans[ctx_state.get()] = result.plan
+        return
     lines = format_problems(result.errors)
     sys.stderr.write(
         f"lpfleet: invalid fleet data in {inventory_file}; no host was connected to:\n"

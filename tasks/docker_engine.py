@@ -14,6 +14,7 @@ from lpfleet.facts.docker import (
     docker_key_url,
     node_snapshot,
 )
+from lpfleet.fleet_plan import NodePlan
 from lpfleet.operations.apt import (
     apt_key_pinned,
     apt_packages_absent,
@@ -24,15 +25,15 @@ from lpfleet.operations.apt import (
     unsupported_distribution,
 )
 from lpfleet.operations.docker import docker_service_running
-from lpfleet.spec import NodeSpec
 
 #: Docker's release signing key (download.docker.com/linux/{debian,ubuntu}/gpg; mirrors re-serve the same key).
 DOCKER_KEY_FINGERPRINT = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
 
 
 @deploy("Docker Engine")
-def install_docker_engine(spec: NodeSpec) -> None:
-    current = node_snapshot(host, spec)
+def install_docker_engine(plan: NodePlan) -> None:
+    spec = plan.spec
+    current = node_snapshot(host, plan)
     if spec.docker.install == "docker.io":
         apt_packages_absent(
             name="Remove Docker's docker-ce packages (docker_install is docker.io)",

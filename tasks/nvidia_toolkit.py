@@ -8,7 +8,6 @@ and the checks: `nvidia` in `docker info`, and a `--gpus all` container on nodes
 
 from __future__ import annotations
 
-import weakref
 from datetime import datetime, timezone
 
 from pyinfra import host
@@ -23,6 +22,8 @@ from lpfleet.facts.docker import (
     TOOLKIT_PACKAGES,
     node_snapshot,
 )
+from lpfleet.fleet import node_plan
+from lpfleet.fleet_plan import NodePlan
 from lpfleet.operations.apt import (
     apt_key_pinned,
     apt_packages_pinned,
@@ -33,35 +34,32 @@ from lpfleet.operations.apt import (
     deb822_source,
 )
 from lpfleet.operations.daemon_json import daemon_json_merged
-from lpfleet.operations.docker import docker_restarted_if_pending, docker_runtime_registered, gpu_containers_work
-from lpfleet.spec import NodeSpec
+from lpfleet.operations.docker import (
+    docker_restarted_if_pending,
+    docker_runtime_registered,
+    gpu_containers_work,
+)
 
 FIRST_INSTALL = "restart: nvidia-container-runtime-hook newly installed (dockerd registers --gpus only at start)"
 
 
-_batch_sizes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+def fleet_restart_batch_size(plan: NodePlan) -> int:
+    """The smallest docker_restart_batch_size of any active host: pyinfra's `_parallel` is one value per operation.
 
-
-def fleet_restart_batch_size(spec: NodeSpec) -> int:
-    """The smallest docker_restart_batch_size of any host: pyinfra's `_parallel` is one value per operation.
-
-    Computed once per deploy run (not once per host, which would build every host's spec N times).
+    Computed once per deploy run (not once per host, which would read every host's plan N times).
     """
     run = host.state  # the real State (the `state` name is a context proxy shared by every run)
-    if run not in _batch_sizes:
-        try:
-            from lpfleet.fleet import node_spec
-        except ImportError:  # a deploy driven through the API without the fleet loader
-            return spec.docker.restart_batch_size
-        sizes = [node_spec(other).docker.restart_batch_size for other in run.inventory.get_active_hosts()]
-        _batch_sizes[run] = max(1, min(sizes or [spec.docker.restart_batch_size]))
-    return _batch_sizes[run]
+    return plan.fleet.run_state(
+        "docker_restart_batch_size",
+        lambda: plan.fleet.restart_batch_size([node_plan(other).spec for other in run.inventory.get_active_hosts()]),
+    )
 
 
 @deploy("NVIDIA Container Toolkit")
-def install_nvidia_toolkit(spec: NodeSpec) -> None:
+def install_nvidia_toolkit(plan: NodePlan) -> None:
+    spec = plan.spec
     toolkit = spec.toolkit
-    current = node_snapshot(host, spec)
+    current = node_snapshot(host, plan)
 
     apt_packages_present(name="Install apt prerequisites", packages=PREREQUISITE_PACKAGES, current=current)
     stale = apt_stale_sources_removed(
@@ -109,7 +107,7 @@ def install_nvidia_toolkit(spec: NodeSpec) -> None:
         current=current,
         after=[merged, packages] if first_install else [merged],
         marker=RESTART_MARKER,
-        _parallel=fleet_restart_batch_size(spec),
+        _parallel=fleet_restart_batch_size(plan),
     )
     docker_runtime_registered(name="nvidia runtime registered in docker info", runtime="nvidia", current=current,
                               after=[restart])

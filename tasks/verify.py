@@ -9,21 +9,20 @@ from __future__ import annotations
 import os
 
 from pyinfra.api import deploy
-from pyinfra.api.exceptions import DeployError
 
+from lpfleet.fleet_plan import NodePlan
+from lpfleet.lock import LockError, ModelsLock
 from lpfleet.operations.verify import node_verified, weights_wanted
-from lpfleet.spec import NodeSpec
 from lpfleet.verification import expected_runners
-from tasks.weights import lock_for
 
 
 @deploy("Verify")
-def verify_node(spec: NodeSpec) -> None:
+def verify_node(plan: NodePlan) -> None:
+    spec = plan.spec
+    lock: ModelsLock | None
     try:
-        lock = lock_for(spec)
-    except (
-        DeployError
-    ):  # no models.lock: check the snapshots the config names (verification never stops on it)
+        lock = plan.lock()
+    except LockError:  # no models.lock: check the snapshots the config names (verification never stops on it)
         lock = None
     token = os.environ.get(spec.weights.hf_token_env, "")
     node_verified(

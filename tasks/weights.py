@@ -9,16 +9,15 @@ A complete node costs one fact round-trip (shared with the fleet plan) and repor
 from __future__ import annotations
 
 import os
-import sys
-import weakref
-from pathlib import Path
 from typing import Any
 
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
 
-from lpfleet.lock import LockedModel, LockError, ModelsLock, load, models_for_node
+from lpfleet.fleet import node_plan
+from lpfleet.fleet_plan import NodePlan
+from lpfleet.lock import LockedModel, LockError
 from lpfleet.operations.weights import (
     FetchSource,
     fleet_weights,
@@ -28,63 +27,31 @@ from lpfleet.operations.weights import (
     runtime_installed,
 )
 from lpfleet.secrets import Secret, to_secret
-from lpfleet.spec import NodeSpec
-
-_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def inventory_dir() -> Path:
-    """The folder a relative `models_lock` is relative to: the inventory file's (pyinfra's first .py argument;
-    `pyinfra root@box deploy.py` gives deploy.py's folder), else the current directory."""
-    for arg in sys.argv[1:]:
-        if arg.endswith(".py") and os.path.isfile(arg):
-            return Path(arg).resolve().parent
-    return Path.cwd()
-
-
-def lock_for(spec: NodeSpec) -> ModelsLock:
-    """models.lock of this spec, read once per run and path."""
-    path = Path(spec.weights.lock_file)
-    if not path.is_absolute():
-        path = inventory_dir() / path
-    cache = _locks.setdefault(host.state, {})
-    if path not in cache:
-        try:
-            cache[path] = load(path.read_text(), str(path))
-        except FileNotFoundError:
-            raise DeployError(f"weights: {path} not found; run `lpfleet lock` for this inventory first") from None
-        except LockError as exc:
-            raise DeployError(f"weights: {exc}") from None
-    return cache[path]
-
-
-def locked_models(spec: NodeSpec) -> list[LockedModel]:
-    found, missing = models_for_node(lock_for(spec), spec)
-    if missing:
-        names = ", ".join(f"{r.model_id} ({r.revision})" for r in missing)
-        raise DeployError(f"weights: {spec.host}: models.lock does not cover {names}; run `lpfleet lock` "
-                          "(the lock must be current before any node is changed)")
-    return found
+def locked_models(plan: NodePlan) -> list[LockedModel]:
+    """What models.lock pins for the host; stops the host (DeployError) when the lock is missing or behind."""
+    try:
+        return plan.locked_models()
+    except LockError as exc:
+        raise DeployError(f"weights: {exc}") from None
 
 
 def _models_for(target: Any) -> tuple[list[LockedModel], str, str]:
-    from lpfleet.fleet import node_spec
-
-    spec = node_spec(target)
-    return locked_models(spec), spec.models_dir, spec.weights.branch
+    plan = node_plan(target)
+    return locked_models(plan), plan.spec.models_dir, plan.spec.weights.branch
 
 
 def peer_endpoint(peer: str) -> str:
     """The LAN URL of a peer's weights mirror, from that peer's own spec (`weights_lan_address`, `weights_mirror_port`)."""
-    from lpfleet.fleet import node_spec
-
-    weights = node_spec(host.state.inventory.get_host(peer)).weights
+    weights = node_plan(host.state.inventory.get_host(peer)).spec.weights
     return f"http://{weights.lan_address or peer}:{weights.mirror_port}"
 
 
 @deploy("Model weights")
-def prefetch_weights(spec: NodeSpec) -> None:
-    models = locked_models(spec)
+def prefetch_weights(plan: NodePlan) -> None:
+    spec = plan.spec
+    models = locked_models(plan)
     weights = spec.weights
     token = to_secret(os.environ.get(weights.hf_token_env) or None)
     fleet = fleet_weights(_models_for)

@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lpfleet.fleet import check_fleet, template_root_for, template_roots
+    from lpfleet.fleet import check_fleet
     from lpfleet.render import render_ai_models
     from lpfleet.secrets import mask, secret_values
 
@@ -40,8 +40,11 @@ def run(args: argparse.Namespace) -> int:
         for problem in mine:
             print(problem.format() if isinstance(problem, Problem) else problem, file=sys.stderr)
         return 1
-    text = render_ai_models(spec, template_root_for(spec, template_roots(args.inventory)), masked=args.masked)
+    plan = result.plan  # set, with this host's NodePlan, whenever the host's spec is
+    if plan is None:
+        return 1
     if args.masked:  # tokens are *** already; credentials in URLs and secret-looking query values too
-        text = mask(text, secret_values(spec))
-    sys.stdout.write(text)
+        sys.stdout.write(mask(render_ai_models(spec, plan.paths.template_root(spec), masked=True), secret_values(spec)))
+    else:
+        sys.stdout.write(plan.nodes[args.host].ai_models_json)
     return 0

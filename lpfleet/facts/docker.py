@@ -6,7 +6,7 @@ reads), the apt keyrings and sources, the signing keys as the repositories serve
 node, checked on the controller), stale NVIDIA source files, the docker unit and the running dockerd's command
 line, the Engine API's `/info` (runtimes), the pending-restart marker and the GPU device nodes.
 
-`node_snapshot(host, spec)` gathers it once per host per deploy run and hands the same snapshot to both
+`node_snapshot(host, plan)` gathers it once per host per deploy run (kept in the NodePlan) and hands it to both
 tasks (pyinfra facts are not cached; the snapshot is the state before the deploy, as every fact read in
 deploy code is). Operations decide from the snapshot; commands that overwrite something re-check it on the node.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import json
 import shlex
-import weakref
 from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
@@ -333,21 +332,21 @@ class DownloadedFile(FactBase):
         return Download(ok=False, error="download failed")
 
 
-_snapshots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def container_host_state(host, nvidia_key_url: str, docker_key_url: str = "", toolkit_repo_marker: str = ""):
-    """The node's ContainerHostState, gathered once per host per deploy run (one round-trip)."""
-    per_state = _snapshots.setdefault(host.state, {})
-    key = (host.name, nvidia_key_url, docker_key_url, toolkit_repo_marker)
-    if key not in per_state:
-        per_state[key] = host.get_fact(
+def container_host_state(
+    host, nvidia_key_url: str, docker_key_url: str = "", toolkit_repo_marker: str = "", memo: dict | None = None
+):
+    """The node's ContainerHostState, gathered once per host per deploy run (one round-trip) when the caller
+    passes its host's per-run `memo` (lpfleet.fleet_plan.NodePlan.facts)."""
+    memo = {} if memo is None else memo
+    key = ("container-host-state", nvidia_key_url, docker_key_url, toolkit_repo_marker)
+    if key not in memo:
+        memo[key] = host.get_fact(
             ContainerHostFacts,
             nvidia_key_url=nvidia_key_url,
             docker_key_url=docker_key_url,
             toolkit_repo_marker=toolkit_repo_marker,
         )
-    return per_state[key]
+    return memo[key]
 
 
 def repo_marker(repo_url: str) -> str:
@@ -363,11 +362,13 @@ def docker_key_url(spec) -> str:
     return spec.docker.key_url or spec.docker.repo_url.rstrip("/") + "/{distro}/gpg"
 
 
-def node_snapshot(host, spec) -> ContainerHostState:
-    """The snapshot both the docker_engine and the nvidia_toolkit steps use for `spec`'s node."""
+def node_snapshot(host, plan) -> ContainerHostState:
+    """The snapshot both the docker_engine and the nvidia_toolkit steps use for a NodePlan's node."""
+    spec = plan.spec
     return container_host_state(
         host,
         nvidia_key_url=spec.toolkit.key_url,
         docker_key_url=docker_key_url(spec),
         toolkit_repo_marker=repo_marker(spec.toolkit.repo_url),
+        memo=plan.facts,
     )

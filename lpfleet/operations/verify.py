@@ -20,7 +20,6 @@ import os
 import sys
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -31,6 +30,7 @@ from pyinfra.api.state import BaseStateCallback, State
 from lpfleet import diagnose
 from lpfleet.checks import Cause, Check, HostResult, exit_code, unchecked
 from lpfleet.facts.verify import NodeVerification, encode_params
+from lpfleet.fleet import fleet_plan
 from lpfleet.lock import models_for_node
 from lpfleet.probe import probe
 from lpfleet.report import to_json, to_junit, to_table
@@ -65,20 +65,26 @@ class RunResults:
     printed: bool = False
 
 
-_runs: weakref.WeakKeyDictionary[State, RunResults] = weakref.WeakKeyDictionary()
+_RESULTS = "verify-results"  # the key of this run's RunResults in its FleetPlan
 
 
 def run_results(state: State) -> RunResults:
     """This run's results (created, with its end-of-run callback, on first use)."""
-    if state not in _runs:
-        _runs[state] = RunResults()
+
+    def first_use() -> RunResults:
         state.add_callback_handler(_EndOfRun())
-    return _runs[state]
+        return RunResults()
+
+    return fleet_plan(state).run_state(_RESULTS, first_use)
+
+
+def _existing(state: State) -> RunResults | None:
+    return fleet_plan(state).existing_run_state(_RESULTS)
 
 
 def final_results(state: State) -> list[HostResult]:
     """Every targeted host's result, in inventory order; hosts never verified say why."""
-    run = _runs.get(state) or RunResults()
+    run = _existing(state) or RunResults()
     out = []
     for target in state.inventory:
         if not state.is_host_in_limit(target):
@@ -101,7 +107,7 @@ def final_results(state: State) -> list[HostResult]:
 class _EndOfRun(BaseStateCallback):
     @staticmethod
     def host_disconnect(state: State, host: Any) -> None:
-        run = _runs.get(state)
+        run = _existing(state)
         if run is None or run.printed:
             return
         run.disconnected += 1
@@ -112,7 +118,7 @@ class _EndOfRun(BaseStateCallback):
 
 def publish(state: State) -> list[HostResult]:
     """Print the table (stderr) and write the reports the environment asks for; returns the results."""
-    run = _runs.get(state) or RunResults()
+    run = _existing(state) or RunResults()
     results = final_results(state)
     elapsed = time.monotonic() - run.started
     mode = os.environ.get(ENV_TABLE, "")

@@ -2,7 +2,7 @@
 
 from pyinfra import host
 
-from lpfleet.fleet import node_spec
+from lpfleet.fleet import node_plan
 from tasks.weights import prefetch_weights
 
-prefetch_weights(node_spec(host))
+prefetch_weights(node_plan(host))

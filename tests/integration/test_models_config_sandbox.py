@@ -21,14 +21,15 @@ import os
 from pydantic import SecretStr
 from pyinfra import host
 
-from lpfleet.fleet import node_spec
+from lpfleet.fleet import node_plan, plan_for_spec
 from lpfleet.spec import AIModelEntry
 from tasks.models_config import write_ai_models_config
 
-spec = node_spec(host)
+spec = node_plan(host).spec
 byoc = AIModelEntry(pipeline="llm", model_id="lpfleet-test/byoc", url="http://byoc.lan:8000",
                     token=SecretStr(os.environ["LPFLEET_TEST_BYOC_TOKEN"]), capacity=2, price_per_unit=1)
-write_ai_models_config(spec.model_copy(update={{"models": spec.models + (byoc,), "ai_models_path": {TARGET!r}}}))
+write_ai_models_config(plan_for_spec(spec.model_copy(update={{"models": spec.models + (byoc,), "ai_models_path": {TARGET!r}}}),
+                                     host.state))
 '''
 
 

@@ -18,13 +18,13 @@ pytestmark = pytest.mark.integration
 DEPLOY = '''
 from pyinfra import host
 
-from lpfleet.fleet import node_spec
+from lpfleet.fleet import node_plan
 from tasks.docker_engine import install_docker_engine
 from tasks.nvidia_toolkit import install_nvidia_toolkit
 
-spec = node_spec(host)
-install_docker_engine(spec)
-install_nvidia_toolkit(spec)
+plan = node_plan(host)
+install_docker_engine(plan)
+install_nvidia_toolkit(plan)
 '''
 DAEMON_JSON = "/etc/docker/daemon.json"
 KEYRING = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"

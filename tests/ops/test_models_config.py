@@ -15,8 +15,9 @@ from pyinfra.api.connect import connect_all
 from pyinfra.api.deploy import add_deploy
 from pyinfra.api.operations import run_ops
 
-from lpfleet.spec import NodeSpec, build_node_spec
+from lpfleet.fleet import plan_for_spec
 from lpfleet.secrets import Secret
+from lpfleet.spec import NodeSpec, build_node_spec
 from tasks.models_config import write_ai_models_config
 
 TOKEN = "byoc-token-5f4e3d2c1b0a"
@@ -40,7 +41,7 @@ def deploy(spec: NodeSpec, diff: bool = False) -> int:
     state = State(inventory, config)
     state.print_output = state.print_input = state.print_fact_output = state.print_noop_info = True
     connect_all(state)
-    add_deploy(state, write_ai_models_config, spec)
+    add_deploy(state, write_ai_models_config, plan_for_spec(spec, state))
     run_ops(state)
     host = inventory.get_host("@local")
     meta = state.get_meta_for_host(host)

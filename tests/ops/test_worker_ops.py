@@ -22,10 +22,13 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.connectors.fake import FakeConnector
 
+from lpfleet.fleet import plan_for_spec
 from lpfleet.facts.worker import WorkerContainerState, parse_output
 from lpfleet.operations.worker import SPEC_LABEL, plan_action, sha256_text, worker_flags, worker_plan
 from lpfleet.spec import AIModelEntry, NodeSpec, WorkerSpec
-from tasks.worker import ai_models_text, run_ai_worker
+from lpfleet.fleet_plan import PROJECT_ROOT
+from lpfleet.render import render_ai_models
+from tasks.worker import run_ai_worker
 
 SECRET = "s3cr3t-orch-value-123"
 IMAGE_ID = "sha256:" + "a" * 64
@@ -44,6 +47,11 @@ def spec_for(mode: str = "orchestrator", image: str = "livepeer/go-livepeer:sand
     )
 
 
+def ai_models_sha256(spec: NodeSpec) -> str:
+    """The sha256 of the aiModels.json the plan renders for `spec` (the checkout's template)."""
+    return sha256_text(render_ai_models(spec, PROJECT_ROOT))
+
+
 def b64(doc: dict) -> str:
     return base64.b64encode(json.dumps(doc).encode()).decode()
 
@@ -56,7 +64,7 @@ def fact_lines(spec: NodeSpec | None, status: str | None = "running", image_id: 
         container = {"message": "No such container: livepeer_ai_worker"}
     else:
         if label is None and spec is not None:
-            label = worker_plan(spec, sha256_text(ai_models_text(spec))).spec_hash
+            label = worker_plan(spec, ai_models_sha256(spec)).spec_hash
         container = {"Id": "c" * 64, "Image": container_image_id, "Config": {"Labels": {SPEC_LABEL: label or ""}},
                      "State": {"Status": status, "Running": status == "running", "Restarting": False}}
     lines = [f"@@container {b64(container)}", f"@@image {b64({'Id': image_id})}",
@@ -89,7 +97,7 @@ def run(spec: NodeSpec, lines: list[str], monkeypatch) -> Run:
 
     monkeypatch.setattr(FakeConnector, "put_file", put_file)
     connect_all(state)
-    add_deploy(state, run_ai_worker, spec)
+    add_deploy(state, run_ai_worker, plan_for_spec(spec, state))
     failed = False
     try:
         run_ops(state)
@@ -162,7 +170,7 @@ def test_fact_parses_absent_and_present():
 
 def test_plan_actions():
     spec = spec_for()
-    plan = worker_plan(spec, sha256_text(ai_models_text(spec)))
+    plan = worker_plan(spec, ai_models_sha256(spec))
     assert plan_action(plan, parse_output(fact_lines(spec)))[0] == "none"
     assert plan_action(plan, parse_output(fact_lines(spec, status=None)))[0] == "create"
     assert plan_action(plan, parse_output(fact_lines(spec, label="old")))[0] == "recreate"
@@ -186,7 +194,7 @@ def test_missing_container_is_created(monkeypatch):
     command, ready = result.commands
     assert "lpfleet-worker-ready livepeer_ai_worker 7935 230" in ready  # one warm runner: 30 + 200 s
     argv = run_argv(command)
-    assert argv[:2] == ["--label", f"{SPEC_LABEL}={worker_plan(spec, sha256_text(ai_models_text(spec))).spec_hash}"]
+    assert argv[:2] == ["--label", f"{SPEC_LABEL}={worker_plan(spec, ai_models_sha256(spec)).spec_hash}"]
     assert argv[argv.index("--network") + 1] == "host"
     assert "/var/run/docker.sock:/var/run/docker.sock" in argv
     assert "/root/.lpData:/root/.lpData" in argv

@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from pyinfra import host
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.connect import connect_all
 from pyinfra.api.deploy import add_deploy
@@ -19,6 +20,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.connectors.fake import FakeConnector
 
+from lpfleet.fleet import plan_for_spec
 from lpfleet.spec import DockerSpec, NodeSpec, ToolkitSpec
 
 # The sandbox-like key and repo used by these tests (keys from tests/unit/test_openpgp.py).
@@ -167,7 +169,7 @@ def run_tasks(nodes: dict[str, tuple[NodeSpec, FakeNode]], tasks, responses: dic
         fake_responses["lpfleet-container-host-state"] = fact_lines(node)
         # lpfleet.operations.apt.fail(): the fake connector runs nothing, so say that this one fails
         fake_responses[re.compile(r"1>&2; exit 1$")] = {"success": False}
-        # the group data key the fleet-wide restart batch size is read from (lpfleet.fleet.node_spec)
+        # the group data key the fleet-wide restart batch size is read from (each host's lpfleet.fleet.node_plan)
         data = {"docker_restart_batch_size": nodes[name][0].docker.restart_batch_size}
         hosts.append((f"@fake/{name}", {**data, "fake_responses": fake_responses, "fake_delay": 0,
                                         "fake_delay_jitter": 0}))
@@ -182,11 +184,9 @@ def run_tasks(nodes: dict[str, tuple[NodeSpec, FakeNode]], tasks, responses: dic
 
     monkeypatch.setattr(FakeConnector, "put_file", put_file)
     connect_all(state)
-    by_name = {f"@fake/{name}": spec for name, (spec, _) in nodes.items()}
+    by_name = {f"@fake/{name}": plan_for_spec(spec, state) for name, (spec, _) in nodes.items()}
 
     def per_host(task):
-        from pyinfra import host
-
         task(by_name[host.name])
 
     for task in tasks:
