@@ -203,7 +203,7 @@ class ContainerHostState:
         return self.unit.get("ExecMainStartTimestampMonotonic", "")
 
 
-class ContainerHostFacts(FactBase):
+class ContainerHostFacts(FactBase[ContainerHostState]):
     """Docker Engine + NVIDIA toolkit state of a node, and the apt keys as served now, in one command.
 
     + nvidia_key_url: the toolkit repository's key URL (downloaded on the node every run)
@@ -229,7 +229,8 @@ class ContainerHostFacts(FactBase):
             QuoteString(packages),
         )
 
-    def default(self) -> ContainerHostState:
+    @staticmethod
+    def default() -> ContainerHostState:
         return ContainerHostState()
 
     def process(self, output: list[str]) -> ContainerHostState:
@@ -309,7 +310,7 @@ def _docker_info(raw: bytes) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
-class DownloadedFile(FactBase):
+class DownloadedFile(FactBase[Download]):
     """A small file as the node downloads it now (for a key that could not be fetched before curl was installed).
 
     + url: what to download
@@ -322,7 +323,8 @@ class DownloadedFile(FactBase):
             "echo;", "rm", "-f", '"$t"',
         )
 
-    def default(self) -> Download:
+    @staticmethod
+    def default() -> Download:
         return Download(ok=False, error="no answer")
 
     def process(self, output: list[str]) -> Download:

@@ -19,7 +19,7 @@ class FileDigestInfo:
     sha256: str
 
 
-class FileDigest(FactBase):
+class FileDigest(FactBase[FileDigestInfo | None]):
     """Mode, owner and sha256 of a regular file in one round-trip; None when there is no such file.
 
     Compares content without reading it back: the file's bytes never leave the node.
@@ -41,7 +41,7 @@ class FileDigest(FactBase):
         return FileDigestInfo(mode=mode, user=user, group=group, sha256=lines[1].split()[0])
 
 
-class MaskedFileContents(FactBase):
+class MaskedFileContents(FactBase[list[str]]):
     """A file's lines with every JSON "token" value replaced by "***" on the node; None when absent.
 
     Only for showing a diff (`--diff`): the masking happens before the content is sent back.

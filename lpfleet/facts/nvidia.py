@@ -34,7 +34,7 @@ class NodeGpus:
         return self.device_nodes > 0
 
 
-class NvidiaGpus(FactBase):
+class NvidiaGpus(FactBase[NodeGpus]):
     """GPUs from `nvidia-smi --query-gpu=index,uuid,name,memory.total,memory.used`, and the device nodes."""
 
     def command(self) -> str:
@@ -44,7 +44,8 @@ class NvidiaGpus(FactBase):
             f"nvidia-smi --query-gpu={QUERY} --format=csv,noheader,nounits 2>/dev/null || true; fi"
         )
 
-    def default(self) -> NodeGpus:
+    @staticmethod
+    def default() -> NodeGpus:
         return NodeGpus()
 
     def process(self, output: list[str]) -> NodeGpus:

@@ -16,14 +16,12 @@ from __future__ import annotations
 import base64
 import inspect
 import json
-import zlib
 from functools import lru_cache
 from typing import Any
 
-from pyinfra.api import FactBase, QuoteString, StringCommand
-
 from lpfleet import probe
 from lpfleet.facts import verify_node_script
+from lpfleet.facts.remote_python import RemotePythonFact, pack_program, parse_marked_output
 from lpfleet.verify_snapshot import NodeSnapshot, check_snapshot
 
 MARKER = verify_node_script.MARKER
@@ -42,8 +40,7 @@ def node_program() -> str:
 
 @lru_cache(maxsize=1)
 def _bootstrap() -> str:
-    packed = base64.b64encode(zlib.compress(node_program().encode("utf-8"), 9)).decode("ascii")
-    return f'import base64,zlib;exec(zlib.decompress(base64.b64decode("{packed}")))'
+    return pack_program(node_program())
 
 
 def encode_params(params: dict[str, Any]) -> str:
@@ -53,58 +50,27 @@ def encode_params(params: dict[str, Any]) -> str:
     )
 
 
-class NodeVerification(FactBase):
-    """The verify snapshot of a node (a dict; see verify_node_script.gather for its keys).
+class NodeVerification(RemotePythonFact[NodeSnapshot]):
+    """The verify snapshot of a node (lpfleet.verify_snapshot.NodeSnapshot; verify_node_script.gather writes it).
 
     Never fails the host: a node without python3, or a script that crashed, gives `{"error": ...}`,
     which verification reports as "could not check".
     """
 
-    def command(self, params: str) -> StringCommand:
-        return StringCommand(
-            "if",
-            "command",
-            "-v",
-            "python3",
-            ">/dev/null",
-            "2>&1;",
-            "then",
-            "python3",
-            "-c",
-            QuoteString(_bootstrap()),
-            QuoteString(params),
-            "2>&1;",
-            "else",
-            "echo",
-            "@@no-python3;",
-            "fi;",
-            "true",
-        )
+    def bootstrap(self) -> str:
+        return _bootstrap()
 
-    def default(self) -> dict[str, Any]:
-        return {"error": "no answer from the node"}
-
-    def process(self, output: list[str]) -> dict[str, Any]:
+    def process(self, output: list[str]) -> NodeSnapshot:
         return parse_output(output)
 
 
 def parse_output(output: list[str]) -> NodeSnapshot:
     """The fact's stdout lines -> the snapshot (its shape checked), or {"error": ...} saying why there is none."""
-    other = []
-    for line in output:
-        if line.startswith(MARKER):
-            try:
-                data = json.loads(line[len(MARKER) :])
-            except ValueError as exc:
-                return {"error": f"unreadable answer from the node script: {exc}"}
-            if isinstance(data, dict):
-                return check_snapshot(data)
-            return {"error": "unreadable answer from the node script: not an object"}
-        if line.strip() == "@@no-python3":
-            return {
-                "error": "python3 not found on the node (verification runs a stdlib python3 script there)"
-            }
-        if line.strip():
-            other.append(line.strip())
-    last = other[-1] if other else "no output"
-    return {"error": f"the node script failed: {last[:300]}"}
+    data = parse_marked_output(
+        output,
+        MARKER,
+        unreadable="unreadable answer from the node script",
+        no_python3="python3 not found on the node (verification runs a stdlib python3 script there)",
+        failed="the node script failed",
+    )
+    return check_snapshot(data)

@@ -12,11 +12,10 @@ from __future__ import annotations
 import base64
 import inspect
 import json
-import zlib
 from functools import lru_cache
 from typing import Any
 
-from pyinfra.api import FactBase, QuoteString, StringCommand
+from lpfleet.facts.remote_python import RemotePythonFact, pack_program, parse_marked_output
 
 MARKER = "@@lpfleet-weights-scan "
 
@@ -34,9 +33,7 @@ print("@@lpfleet-weights-scan " + _j.dumps(_r, sort_keys=True))
 def _bootstrap() -> str:
     from lpfleet.hub import scan_models_dir
 
-    program = inspect.getsource(scan_models_dir) + _MAIN
-    packed = base64.b64encode(zlib.compress(program.encode(), 9)).decode("ascii")
-    return f'import base64,zlib;exec(zlib.decompress(base64.b64decode("{packed}")))'
+    return pack_program(inspect.getsource(scan_models_dir) + _MAIN)
 
 
 def encode_params(models_dir: str, wanted: dict[str, list[str]], runtime: str | None) -> str:
@@ -45,35 +42,22 @@ def encode_params(models_dir: str, wanted: dict[str, list[str]], runtime: str | 
     return base64.b64encode(raw.encode()).decode("ascii")
 
 
-class WeightsState(FactBase):
+class WeightsState(RemotePythonFact[dict[str, Any]]):
     """The scan of a models dir (dict, see lpfleet.weights) plus "python" and "runtime"; {"error": ...} when the
     node could not be scanned (no python3, a crash), which the weights step reports and fails on."""
 
-    def command(self, params: str) -> StringCommand:
-        return StringCommand(
-            "if", "command", "-v", "python3", ">/dev/null", "2>&1;", "then",
-            "python3", "-c", QuoteString(_bootstrap()), QuoteString(params), "2>&1;",
-            "else", "echo", "@@no-python3;", "fi;", "true",
-        )
-
-    def default(self) -> dict[str, Any]:
-        return {"error": "no answer from the node"}
+    def bootstrap(self) -> str:
+        return _bootstrap()
 
     def process(self, output: list[str]) -> dict[str, Any]:
         return parse_output(output)
 
 
 def parse_output(output: list[str]) -> dict[str, Any]:
-    other = []
-    for line in output:
-        if line.startswith(MARKER):
-            try:
-                data = json.loads(line[len(MARKER):])
-            except ValueError as exc:
-                return {"error": f"unreadable models dir scan: {exc}"}
-            return data if isinstance(data, dict) else {"error": "unreadable models dir scan: not an object"}
-        if line.strip() == "@@no-python3":
-            return {"error": "python3 not found on the node (the weights step needs it)"}
-        if line.strip():
-            other.append(line.strip())
-    return {"error": f"models dir scan failed: {(other[-1] if other else 'no output')[:300]}"}
+    return parse_marked_output(
+        output,
+        MARKER,
+        unreadable="unreadable models dir scan",
+        no_python3="python3 not found on the node (the weights step needs it)",
+        failed="models dir scan failed",
+    )

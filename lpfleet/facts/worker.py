@@ -95,7 +95,7 @@ def parse_output(lines: list[str]) -> WorkerContainerState:
     return WorkerContainerState(**values)
 
 
-class WorkerContainer(FactBase):
+class WorkerContainer(FactBase[WorkerContainerState]):
     """The worker container, its image and its config files on the node (see WorkerContainerState)."""
 
     def command(self, container: str, image: str, ai_models_path: str, secret_path: str = "",
