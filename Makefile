@@ -20,6 +20,12 @@ host-deps:
 test: venv host-deps
 	$(BIN)/pytest
 
+# Guardrails: lint rules (ruff), types (mypy on lpfleet/), the layering contracts (import-linter). Config: pyproject.toml.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
 # Fast feedback while editing: no sandbox.
 unit: venv
 	$(BIN)/pytest tests/unit tests/ops

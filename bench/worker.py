@@ -48,7 +48,7 @@ def pyinfra(inventory: str, deploy: str, env: dict[str, str]) -> tuple[float, in
     match = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", output)
     if not match:
         raise SystemExit(f"no results table in pyinfra output:\n{output[-2000:]}")
-    ops, success = int(match.group(1)), match.group(2)
+    success = match.group(2)
     changed = 0 if success == "-" else int(success)
     return elapsed, changed, output
 

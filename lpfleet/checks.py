@@ -49,7 +49,7 @@ class Check:
             raise ValueError(f"unknown check state {self.state!r}")
 
     def to_dict(self) -> dict:
-        out = {
+        out: dict = {
             "check": self.check,
             "state": self.state,
             "detail": self.detail,

@@ -198,6 +198,9 @@ def _run_paths(state: State | Inventory) -> SearchPaths:
     """The search paths of a run nobody guarded: the CLI's inventory and --group-data when under the CLI."""
     params = _cli_params() or {}
     deploy_files = [str(op) for op in params.get("operations") or () if str(op).endswith(".py")]
+    executing = getattr(state, "current_exec_filename", None)  # the deploy file pyinfra is executing
+    if not deploy_files and executing:
+        deploy_files = [str(executing)]
     return SearchPaths.for_inventory(
         params.get("inventory"),
         cwd=getattr(state, "cwd", None),
@@ -392,6 +395,10 @@ def cli_overrides(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
     return data, dirs
 
 
+def _same_file(a: str, b: str) -> bool:
+    return Path(a).is_file() and Path(b).is_file() and Path(a).resolve() == Path(b).resolve()
+
+
 def guard_inventory(inventory_file: str) -> None:
     """Stop a pyinfra run before it connects anywhere when any host's data is invalid.
 
@@ -411,8 +418,15 @@ def guard_inventory(inventory_file: str) -> None:
     if result.load_failed:
         return  # pyinfra's own loading is about to fail on the same file with its traceback
     if not result.errors:
-        if result.plan is not None and ctx_state.isset():
-            _plans[ctx_state.get()] = result.plan
+        if ctx_state.isset():
+            # the run's plan: this one when this is the inventory pyinfra loads, else (an inventory that imports
+            # this one) a new one with the loaded inventory's search paths; here, while click's context is
+            # readable (deploy code runs in greenlets that do not see it)
+            running = params.get("inventory")
+            if result.plan is not None and running and _same_file(running, inventory_file):
+                _plans[ctx_state.get()] = result.plan
+            else:
+                _plans[ctx_state.get()] = FleetPlan(_run_paths(ctx_state.get()))
         return
     lines = format_problems(result.errors)
     sys.stderr.write(

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import deploy
 
-from lpfleet.facts.docker import (
+from lpfleet.facts.docker import node_snapshot
+from lpfleet.fleet_plan import NodePlan
+from lpfleet.host_layout import (
     DOCKER_KEYRING,
     DOCKER_PACKAGES_CE,
     DOCKER_PACKAGES_DISTRO,
     DOCKER_SOURCE,
     PREREQUISITE_PACKAGES,
     docker_key_url,
-    node_snapshot,
 )
 from lpfleet.fleet_plan import NodePlan
 from lpfleet.operations.apt import (

@@ -14,13 +14,15 @@ from pyinfra import host
 from pyinfra.api import deploy
 
 from lpfleet.daemon_json import DockerConfigWanted
-from lpfleet.facts.docker import (
+from lpfleet.facts.docker import node_snapshot
+from lpfleet.fleet import node_plan
+from lpfleet.fleet_plan import NodePlan
+from lpfleet.host_layout import (
     NVIDIA_KEYRING,
     NVIDIA_SOURCE,
     PREREQUISITE_PACKAGES,
     RESTART_MARKER,
     TOOLKIT_PACKAGES,
-    node_snapshot,
 )
 from lpfleet.fleet import node_plan
 from lpfleet.fleet_plan import NodePlan

@@ -12,7 +12,8 @@ from pyinfra.api import deploy
 
 from lpfleet.facts.worker import WorkerContainer
 from lpfleet.fleet_plan import NodePlan
-from lpfleet.operations.worker import orch_secret_file, worker_container, worker_plan
+from lpfleet.operations.worker import orch_secret_file, worker_container
+from lpfleet.worker_plan import worker_plan
 
 
 @deploy("AI worker")

@@ -14,7 +14,7 @@ from typing import Any
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
-DOCKER_SOCKET = "/var/run/docker.sock"
+from lpfleet.worker_plan import DOCKER_SOCKET
 
 # $1 container name, $2 image ref, $3 aiModels.json path, $4 secret file path ("" = none), $5 socket.
 _SCRIPT = r"""

@@ -43,6 +43,7 @@ from lpfleet.verification import (
     verify_host,
     weights_wanted_from_spec,
 )
+from lpfleet.verify_snapshot import NodeSnapshot
 
 ENV_JSON = "LPFLEET_VERIFY_JSON"
 ENV_JUNIT = "LPFLEET_VERIFY_JUNIT"
@@ -56,7 +57,7 @@ class RunResults:
     started: float = field(default_factory=time.monotonic)
     results: dict[str, HostResult] = field(default_factory=dict)  # host name -> latest result
     executed: set[str] = field(default_factory=set)  # hosts whose result came from the execute stage
-    snapshots: dict[str, dict] = field(
+    snapshots: dict[str, NodeSnapshot] = field(
         default_factory=dict
     )  # prepare-time snapshots, reused when nothing ran
     gateway_docs: dict[str, tuple[dict | None, str]] = field(default_factory=dict)
@@ -214,6 +215,7 @@ def node_verified(
     reuse = (
         run.snapshots.get(host.name) if state.is_executing and not _earlier_command_ran(state, host) else None
     )
+    snapshot: NodeSnapshot
     if reuse is not None:
         snapshot = reuse
     else:

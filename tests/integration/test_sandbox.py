@@ -7,7 +7,6 @@ that node 1 has docker.io installed (from the debs baked into the node image, as
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
 import subprocess

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from lpfleet.daemon_json import render
 from lpfleet.facts.docker import NVIDIA_KEYRING, NVIDIA_SOURCE, RESTART_MARKER
 from lpfleet.openpgp import dearmor
 from tasks.docker_engine import install_docker_engine

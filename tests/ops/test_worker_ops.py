@@ -22,12 +22,13 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.connectors.fake import FakeConnector
 
-from lpfleet.fleet import plan_for_spec
 from lpfleet.facts.worker import WorkerContainerState, parse_output
-from lpfleet.operations.worker import SPEC_LABEL, plan_action, sha256_text, worker_flags, worker_plan
-from lpfleet.spec import AIModelEntry, NodeSpec, WorkerSpec
+from lpfleet.fleet import plan_for_spec
 from lpfleet.fleet_plan import PROJECT_ROOT
+from lpfleet.operations.worker import plan_action
 from lpfleet.render import render_ai_models
+from lpfleet.spec import AIModelEntry, NodeSpec, WorkerSpec
+from lpfleet.worker_plan import SPEC_LABEL, sha256_text, worker_flags, worker_plan
 from tasks.worker import run_ai_worker
 
 SECRET = "s3cr3t-orch-value-123"

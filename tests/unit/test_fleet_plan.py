@@ -147,3 +147,23 @@ def test_each_spec_build_and_render_happens_once_per_host_per_run(tmp_path, depl
     counts = json.loads(counts_file.read_text())
     assert sorted(counts["spec"]) == hosts, output[-3000:]
     assert sorted(counts["render"]) == hosts, output[-3000:]
+
+
+def test_an_inventory_that_loads_another_deploys_with_its_own_data(tmp_path):
+    """The guard of an imported inventory validates it, but the run's plan is the inventory pyinfra loads."""
+    fleet = make_fleet(tmp_path, ["@local"], tmp_path / "node" / "base.json")
+    wanted = tmp_path / "node" / "overridden.json"
+    (fleet / "overridden.py").write_text(textwrap.dedent(f"""
+        import importlib.util as _u
+        _s = _u.spec_from_file_location("_base", {str(fleet / "inventory.py")!r})
+        _m = _u.module_from_spec(_s)
+        _s.loader.exec_module(_m)
+        boxes = [(name, {{"ai_models_path": {str(wanted)!r}}}) for name in _m.boxes]
+    """))
+    (fleet / "deploy_config.py").write_text(
+        "from pyinfra import host\n\nfrom lpfleet.fleet import node_plan\nfrom tasks.models_config import "
+        "write_ai_models_config\n\nwrite_ai_models_config(node_plan(host))\n"
+    )
+    deployed = run(tmp_path, str(BIN / "pyinfra"), "-y", str(fleet / "overridden.py"), str(fleet / "deploy_config.py"))
+    assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+    assert wanted.is_file() and not (tmp_path / "node" / "base.json").exists()
