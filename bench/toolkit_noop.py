@@ -8,7 +8,7 @@ two steps once, checks that a second run changes nothing, then times `--runs` mo
 `pyinfra -y inventories/sandbox.py <deploy>` (the whole CLI process: start, connect, one fact per host, 0 changes)
 and prints min / median / max wall time. The sandbox is torn down at the end unless --keep.
 With --inventory the same measurement runs against an existing inventory (no sandbox made or removed), and
---deploy replaces the built-in deploy file (which builds each host's spec with `lpfleet.fleet.node_spec`).
+--deploy replaces the built-in deploy file (which takes each host's plan from `lpfleet.fleet.node_plan`).
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ __all__ = [
     "load_fleet",
     "node_plan",
     "node_spec",
+    "plan_for_spec",
     "template_roots",
 ]
 
