@@ -94,7 +94,7 @@ class NodePlan:
     """One host's part of the run: its validated spec and its aiModels.json, rendered and checked once."""
 
     spec: NodeSpec
-    ai_models_json: str  # holds the entries' tokens: only ever written as a secret file
+    ai_models_json: str = field(repr=False)  # holds the entries' tokens: only ever written as a secret file
     fleet: FleetPlan = field(repr=False, compare=False)
     #: Node state gathered once and shared by several steps (the container host snapshot), keyed by the asker.
     facts: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)

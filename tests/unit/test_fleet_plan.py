@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from lpfleet.fleet_plan import PROJECT_ROOT, SearchPaths
+from lpfleet.fleet_plan import PROJECT_ROOT, FleetPlan, SearchPaths
+from lpfleet.render import render_ai_models
+from lpfleet.spec import build_node_spec
 
 BIN = Path(sys.executable).parent
 
@@ -99,6 +101,16 @@ def test_search_paths_put_the_inventory_folder_before_the_checkout(tmp_path):
         PROJECT_ROOT / "group_data",
     )
     assert paths.base == tmp_path / "fleet"  # a relative models_lock is the inventory's
+
+
+def test_a_node_plan_never_shows_the_tokens_it_holds():
+    token = "byoc-token-in-the-rendered-file"
+    spec = build_node_spec("gpu-1", [("group g", {"ai_models": [
+        {"pipeline": "llm", "model_id": "acme/llm", "url": "http://llm.lan:8000", "token": token, "price_per_unit": 1},
+    ]})], ("g",))
+    plan = FleetPlan(SearchPaths.for_inventory()).add(spec, render_ai_models(spec, PROJECT_ROOT))
+    assert token in plan.ai_models_json  # the real file
+    assert token not in repr(plan) and token not in str(plan)
 
 
 def test_a_template_beside_an_inventory_outside_the_checkout_validates_and_deploys(tmp_path):
