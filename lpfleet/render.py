@@ -18,7 +18,6 @@ from lpfleet.rules import check_entries, has_errors, loads_preserving
 from lpfleet.spec import NodeSpec, node_context
 
 
-
 class RenderError(ValueError):
     """The template cannot be rendered, or its output is not what the spec says."""
 

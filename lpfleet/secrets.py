@@ -111,14 +111,6 @@ def reveal(value: SecretStr | str | None) -> str | None:
     return value or None
 
 
-def hidden(value: SecretStr | str | None) -> Any:
-    """pyinfra's `HiddenValue` for a secret (pyinfra prints it as *MASKED*); None stays None."""
-    from pyinfra.api import HiddenValue
-
-    plain = reveal(value)
-    return None if plain is None else HiddenValue(plain)
-
-
 def mask(text: str, secrets: Iterable[Any] = (), keys: bool = True) -> str:
     """`text` with secrets replaced by ***: the one masking rule.
 

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from lpfleet.rules import Finding, NodeContext, check_entries, has_errors
+
 # env_secret and secret_values are re-exported: group data files and tasks import them from here
 from lpfleet.secrets import MissingSecret, env_secret, mask, secret_values, to_secret  # noqa: F401
 

@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 from lpfleet import runners as go_runners
 from lpfleet.checks import Cause, Check, HostResult, unchecked
-from lpfleet.spec import AIModelEntry, NodeSpec
 from lpfleet.secrets import mask, secret_values
+from lpfleet.spec import AIModelEntry, NodeSpec
 from lpfleet.verify_snapshot import NodeSnapshot
 
 #: go-livepeer's runner start timeouts: LOADING (or not yet bound) longer than this counts as a failure.

@@ -15,7 +15,6 @@ from lpfleet.host_layout import (
     PREREQUISITE_PACKAGES,
     docker_key_url,
 )
-from lpfleet.fleet_plan import NodePlan
 from lpfleet.operations.apt import (
     apt_key_pinned,
     apt_packages_absent,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pyinfra.api import deploy
 
 from lpfleet.fleet_plan import NodePlan
-from lpfleet.operations.files import secret_file
-from lpfleet.secrets import hidden, secret_values
+from lpfleet.operations.files import hidden, secret_file
+from lpfleet.secrets import secret_values
 
 
 @deploy("aiModels.json")

@@ -24,8 +24,6 @@ from lpfleet.host_layout import (
     RESTART_MARKER,
     TOOLKIT_PACKAGES,
 )
-from lpfleet.fleet import node_plan
-from lpfleet.fleet_plan import NodePlan
 from lpfleet.operations.apt import (
     apt_key_pinned,
     apt_packages_pinned,

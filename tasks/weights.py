@@ -57,7 +57,7 @@ def prefetch_weights(plan: NodePlan) -> None:
     fleet = fleet_weights(_models_for)
     plan = fleet.plans.get(host.name)
     needs_work = plan is None or not plan.complete
-    common = {"models": models, "models_dir": spec.models_dir}
+    common: dict[str, Any] = {"models": models, "models_dir": spec.models_dir}
 
     if weights.mode == "direct":
         if needs_work:

@@ -195,7 +195,7 @@ def _number_findings(entries: list[Any]) -> tuple[list[Any], list[Finding]]:
             paths = [(str(key), value)]
             if isinstance(value, dict):
                 paths = [(f"{key}.{k}", v) for k, v in value.items()] or paths
-            bad = [(name, _bad_number(v)) for name, v in paths if _bad_number(v)]
+            bad = [(name, problem) for name, v in paths if (problem := _bad_number(v))]
             for name, problem in bad:
                 findings.append(Finding("error", "not-json-number", problem, name, index, pipeline, model_id))
             if not bad:

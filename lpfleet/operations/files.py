@@ -12,12 +12,25 @@ from collections.abc import Sequence
 from io import BytesIO
 
 from pyinfra import host, logger, state
-from pyinfra.api import FileUploadCommand, OperationTypeError, QuoteString, StringCommand, operation
+from pyinfra.api import (
+    FileUploadCommand,
+    HiddenValue,
+    OperationTypeError,
+    QuoteString,
+    StringCommand,
+    operation,
+)
 from pyinfra.api.util import format_text
 from pyinfra.operations.util.files import generate_color_diff
 
 from lpfleet.facts.files import FileDigest, MaskedFileContents
-from lpfleet.secrets import mask
+from lpfleet.secrets import mask, reveal
+
+
+def hidden(value: object) -> HiddenValue | None:
+    """pyinfra's `HiddenValue` for a secret (str or SecretStr; pyinfra prints it as *MASKED*); None stays None."""
+    plain = reveal(value)  # type: ignore[arg-type]
+    return None if plain is None else HiddenValue(plain)
 
 
 def _octal(mode: str | int) -> str:

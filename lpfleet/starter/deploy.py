@@ -7,7 +7,7 @@ runs this same file batch by batch (`--limit`), gating each batch on verificatio
 
 from pyinfra import host
 
-from lpfleet.fleet import node_spec
+from lpfleet.fleet import node_plan
 from tasks.docker_engine import install_docker_engine
 from tasks.models_config import write_ai_models_config
 from tasks.nvidia_toolkit import install_nvidia_toolkit
@@ -15,11 +15,11 @@ from tasks.verify import verify_node
 from tasks.weights import prefetch_weights
 from tasks.worker import run_ai_worker
 
-spec = node_spec(host)
+plan = node_plan(host)  # spec, rendered aiModels.json, models.lock: made once per host per run
 
-install_docker_engine(spec)
-install_nvidia_toolkit(spec)
-write_ai_models_config(spec)
-prefetch_weights(spec)
-run_ai_worker(spec)
-verify_node(spec)
+install_docker_engine(plan)
+install_nvidia_toolkit(plan)
+write_ai_models_config(plan)
+prefetch_weights(plan)
+run_ai_worker(plan)
+verify_node(plan)

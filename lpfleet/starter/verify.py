@@ -5,7 +5,7 @@ Changes nothing; fails each host that has a problem; prints the table of every h
 
 from pyinfra import host
 
-from lpfleet.fleet import node_spec
+from lpfleet.fleet import node_plan
 from tasks.verify import verify_node
 
-verify_node(node_spec(host))
+verify_node(node_plan(host))

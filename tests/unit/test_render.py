@@ -9,9 +9,9 @@ import pytest
 
 from lpfleet.fleet import PROJECT_ROOT
 from lpfleet.render import RenderError, render_ai_models
+from lpfleet.rules import check_entries, loads_preserving
 from lpfleet.secrets import Secret
 from lpfleet.secrets import mask as mask_secrets
-from lpfleet.rules import check_entries, loads_preserving
 from lpfleet.spec import build_node_spec, node_context
 
 TOKEN = 'tok"en</script>&\\n-0123456789'

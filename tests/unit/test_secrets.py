@@ -7,7 +7,8 @@ import json
 import pytest
 from pydantic import SecretStr
 
-from lpfleet.secrets import MissingSecret, Secret, env_secret, hidden, mask, reveal, secret_values
+from lpfleet.operations.files import hidden
+from lpfleet.secrets import MissingSecret, Secret, env_secret, mask, reveal, secret_values
 from lpfleet.spec import build_node_spec
 
 
