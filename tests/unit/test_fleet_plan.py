@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from lpfleet.fleet_plan import PROJECT_ROOT, FleetPlan, SearchPaths
+from lpfleet.fleet_plan import PACKAGE_ROOT, PROJECT_ROOT, FleetPlan, SearchPaths
 from lpfleet.render import render_ai_models
+from lpfleet.secrets import Secret
 from lpfleet.spec import build_node_spec
 
 BIN = Path(sys.executable).parent
@@ -95,7 +96,7 @@ def test_search_paths_put_the_inventory_folder_before_the_checkout(tmp_path):
     inventory.parent.mkdir()
     inventory.write_text("")
     paths = SearchPaths.for_inventory(str(inventory), cwd=tmp_path / "elsewhere", group_data_directories=["extra"])
-    assert paths.templates == (tmp_path / "elsewhere", tmp_path / "fleet", tmp_path, PROJECT_ROOT)
+    assert paths.templates == (tmp_path / "elsewhere", tmp_path / "fleet", tmp_path, PROJECT_ROOT, PACKAGE_ROOT)
     assert paths.group_data == (
         tmp_path / "elsewhere" / "group_data", tmp_path / "fleet" / "group_data", Path("extra"),
         PROJECT_ROOT / "group_data",
@@ -106,7 +107,8 @@ def test_search_paths_put_the_inventory_folder_before_the_checkout(tmp_path):
 def test_a_node_plan_never_shows_the_tokens_it_holds():
     token = "byoc-token-in-the-rendered-file"
     spec = build_node_spec("gpu-1", [("group g", {"ai_models": [
-        {"pipeline": "llm", "model_id": "acme/llm", "url": "http://llm.lan:8000", "token": token, "price_per_unit": 1},
+        {"pipeline": "llm", "model_id": "acme/llm", "url": "http://llm.lan:8000", "token": Secret(token),
+         "price_per_unit": 1},
     ]})], ("g",))
     plan = FleetPlan(SearchPaths.for_inventory()).add(spec, render_ai_models(spec, PROJECT_ROOT))
     assert token in plan.ai_models_json  # the real file
