@@ -1,7 +1,7 @@
 """What lpfleet knows about Livepeer AI pipelines and models: pure data plus lookups.
 
-Sources: go-livepeer (`core/ai.go`, `ai/worker/docker.go`), ai-runner v0.14.1
-`runner/dl_checkpoints.sh` and the Livepeer docs, as summarised in `reference/livepeer.md`.
+Sources: go-livepeer 176aa41 (`core/ai.go`, `ai/worker/docker.go`), ai-runner v0.14.1
+(`runner/dl_checkpoints.sh`, `runner/src/runner/pipelines/*.py`); every row is cited in `docs/fidelity.md`.
 Unknown models are allowed everywhere: `model_info` returns None for them and
 `download_patterns` returns None (= every file of the repository).
 
@@ -20,6 +20,31 @@ DEFAULT_RUNNER_IMAGE = "livepeer/ai-runner:latest"
 
 #: Pipelines whose runner is a "live" app: the model_id names the app, not a HF repository.
 LIVE_PIPELINE = "live-video-to-video"
+
+#: go-livepeer's fixed table of live apps and their images (`livePipelineToImage`, ai/worker/docker.go:71-88).
+#: Any other live model_id fails with "no container image found for live pipeline <id>" (docker.go:283) unless
+#: `-aiRunnerImageOverrides` names an image for it under "live".
+LIVE_APP_IMAGES: Mapping[str, str] = {
+    "streamdiffusion": "livepeer/ai-runner:live-app-streamdiffusion",
+    "streamdiffusion-sd15": "livepeer/ai-runner:live-app-streamdiffusion-sd15",
+    "streamdiffusion-sd15-v2v": "livepeer/ai-runner:live-app-streamdiffusion-sd15-v2v",
+    "streamdiffusion-sdxl": "livepeer/ai-runner:live-app-streamdiffusion-sdxl",
+    "streamdiffusion-sdxl-v2v": "livepeer/ai-runner:live-app-streamdiffusion-sdxl-v2v",
+    "streamdiffusion-sdxl-faceid": "livepeer/ai-runner:live-app-streamdiffusion-sdxl-faceid",
+    "comfyui": "livepeer/ai-runner:live-app-comfyui",
+    "segment_anything_2": "livepeer/ai-runner:live-app-segment_anything_2",
+    "noop": "livepeer/ai-runner:live-app-noop",
+    "scope": "daydreamlive/scope-runner",
+}
+
+#: Repositories the ai-runner loads for every model of these pipelines: the NSFW safety checker
+#: (`SafetyChecker.__init__`, runner/src/runner/pipelines/utils/utils.py:159-164, built by the text-to-image,
+#: image-to-image, image-to-video and upscale pipelines). dl_checkpoints.sh does not fetch them, so an
+#: online runner fetches them unpinned and an offline one fails: lpfleet locks and fetches them.
+PIPELINE_COMPANIONS: Mapping[str, tuple[str, ...]] = {
+    p: ("CompVis/stable-diffusion-safety-checker", "openai/clip-vit-base-patch32")
+    for p in ("text-to-image", "image-to-image", "image-to-video", "upscale")
+}
 
 
 @dataclass(frozen=True)
@@ -79,7 +104,10 @@ class ModelInfo:
 
     `include`: the download patterns ai-runner's `dl_checkpoints.sh` uses (None = every file).
     `extra_models`: other repositories the runner loads for this model (fetch them too).
-    `hf_repo`: False for live-video-to-video app names (weights come with the live image).
+    `hf_repo`: False for live-video-to-video app names (not a HF repository).
+    `prepared`: for a live app, the folders under the models dir that `dl_checkpoints.sh --live` fills by
+    running the app's image with `PREPARE_MODELS=1` (TensorRT engines built on the node's GPU, ComfyUI and
+    Scope model trees); the app reads them from `/models` at start.
     `verified`: on the list of models Livepeer's docs and dl_checkpoints.sh ship by default,
     the ones gateways are known to route; anything else is allowed but may get no traffic.
     """
@@ -92,6 +120,7 @@ class ModelInfo:
     vram_gb: float | None = None
     verified: bool = False
     hf_repo: bool = True
+    prepared: tuple[str, ...] = ()
 
 
 _SD_PATTERNS = ("*.fp16.safetensors", "*.json", "*.txt")
@@ -116,6 +145,12 @@ _MODELS: tuple[ModelInfo, ...] = (
               ("transformer/*.safetensors", "*model.fp16*", "*.model", "*.json", "*.txt"), gated=True, vram_gb=16),
     ModelInfo("stabilityai/stable-diffusion-3.5-large", ("text-to-image",),
               ("transformer/*.safetensors", "*model.fp16*", "*.model", "*.json", "*.txt"), gated=True, vram_gb=32),
+    # text_to_image.py:84-86 loads stabilityai/sd-vae-ft-ema for it (AutoencoderKL.from_pretrained, /models cache)
+    ModelInfo("SG161222/Realistic_Vision_V6.0_B1_noVAE", ("text-to-image", "image-to-image"),
+              ("*.fp16.safetensors", "*.json", "*.txt", "*.bin"), extra_models=("stabilityai/sd-vae-ft-ema",),
+              vram_gb=6),
+    ModelInfo("stabilityai/sd-vae-ft-ema", ("text-to-image", "image-to-image"), ("*.json", "*.safetensors"),
+              vram_gb=1),
     ModelInfo("black-forest-labs/FLUX.1-schnell", ("text-to-image",), ("*.safetensors", "*.json", "*.txt", "*.model"),
               vram_gb=36),
     ModelInfo("black-forest-labs/FLUX.1-dev", ("text-to-image",), ("*.safetensors", "*.json", "*.txt", "*.model"),
@@ -126,12 +161,15 @@ _MODELS: tuple[ModelInfo, ...] = (
     ModelInfo("stabilityai/stable-video-diffusion-img2vid-xt", ("image-to-video",),
               ("*.fp16.safetensors", "*.json"), vram_gb=20),
     # upscale
+    # dl_checkpoints.sh:130 takes "*.fp16.safetensors" only; the configs are needed too for an offline load.
     ModelInfo("stabilityai/stable-diffusion-x4-upscaler", ("upscale",), ("*.fp16.safetensors", "*.json", "*.txt"),
               vram_gb=10, verified=True),
     # audio-to-text
     ModelInfo("openai/whisper-large-v3", ("audio-to-text",), ("*.safetensors", "*.json"), vram_gb=8, verified=True),
-    ModelInfo("openai/whisper-medium", ("audio-to-text",), ("*.safetensors", "*.json"), vram_gb=5),
-    ModelInfo("distil-whisper/distil-large-v3", ("audio-to-text",), ("*.safetensors", "*.json"), vram_gb=5),
+    # dl_checkpoints.sh:133-135 download_beta_models: "recommended beta phase models"
+    ModelInfo("openai/whisper-medium", ("audio-to-text",), ("*.safetensors", "*.json"), vram_gb=5, verified=True),
+    ModelInfo("distil-whisper/distil-large-v3", ("audio-to-text",), ("*.safetensors", "*.json"), vram_gb=5,
+              verified=True),
     # segment-anything-2
     ModelInfo("facebook/sam2-hiera-large", ("segment-anything-2",), ("*.pt", "*.yaml"), vram_gb=8, verified=True),
     ModelInfo("facebook/sam2-hiera-base-plus", ("segment-anything-2",), ("*.pt", "*.yaml"), vram_gb=6),
@@ -141,16 +179,35 @@ _MODELS: tuple[ModelInfo, ...] = (
     ModelInfo("meta-llama/Meta-Llama-3.1-8B-Instruct", ("llm",), ("*.json", "*.bin", "*.safetensors", "*.txt"),
               gated=True, vram_gb=20, verified=True),
     # image-to-text
-    ModelInfo("Salesforce/blip-image-captioning-large", ("image-to-text",), None, vram_gb=4, verified=True),
+    ModelInfo("Salesforce/blip-image-captioning-large", ("image-to-text",), ("*.safetensors", "*.json"), vram_gb=4,
+              verified=True),
     # text-to-speech
     ModelInfo("parler-tts/parler-tts-large-v1", ("text-to-speech",), ("*.safetensors", "*.json", "*.model"),
               vram_gb=8, verified=True),
-    # live-video-to-video: the model id names the runner app (image livepeer/ai-runner:live-app-<id>)
-    ModelInfo("streamdiffusion", (LIVE_PIPELINE,), vram_gb=12, verified=True, hf_repo=False),
-    ModelInfo("streamdiffusion-sdxl", (LIVE_PIPELINE,), vram_gb=20, hf_repo=False),
-    ModelInfo("comfyui", (LIVE_PIPELINE,), vram_gb=16, verified=True, hf_repo=False),
-    ModelInfo("scope", (LIVE_PIPELINE,), vram_gb=24, hf_repo=False),
-    ModelInfo("noop", (LIVE_PIPELINE,), vram_gb=0, hf_repo=False),
+    # safety checker companions (PIPELINE_COMPANIONS): transformers reads model.safetensors, else
+    # pytorch_model.bin; CLIPImageProcessor reads preprocessor_config.json only.
+    ModelInfo("CompVis/stable-diffusion-safety-checker", ("text-to-image", "image-to-image", "image-to-video",
+                                                          "upscale"), ("*.json", "*.safetensors", "*.bin"),
+              vram_gb=1),
+    ModelInfo("openai/clip-vit-base-patch32", ("text-to-image", "image-to-image", "image-to-video", "upscale"),
+              ("*.json",), vram_gb=0),
+    # live-video-to-video: the model id names the runner app (LIVE_APP_IMAGES); the weights are prepared into
+    # the models dir by dl_checkpoints.sh (PIPELINE=<app>, PREPARE_MODELS=1 runs; dl_checkpoints.sh:181-250,
+    # folders made at :456) and linked by the live images (live/streamdiffusion/Dockerfile:29-31,
+    # live/comfyui/Dockerfile:79).
+    *(ModelInfo(app, (LIVE_PIPELINE,), vram_gb=vram, verified=verified, hf_repo=False, prepared=dirs)
+      for app, vram, verified, dirs in (
+          ("streamdiffusion", 12, True, ("StreamDiffusion--engines",)),
+          ("streamdiffusion-sd15", 12, False, ("StreamDiffusion--engines",)),
+          ("streamdiffusion-sd15-v2v", 12, False, ("StreamDiffusion--engines",)),
+          ("streamdiffusion-sdxl", 20, False, ("StreamDiffusion--engines",)),
+          ("streamdiffusion-sdxl-v2v", 20, False, ("StreamDiffusion--engines",)),
+          ("streamdiffusion-sdxl-faceid", 20, False, ("StreamDiffusion--engines",)),
+          ("comfyui", 16, True, ("ComfyUI--models",)),
+          ("scope", 24, False, ("Scope--models",)),
+          ("segment_anything_2", 8, False, ()),
+          ("noop", 0, False, ()),
+      )),
 )
 
 MODELS: Mapping[str, ModelInfo] = {m.model_id: m for m in _MODELS}
@@ -200,8 +257,9 @@ def extra_models(model_id: str) -> tuple[str, ...]:
 def needs_weights(pipeline: str, model_id: str) -> bool:
     """Whether the entry's weights come from a HF repository into the models dir.
 
-    Live apps carry their weights in the image; external (`url`) entries are never
-    passed to this (their container is someone else's).
+    Live apps are not HF repositories: their weights are prepared into the models dir by a run of the
+    app's image (`prepared_dirs`); external (`url`) entries are never passed to this (their container is
+    someone else's).
     """
     if pipeline == LIVE_PIPELINE:
         return False
@@ -218,13 +276,31 @@ class WeightsRequest:
 
 
 def weights_for(pipeline: str, model_id: str) -> tuple[WeightsRequest, ...]:
-    """Every repository a managed entry needs in the models dir: the model, then its extras."""
+    """Every repository a managed entry needs in the models dir: the model, its extras, then the pipeline's
+    companions (the safety checker)."""
     if not needs_weights(pipeline, model_id):
         return ()
     requests = [WeightsRequest(model_id, download_patterns(model_id))]
-    for extra in extra_models(model_id):
-        requests.append(WeightsRequest(extra, download_patterns(extra)))
+    for extra in extra_models(model_id) + PIPELINE_COMPANIONS.get(pipeline, ()):
+        if all(r.model_id != extra for r in requests):
+            requests.append(WeightsRequest(extra, download_patterns(extra)))
     return tuple(requests)
+
+
+def live_app_image(model_id: str, live_overrides: Mapping[str, object] | None = None) -> str | None:
+    """go-livepeer's getContainerImageName for a live app (docker.go:275-284): the override, the fixed
+    table, else None ("no container image found for live pipeline")."""
+    if live_overrides and model_id in live_overrides:
+        return str(live_overrides[model_id])
+    return LIVE_APP_IMAGES.get(model_id)
+
+
+def prepared_dirs(pipeline: str, model_id: str) -> tuple[str, ...]:
+    """The folders under the models dir a live app's prepare run fills (empty for batch pipelines)."""
+    if pipeline != LIVE_PIPELINE:
+        return ()
+    info = model_info(model_id)
+    return info.prepared if info else ()
 
 
 def is_gated(model_id: str) -> bool:
@@ -250,7 +326,8 @@ def runner_image(
 ) -> str:
     """The image go-livepeer starts for an entry, as `-aiRunnerImage` and `-aiRunnerImageOverrides` pick it.
 
-    Live: `overrides.live[model_id]`, else `livepeer/ai-runner:live-app-<model_id>`.
+    Live: `overrides.live[model_id]`, else go-livepeer's fixed table (LIVE_APP_IMAGES), else
+    `livepeer/ai-runner:live-app-<model_id>` (go-livepeer has none: it fails; rules.py reports it).
     Batch: `overrides.batch[pipeline]`, else the pipeline's own image (audio-to-text, llm,
     segment-anything-2, text-to-speech), else `overrides.default`, else `default_image`.
     """
@@ -260,7 +337,7 @@ def runner_image(
         live = overrides.get("live") or {}
         if isinstance(live, Mapping) and model_id in live:
             return str(live[model_id])
-        return f"livepeer/ai-runner:live-app-{model_id}"
+        return LIVE_APP_IMAGES.get(model_id, f"livepeer/ai-runner:live-app-{model_id}")
     batch = overrides.get("batch") or {}
     if isinstance(batch, Mapping) and pipeline in batch:
         return str(batch[pipeline])

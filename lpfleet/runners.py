@@ -13,19 +13,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from lpfleet.catalog import DEFAULT_RUNNER_IMAGE, LIVE_PIPELINE, PIPELINES
+from lpfleet.catalog import DEFAULT_RUNNER_IMAGE, LIVE_APP_IMAGES, LIVE_PIPELINE, PIPELINES
 from lpfleet.spec import AIModelEntry, NodeSpec
 
-#: Live apps go-livepeer has a built-in image for (`livepeer/ai-runner:live-app-<id>`); others need an override.
-LIVE_APPS = (
-    "streamdiffusion",
-    "streamdiffusion-sd15",
-    "streamdiffusion-sdxl",
-    "streamdiffusion-sdxl-faceid",
-    "comfyui",
-    "segment_anything_2",
-    "noop",
-)
+#: Live apps go-livepeer has a built-in image for (ai/worker/docker.go:71-88); others need an override.
+LIVE_APPS = tuple(LIVE_APP_IMAGES)
 
 
 @dataclass(frozen=True)
@@ -118,7 +110,7 @@ def runner_image(spec: NodeSpec, pipeline: str, model_id: str) -> str | None:
     if pipeline == LIVE_PIPELINE:
         if model_id in overrides["live"]:
             return overrides["live"][model_id]
-        return f"livepeer/ai-runner:live-app-{model_id}" if model_id in LIVE_APPS else None
+        return LIVE_APP_IMAGES.get(model_id)
     if pipeline in overrides["batch"]:
         return overrides["batch"][pipeline]
     info = PIPELINES[pipeline]

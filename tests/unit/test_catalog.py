@@ -78,34 +78,102 @@ def test_runner_image_overrides():
     assert catalog.runner_image("live-video-to-video", "noop", overrides=overrides) == "livepeer/ai-runner:live-app-noop"
 
 
-REFERENCE_MODELS = {
-    # model id: (include patterns from reference/livepeer.md, gated)
-    "SG161222/RealVisXL_V4.0_Lightning": (("*.fp16.safetensors", "*.json", "*.txt"), False),
-    "ByteDance/SDXL-Lightning": (("*unet.safetensors",), False),
-    "openai/whisper-large-v3": (("*.safetensors", "*.json"), False),
-    "facebook/sam2-hiera-large": (("*.pt", "*.yaml"), False),
-    "parler-tts/parler-tts-large-v1": (("*.safetensors", "*.json", "*.model"), False),
-    "Salesforce/blip-image-captioning-large": (None, False),
-    "stabilityai/stable-video-diffusion-img2vid-xt-1-1": (("*.fp16.safetensors", "*.json"), True),
-    "meta-llama/Meta-Llama-3.1-8B-Instruct": (("*.json", "*.bin", "*.safetensors", "*.txt"), True),
+#: `hf download` lines quoted from livepeer/ai-runner v0.14.1 (50a742c) runner/dl_checkpoints.sh, with their line.
+DL_CHECKPOINTS = {
+    125: 'hf download SG161222/RealVisXL_V4.0_Lightning --include "*.fp16.safetensors" --include "*.json" '
+         '--include "*.txt" --exclude ".onnx" --exclude ".onnx_data" --cache-dir models',
+    126: 'hf download ByteDance/SDXL-Lightning --include "*unet.safetensors" --cache-dir models',
+    127: 'hf download timbrooks/instruct-pix2pix --include "*.fp16.safetensors" --include "*.json" --include "*.txt" '
+         '--cache-dir models',
+    133: 'hf download openai/whisper-large-v3 --include "*.safetensors" --include "*.json" --cache-dir models',
+    134: 'hf download distil-whisper/distil-large-v3 --include "*.safetensors" --include "*.json" --cache-dir models',
+    135: 'hf download openai/whisper-medium --include "*.safetensors" --include "*.json" --cache-dir models',
+    138: 'hf download facebook/sam2-hiera-large --include "*.pt" --include "*.yaml" --cache-dir models',
+    139: 'hf download parler-tts/parler-tts-large-v1 --include "*.safetensors" --include "*.json" --include "*.model" '
+         '--cache-dir models',
+    145: 'hf download stabilityai/stable-video-diffusion-img2vid-xt-1-1 --include "*.fp16.safetensors" '
+         '--include "*.json" --cache-dir models ${TOKEN_FLAG:+"$TOKEN_FLAG"}',
+    156: 'hf download stabilityai/sd-turbo --include "*.fp16.safetensors" --include "*.json" --include "*.txt" '
+         '--exclude ".onnx" --exclude ".onnx_data" --cache-dir models',
+    158: 'hf download runwayml/stable-diffusion-v1-5 --include "*.fp16.safetensors" --include "*.json" '
+         '--include "*.txt" --exclude ".onnx" --exclude ".onnx_data" --cache-dir models',
+    160: 'hf download prompthero/openjourney-v4 --include "*.safetensors" --include "*.json" --include "*.txt" '
+         '--exclude ".onnx" --exclude ".onnx_data" --cache-dir models',
+    162: 'hf download stabilityai/stable-diffusion-3-medium-diffusers --include "*.fp16*.safetensors" '
+         '--include "*.model" --include "*.json" --include "*.txt" --cache-dir models ${TOKEN_FLAG:+"$TOKEN_FLAG"}',
+    165: 'hf download SG161222/Realistic_Vision_V6.0_B1_noVAE --include "*.fp16.safetensors" --include "*.json" '
+         '--include "*.txt" --include "*.bin" --exclude ".onnx" --exclude ".onnx_data" --cache-dir models',
+    166: 'hf download black-forest-labs/FLUX.1-schnell --include "*.safetensors" --include "*.json" --include "*.txt" '
+         '--include "*.model" --exclude ".onnx" --exclude ".onnx_data" --cache-dir models',
+    172: 'hf download Salesforce/blip-image-captioning-large --include "*.safetensors" --include "*.json" '
+         '--cache-dir models',
 }
+#: download_beta_models (dl_checkpoints.sh:119-146): "recommended beta phase models", the verified set.
+BETA_LINES = range(119, 147)
+GATED = {"stabilityai/stable-video-diffusion-img2vid-xt-1-1", "stabilityai/stable-diffusion-3-medium-diffusers"}
 
 
-@pytest.mark.parametrize("model_id", sorted(REFERENCE_MODELS))
-def test_reference_models(model_id):
-    include, gated = REFERENCE_MODELS[model_id]
+@pytest.mark.parametrize("line", sorted(DL_CHECKPOINTS))
+def test_catalog_follows_dl_checkpoints(line):
+    words = DL_CHECKPOINTS[line].split()
+    model_id = words[2]
+    include = tuple(words[i + 1].strip('"') for i, w in enumerate(words) if w == "--include")
     info = catalog.model_info(model_id)
-    assert info is not None
-    assert catalog.download_patterns(model_id) == include
-    assert catalog.is_gated(model_id) is gated
+    assert info is not None, model_id
+    assert catalog.download_patterns(model_id) == include, f"dl_checkpoints.sh:{line}"
+    assert catalog.is_gated(model_id) is (model_id in GATED)
     assert info.vram_gb and info.vram_gb > 0
-    assert catalog.is_verified(model_id)
+    if line in BETA_LINES:
+        assert catalog.is_verified(model_id), f"dl_checkpoints.sh:{line} is a beta (verified) model"
+
+
+def test_upscaler_takes_its_configs_too():
+    # dl_checkpoints.sh:130 takes "*.fp16.safetensors" only; an offline load needs the configs (kept on purpose)
+    assert catalog.download_patterns("stabilityai/stable-diffusion-x4-upscaler") == (
+        "*.fp16.safetensors", "*.json", "*.txt")
+
+
+def test_safety_checker_is_a_companion_of_the_diffusers_pipelines():
+    # ai-runner v0.14.1 runner/src/runner/pipelines/utils/utils.py:159-164 (SafetyChecker), built by
+    # text_to_image.py:209, image_to_image.py:178, image_to_video.py:110, upscale.py:98
+    for pipeline in ("text-to-image", "image-to-image", "image-to-video", "upscale"):
+        ids = [r.model_id for r in catalog.weights_for(pipeline, "acme/x")]
+        assert ids == ["acme/x", "CompVis/stable-diffusion-safety-checker", "openai/clip-vit-base-patch32"]
+    for pipeline in ("llm", "audio-to-text", "image-to-text", "segment-anything-2", "text-to-speech"):
+        assert [r.model_id for r in catalog.weights_for(pipeline, "acme/x")] == ["acme/x"]
+
+
+def test_realistic_vision_loads_its_vae():
+    # ai-runner v0.14.1 runner/src/runner/pipelines/text_to_image.py:84-86
+    ids = [r.model_id for r in catalog.weights_for("text-to-image", "SG161222/Realistic_Vision_V6.0_B1_noVAE")]
+    assert ids[:2] == ["SG161222/Realistic_Vision_V6.0_B1_noVAE", "stabilityai/sd-vae-ft-ema"]
+
+
+def test_live_apps_are_go_livepeers_table():
+    # go-livepeer 176aa41 ai/worker/docker.go:71-88 livePipelineToImage
+    assert catalog.LIVE_APP_IMAGES["scope"] == "daydreamlive/scope-runner"
+    assert catalog.LIVE_APP_IMAGES["streamdiffusion-sdxl-v2v"] == "livepeer/ai-runner:live-app-streamdiffusion-sdxl-v2v"
+    assert len(catalog.LIVE_APP_IMAGES) == 10
+    assert catalog.live_app_image("my-app") is None
+    assert catalog.live_app_image("my-app", {"my-app": "reg/app:1"}) == "reg/app:1"
+    assert catalog.runner_image("live-video-to-video", "scope") == "daydreamlive/scope-runner"
+    for app in catalog.LIVE_APP_IMAGES:
+        assert catalog.model_info(app) is not None
+
+
+def test_live_weights_are_prepared_into_the_models_dir():
+    # ai-runner v0.14.1 dl_checkpoints.sh:456 makes the folders, :241-246 runs the image with PREPARE_MODELS=1;
+    # live/streamdiffusion/Dockerfile:29 links ./engines to /models/StreamDiffusion--engines
+    assert catalog.prepared_dirs("live-video-to-video", "streamdiffusion") == ("StreamDiffusion--engines",)
+    assert catalog.prepared_dirs("live-video-to-video", "comfyui") == ("ComfyUI--models",)
+    assert catalog.prepared_dirs("live-video-to-video", "scope") == ("Scope--models",)
+    assert catalog.prepared_dirs("text-to-image", "streamdiffusion") == ()
 
 
 def test_sdxl_lightning_loads_the_sdxl_base():
     assert catalog.extra_models("ByteDance/SDXL-Lightning") == ("stabilityai/stable-diffusion-xl-base-1.0",)
     requests = catalog.weights_for("text-to-image", "ByteDance/SDXL-Lightning")
-    assert [r.model_id for r in requests] == ["ByteDance/SDXL-Lightning", "stabilityai/stable-diffusion-xl-base-1.0"]
+    assert [r.model_id for r in requests][:2] == ["ByteDance/SDXL-Lightning", "stabilityai/stable-diffusion-xl-base-1.0"]
     assert requests[1].include == ("*.fp16.safetensors", "*.json", "*.txt")
 
 
@@ -113,7 +181,7 @@ def test_unknown_models_are_allowed_and_download_everything():
     assert catalog.model_info("acme/private-model") is None
     assert catalog.download_patterns("acme/private-model") is None
     assert catalog.extra_models("acme/private-model") == ()
-    assert catalog.weights_for("text-to-image", "acme/private-model") == (
+    assert catalog.weights_for("llm", "acme/private-model") == (
         catalog.WeightsRequest("acme/private-model", None),
     )
     assert not catalog.is_verified("acme/private-model")
@@ -121,7 +189,7 @@ def test_unknown_models_are_allowed_and_download_everything():
     assert catalog.vram_gb("acme/private-model") is None
 
 
-def test_live_apps_need_no_weights():
+def test_live_apps_need_no_hf_weights():
     for app in ("streamdiffusion", "streamdiffusion-sdxl", "comfyui", "noop", "scope"):
         assert catalog.model_info(app) is not None
         assert catalog.weights_for("live-video-to-video", app) == ()

@@ -110,10 +110,12 @@ def test_fleet_requests_include_extras_once():
                ("text-to-image", "stabilityai/stable-diffusion-xl-base-1.0"), ("live-video-to-video", "comfyui"),
                ("upscale", "someone/unknown-model")]
     requests = requests_for_entries(entries, "main")
+    # the safety checker repos come once, with the first diffusers entry (ai-runner pipelines/utils/utils.py:159-164)
     assert [r.model_id for r in requests] == [
-        "ByteDance/SDXL-Lightning", "stabilityai/stable-diffusion-xl-base-1.0", "someone/unknown-model"]
+        "ByteDance/SDXL-Lightning", "stabilityai/stable-diffusion-xl-base-1.0",
+        "CompVis/stable-diffusion-safety-checker", "openai/clip-vit-base-patch32", "someone/unknown-model"]
     assert requests[0].include == ("*unet.safetensors",)
-    assert requests[2] == ModelRequest("someone/unknown-model", "main", None)  # unknown: every file
+    assert requests[4] == ModelRequest("someone/unknown-model", "main", None)  # unknown: every file
 
 
 def test_unique_bytes_counts_each_blob_once():

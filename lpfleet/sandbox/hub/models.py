@@ -338,6 +338,30 @@ MODELS: tuple[ModelDef, ...] = (
         gated=True,
         description="llm, gated",
     ),
+    # Companions the diffusers pipelines load for every model (the NSFW safety checker; lpfleet.catalog).
+    ModelDef(
+        "CompVis/stable-diffusion-safety-checker",
+        (
+            FileDef(".gitattributes", content=GITATTRIBUTES),
+            _readme("CompVis/stable-diffusion-safety-checker", "Safety checker stand-in."),
+            _config({"architectures": ["StableDiffusionSafetyChecker"]}),
+            FileDef("preprocessor_config.json", content=_json({"feature_extractor_type": "CLIPFeatureExtractor"})),
+            FileDef("model.safetensors", size=96 * KiB),
+            FileDef("pytorch_model.bin", size=96 * KiB),
+        ),
+        description="safety checker loaded by text-to-image, image-to-image, image-to-video, upscale",
+    ),
+    ModelDef(
+        "openai/clip-vit-base-patch32",
+        (
+            FileDef(".gitattributes", content=GITATTRIBUTES),
+            _readme("openai/clip-vit-base-patch32", "CLIP image processor stand-in."),
+            _config({"architectures": ["CLIPModel"]}),
+            FileDef("preprocessor_config.json", content=_json({"image_processor_type": "CLIPImageProcessor"})),
+            FileDef("pytorch_model.bin", size=128 * KiB),
+        ),
+        description="feature extractor of the safety checker",
+    ),
     # Benchmark-only (bench/weights_throughput.py): about 200 MB, generated only when first asked for.
     ModelDef(
         "lpfleet-sandbox/bench-weights",
