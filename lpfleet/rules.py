@@ -6,6 +6,10 @@ fails the whole file, and several mistakes only show at startup as a panic (unkn
 pipeline, missing price, negative price, a model both warm and cold) or as a runner that
 never comes up. `check_entries` finds all of them before a node sees the file.
 
+Every rule names its upstream source (go-livepeer 176aa41, ai-runner v0.14.1) in `docs/fidelity.md`; where
+lpfleet is stricter than go-livepeer on purpose (unknown and mis-cased keys, id formats, gateway spelling,
+negative capacity) the row says why.
+
 Entry numbers are 0-based array indices everywhere (`jq '.[N]' aiModels.json` shows entry N;
 group data `ai_models[N]` is the same entry).
 
@@ -41,7 +45,9 @@ ENTRY_KEYS: tuple[str, ...] = (
     "gateway",
 )
 
-#: Optimization flags the ai-runner reads (each becomes an environment variable of the runner).
+#: Optimization flags the ai-runner v0.14.1 reads (each becomes an environment variable of the runner):
+#: runner/src/runner/pipelines/{text_to_image,image_to_image,image_to_video,upscale,image_to_text}.py,
+#: llm.py:73-79 and audio_to_text.py:70.
 KNOWN_OPTIMIZATION_FLAGS: tuple[str, ...] = (
     "SFAST",
     "DEEPCACHE",
@@ -54,10 +60,24 @@ KNOWN_OPTIMIZATION_FLAGS: tuple[str, ...] = (
     "GPU_MEMORY_UTILIZATION",
     "TENSOR_PARALLEL_SIZE",
     "PIPELINE_PARALLEL_SIZE",
+    "MAX_NUM_SEQS",
+    "MAX_NUM_BATCHED_TOKENS",
+    "BACKEND",
 )
 
-#: Currencies go-livepeer prices in without a price feed.
+#: Flags the runner tests with `if os.environ.get(NAME):` (text_to_image.py:79,148, image_to_text.py:40): any
+#: non-empty value turns the option on, and go-livepeer renders JSON false (and null) as the string "false".
+TRUTHY_IF_SET_FLAGS: tuple[str, ...] = ("BFLOAT16", "TORCH_COMPILE")
+
+#: Currencies go-livepeer prices in without a price feed (core/autoconvertedprice.go:48).
 FIXED_CURRENCIES = ("", "wei", "eth")
+
+#: The currencies of go-livepeer's default -priceFeedAddr, the Arbitrum ETH/USD feed (starter.go:288); an
+#: on-chain node always builds the feed watcher (starter.go:988), so USD needs no flag.
+DEFAULT_FEED_CURRENCIES = ("ETH", "USD")
+
+#: Go's int on 64-bit platforms.
+_INT64 = (-(2**63), 2**63 - 1)
 
 HF_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 LIVE_APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -133,8 +153,11 @@ class NodeContext:
     """What is known about the node the entries are for; None = unknown (the rule is skipped).
 
     `gpu_slots`: GPUs x containers per GPU. `prices_onchain`: the node prices jobs (an
-    orchestrator not on `-network offchain`). `fallback_price`: `-pricePerUnit` is set, so an
-    entry without a price falls back to it. `price_feed`: `-priceFeedAddr` is set.
+    orchestrator not on `-network offchain`). `fallback_price`: `-pricePerUnit` is set to a price
+    above 0, so an entry without a price falls back to it (go-livepeer treats 0 as unset,
+    starter.go:1550). `price_feed`: `-priceFeedAddr` names a feed of its own (True; its currencies are
+    unknown here) or is left at go-livepeer's default ETH/USD feed (False). `live_overrides`: the live
+    app ids `-aiRunnerImageOverrides` names an image for.
     """
 
     gpu_slots: int | None = None
@@ -142,6 +165,7 @@ class NodeContext:
     fallback_price: bool = False
     price_feed: bool | None = None
     gpu_memory_gb: float | None = None
+    live_overrides: frozenset[str] = frozenset()
 
     def skipped_rules(self) -> list[str]:
         """The node-context rules this context cannot decide, worded for an operator."""
@@ -151,7 +175,7 @@ class NodeContext:
         if self.prices_onchain is None:
             skipped.append("missing price on an on-chain node (give --onchain or --offchain)")
         if self.price_feed is None:
-            skipped.append("non-wei currency needs a price feed (give --price-feed or --no-price-feed)")
+            skipped.append("currency the price feed does not carry (give --price-feed or --no-price-feed)")
         if self.gpu_memory_gb is None:
             skipped.append("model VRAM vs GPU memory (give --gpu-memory-gb N)")
         return skipped
@@ -271,6 +295,11 @@ def _check_keys(entry: Mapping[str, Any], e: _Entry) -> None:
         )
 
 
+def _present(entry: Mapping[str, Any], name: str) -> bool:
+    """Whether the entry has a key that go-livepeer reads as `name` (a JSON null included)."""
+    return any(isinstance(key, str) and key.lower() == name for key in entry)
+
+
 def _value(entry: Mapping[str, Any], name: str) -> Any:
     """The value go-livepeer would read for `name`: the last key in the entry that matches it case-insensitively.
 
@@ -283,7 +312,7 @@ def _value(entry: Mapping[str, Any], name: str) -> Any:
     return found
 
 
-def _check_identity(entry: Mapping[str, Any], e: _Entry) -> None:
+def _check_identity(entry: Mapping[str, Any], e: _Entry, context: NodeContext) -> None:
     pipeline = _value(entry, "pipeline")
     model_id = _value(entry, "model_id")
     url = _value(entry, "url")
@@ -313,13 +342,29 @@ def _check_identity(entry: Mapping[str, Any], e: _Entry) -> None:
     if url is not None:
         return  # an external server names its model as it likes
     if pipeline == catalog.LIVE_PIPELINE:
+        apps = ", ".join(catalog.LIVE_APP_IMAGES)
         if not LIVE_APP_ID.match(model_id):
             e.add(
                 "error",
                 "bad-model-id",
                 "model_id",
-                "live-video-to-video takes a runner app name (streamdiffusion, comfyui, ...), "
-                f'it picks the image livepeer/ai-runner:live-app-<model_id>; "{model_id}" is not one',
+                f'live-video-to-video takes a live app name ({apps}); "{model_id}" is not one',
+            )
+        elif catalog.live_app_image(model_id, dict.fromkeys(context.live_overrides, "")) is None:
+            warm = _value(entry, "warm") is True
+            hint = _did_you_mean(model_id, list(catalog.LIVE_APP_IMAGES))
+            what = (
+                "a warm entry aborts go-livepeer's startup"
+                if warm
+                else "go-livepeer starts, but every job for it fails"
+            )
+            e.add(
+                "error" if warm else "warning",
+                "unknown-live-app",
+                "model_id",
+                f'"{model_id}" is not in go-livepeer\'s live app table ({apps}): "no container image found '
+                f'for live pipeline {model_id}", {what}; use one of those or name an image for it in '
+                f"runner_image_overrides.live (-aiRunnerImageOverrides){hint}",
             )
         return
     if not HF_MODEL_ID.match(model_id):
@@ -384,13 +429,22 @@ def _check_types(entry: Mapping[str, Any], e: _Entry, context: NodeContext) -> N
 
     capacity = _value(entry, "capacity")
     if capacity is not None:
-        if not _is_number(capacity) or _as_decimal(capacity) != _as_decimal(capacity).to_integral_value():
+        if not _is_number(capacity):
             e.add(
                 "error",
                 "bad-type",
                 "capacity",
-                f"must be a whole number, not {_json_type(capacity) if not _is_number(capacity) else capacity}: "
-                "go-livepeer cannot parse the whole file",
+                f"must be a whole number, not {_json_type(capacity)}: go-livepeer cannot parse the whole file",
+            )
+        elif not isinstance(capacity, int) or not _INT64[0] <= capacity <= _INT64[1]:
+            # Go decodes an int field with strconv.ParseInt of the literal: 1.0 and 1e0 fail like 1.5 does
+            e.add(
+                "error",
+                "bad-type",
+                "capacity",
+                f"must be a plain integer literal such as 1 that fits Go's int, not {capacity}: go-livepeer "
+                f'fails the whole file ("json: cannot unmarshal number {capacity} into Go struct field '
+                'AIModelConfig.capacity of type int")',
             )
         elif capacity < 0:
             e.add("error", "bad-capacity", "capacity", f"must not be negative (got {capacity})")
@@ -402,7 +456,28 @@ def _check_types(entry: Mapping[str, Any], e: _Entry, context: NodeContext) -> N
         else:
             for name, value in flags.items():
                 where = f"optimization_flags.{name}"
-                if _is_number(value):
+                if name in TRUTHY_IF_SET_FLAGS and (value is None or value is False or (
+                        isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off"))):
+                    shown = "null" if value is None else json.dumps(value)
+                    e.add(
+                        "warning",
+                        "flag-reads-as-on",
+                        where,
+                        f"{shown} turns {name} ON: go-livepeer passes it as the non-empty string "
+                        f'"{value if isinstance(value, str) else "false"}" and the runner checks only that '
+                        f"{name} is set; remove the key to leave it off",
+                    )
+                elif value is None:
+                    e.add(
+                        "warning",
+                        "null-flag",
+                        where,
+                        'null reaches the runner as the string "false" (go-livepeer decodes it as a JSON '
+                        "boolean); write false, or remove the key",
+                    )
+                if value is None:
+                    pass
+                elif _is_number(value):
                     e.add(
                         "error",
                         "numeric-flag",
@@ -444,6 +519,16 @@ def _check_types(entry: Mapping[str, Any], e: _Entry, context: NodeContext) -> N
 
 def _check_pricing(entry: Mapping[str, Any], e: _Entry, context: NodeContext) -> None:
     price = _value(entry, "price_per_unit")
+    for name in ("price_per_unit", "pixels_per_unit"):
+        if _value(entry, name) is None and _present(entry, name):
+            # core/ai.go:43-47: JSONRat.UnmarshalJSON runs big.Rat.SetString("null") for a null too
+            e.add(
+                "error",
+                "bad-type",
+                name,
+                'null is not a number: go-livepeer fails the whole file ("value is not a number: null"); '
+                "write a number or remove the key",
+            )
     if price is not None:
         if isinstance(price, str):
             fix = _price_fix(price)
@@ -464,12 +549,12 @@ def _check_pricing(entry: Mapping[str, Any], e: _Entry, context: NodeContext) ->
                 "price_per_unit",
                 f"must not be negative (got {format_number(price)}): go-livepeer panics at start",
             )
-    elif context.prices_onchain and not context.fallback_price:
+    elif context.prices_onchain and not context.fallback_price and not _present(entry, "price_per_unit"):
         e.add(
             "error",
             "missing-price",
             "price_per_unit",
-            "missing on a node that prices on-chain and has no -pricePerUnit fallback: "
+            "missing on a node that prices on-chain and has no -pricePerUnit fallback above 0: "
             "go-livepeer panics ('pricePerUnit' must be set); set a price (0 is allowed) or run offchain",
         )
 
@@ -494,21 +579,27 @@ def _check_pricing(entry: Mapping[str, Any], e: _Entry, context: NodeContext) ->
     if currency is not None:
         if not isinstance(currency, str):
             e.add("error", "bad-type", "currency", f"must be a string, not {_json_type(currency)}")
-        elif currency.lower() not in FIXED_CURRENCIES and context.price_feed is False:
+        elif (currency.lower() not in FIXED_CURRENCIES and currency.upper() not in DEFAULT_FEED_CURRENCIES
+              and context.price_feed is False):
             if context.prices_onchain is False:
                 return  # an off-chain node ignores prices
+            if price is None and context.fallback_price:
+                return  # the -pricePerUnit currency replaces the entry's (starter.go:1553-1554)
             e.add(
                 "error",
                 "currency-needs-feed",
                 "currency",
-                f'"{currency}" prices need a price feed (-priceFeedAddr, group data price_feed_addr), '
-                "else go-livepeer fails at start; use wei/eth or configure a feed",
+                f'go-livepeer\'s default price feed is ETH/USD, so it panics at start ("error converting price: '
+                f'price feed does not have {currency.upper()} as a currency (ETH/USD)"); use wei, eth or USD, or '
+                f"set price_feed_addr (-priceFeedAddr) to a Chainlink feed that quotes ETH in {currency.upper()}",
             )
 
 
 def _check_node(entries: list[_Entry], raw: Sequence[Any], context: NodeContext) -> None:
-    warm_by_model: dict[str, int] = {}
-    cold_by_model: dict[str, int] = {}
+    # go-livepeer keys its model constraints by (capability, model_id) and counts url entries too
+    # (starter.go:1491-1506); the same model warm for one pipeline and cold for another is fine.
+    warm_by_model: dict[tuple[str, str], int] = {}
+    cold_by_model: dict[tuple[str, str], int] = {}
     seen: dict[tuple[str, str], int] = {}
     warm_slots = 0
     for e, entry in zip(entries, raw):
@@ -521,22 +612,27 @@ def _check_node(entries: list[_Entry], raw: Sequence[Any], context: NodeContext)
             e.add("warning", "duplicate", "model_id", f"the same pipeline and model as entry {seen[key]}")
         else:
             seen[key] = e.index
-        if not external:
+        if e.pipeline is not None:
             other = cold_by_model if warm else warm_by_model
-            if e.model_id in other:
+            if key in other:
                 e.add(
                     "error",
                     "warm-and-cold",
                     "warm",
-                    f"{e.model_id} is {'cold' if warm else 'warm'} in entry {other[e.model_id]} and "
-                    f"{'warm' if warm else 'cold'} here: go-livepeer panics at start",
+                    f"{e.model_id} is {'cold' if warm else 'warm'} for {e.pipeline} in entry {other[key]} and "
+                    f"{'warm' if warm else 'cold'} here: go-livepeer panics at start (\"Cannot have same model_id "
+                    f'({e.model_id}) as cold and warm in same AI worker"); make both entries warm or both cold',
                 )
-            (warm_by_model if warm else cold_by_model).setdefault(e.model_id, e.index)
+            (warm_by_model if warm else cold_by_model).setdefault(key, e.index)
         if warm and not external:
             capacity = _value(entry, "capacity")
-            count = int(capacity) if _is_number(capacity) and capacity and capacity > 0 else 1
+            # starter.go:1452-1458: capacity containers, 0 means 1, a negative one starts none
+            valid = isinstance(capacity, int) and not isinstance(capacity, bool) and _INT64[0] <= capacity <= _INT64[1]
+            count = capacity if valid and capacity != 0 else 1
+            if valid and capacity < 0:
+                count = 0
             warm_slots += count
-            if context.gpu_slots is not None and warm_slots > context.gpu_slots:
+            if count and context.gpu_slots is not None and warm_slots > context.gpu_slots:
                 e.add(
                     "error",
                     "warm-beyond-slots",
@@ -590,7 +686,7 @@ def check_entries(raw_entries: Any, context: NodeContext | None = None) -> list[
         e.pipeline = pipeline if isinstance(pipeline, str) else None
         e.model_id = model_id if isinstance(model_id, str) else None
         _check_keys(entry, e)
-        _check_identity(entry, e)
+        _check_identity(entry, e, context)
         _check_types(entry, e, context)
     _check_node(entries, raw_entries, context)
     return [f for e in entries for f in e.findings]
@@ -609,12 +705,45 @@ class JSONSyntaxError(ValueError):
         self.column = column
 
 
+class _NotJSON(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NotJSON(name)
+
+
+def _bare_constant_at(text: str) -> int:
+    """The offset of the first NaN / Infinity outside a string (Python's json reads them; JSON has none)."""
+    in_string = escaped = False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "NI" and (text.startswith("NaN", i) or text.startswith("Infinity", i)):
+            return i
+    return 0
+
+
 def loads_preserving(text: str) -> Any:
     """Parse JSON keeping every non-integer number as its exact Decimal (0.18 stays 0.18).
 
-    Raises JSONSyntaxError with line and column on invalid JSON.
+    Raises JSONSyntaxError with line and column on invalid JSON, NaN and Infinity included: Go's
+    decoder, like the JSON grammar, has no such literals ("invalid character 'N' looking for
+    beginning of value").
     """
     try:
-        return json.loads(text, parse_float=Decimal)
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise JSONSyntaxError(exc.msg, exc.lineno, exc.colno) from None
+    except _NotJSON as exc:
+        at = _bare_constant_at(text)
+        line = text.count("\n", 0, at) + 1
+        column = at - (text.rfind("\n", 0, at) + 1) + 1
+        raise JSONSyntaxError(f"{exc} is not JSON (write a number)", line, column) from None

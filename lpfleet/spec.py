@@ -140,8 +140,19 @@ class WorkerSpec(_Frozen):
     orch_secret: SecretStr | None = None
     price_per_unit: int | float | None = None  # -pricePerUnit fallback
     pixels_per_unit: int | None = None  # -pixelsPerUnit fallback
-    price_feed_addr: str | None = None  # -priceFeedAddr: needed for non-wei currencies
+    price_feed_addr: str | None = None  # -priceFeedAddr; unset: go-livepeer's ETH/USD feed
     extra_flags: tuple[str, ...] = ()
+
+    @property
+    def has_fallback_price(self) -> bool:
+        """-pricePerUnit is a price entries fall back to: go-livepeer treats 0 as unset (starter.go:1550)."""
+        return self.price_per_unit is not None and self.price_per_unit > 0
+
+    @property
+    def live_override_ids(self) -> frozenset[str]:
+        """Live app ids -aiRunnerImageOverrides names an image for."""
+        live = (self.runner_image_overrides or {}).get("live")
+        return frozenset(live) if isinstance(live, dict) else frozenset()
 
     @property
     def prices_onchain(self) -> bool:
@@ -660,8 +671,9 @@ def _build(
     context = NodeContext(
         gpu_slots=len(gpus) * cpg if slots_known else None,
         prices_onchain=worker.prices_onchain if worker else None,
-        fallback_price=bool(worker and worker.price_per_unit is not None),
+        fallback_price=bool(worker and worker.has_fallback_price),
         price_feed=bool(worker and worker.price_feed_addr) if worker else None,
+        live_overrides=worker.live_override_ids if worker else frozenset(),
         gpu_memory_gb=top.get("gpu_memory_gb") if isinstance(top.get("gpu_memory_gb"), (int, float)) else None,
     )
     findings = check_entries(raw_models, context)
@@ -697,8 +709,9 @@ def node_context(spec: NodeSpec) -> NodeContext:
     return NodeContext(
         gpu_slots=spec.gpu_slots,
         prices_onchain=spec.worker.prices_onchain,
-        fallback_price=spec.worker.price_per_unit is not None,
+        fallback_price=spec.worker.has_fallback_price,
         price_feed=bool(spec.worker.price_feed_addr),
+        live_overrides=spec.worker.live_override_ids,
         gpu_memory_gb=spec.gpu_memory_gb,
     )
 

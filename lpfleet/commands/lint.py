@@ -90,7 +90,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--price-per-unit-flag",
         action="store_true",
-        help="-pricePerUnit is set, so entries without a price fall back to it",
+        help="-pricePerUnit is set above 0, so entries without a price fall back to it "
+        "(go-livepeer treats -pricePerUnit 0 as unset)",
     )
     feed = parser.add_mutually_exclusive_group()
     feed.add_argument(
@@ -98,13 +99,13 @@ def register(subparsers: Any) -> None:
         dest="price_feed",
         action="store_true",
         default=None,
-        help="-priceFeedAddr is set: non-wei currencies are allowed",
+        help="-priceFeedAddr names a feed of its own: any currency is allowed",
     )
     feed.add_argument(
         "--no-price-feed",
         dest="price_feed",
         action="store_false",
-        help="no -priceFeedAddr: non-wei currencies fail",
+        help="no -priceFeedAddr: go-livepeer's default ETH/USD feed, so wei, eth and USD only",
     )
     parser.add_argument(
         "--gpu-memory-gb", type=float, metavar="GB", help="GPU memory: warn when a model needs more"

@@ -179,7 +179,10 @@ def test_onchain_option_enables_the_missing_price_rule(tmp_path, capsys):
 
 
 def test_price_feed_option(tmp_path, capsys):
-    entry = dict(DOCS_SDXL, price_per_unit=0.005, currency="USD")
+    # go-livepeer's default feed is ETH/USD (starter.go:288): USD passes without the flag, EUR does not
+    usd = dict(DOCS_SDXL, price_per_unit=0.005, currency="USD")
+    assert lint(tmp_path, [usd], "--onchain", "--no-price-feed", capsys=capsys)[0] == 0
+    entry = dict(DOCS_SDXL, price_per_unit=0.005, currency="EUR")
     assert lint(tmp_path, [entry], "--onchain", "--price-feed", capsys=capsys)[0] == 0
     code, lines, _, _ = lint(tmp_path, [entry], "--onchain", "--no-price-feed", capsys=capsys)
     assert code == 1 and ": currency: " in lines[0]

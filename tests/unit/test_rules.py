@@ -168,21 +168,45 @@ def test_good_pixels_per_unit(value):
     assert not errors([entry(pixels_per_unit=value)])
 
 
-def test_non_wei_currency_without_a_price_feed_is_an_error():
-    f = only([entry(price_per_unit=Decimal("0.005"), currency="USD")], NodeContext(prices_onchain=True, price_feed=False))
-    assert f.rule == "currency-needs-feed" and "-priceFeedAddr" in f.message
+def test_usd_works_with_go_livepeers_default_feed():
+    # go-livepeer 176aa41 starter.go:288 defaults -priceFeedAddr to the Arbitrum ETH/USD feed and starter.go:988
+    # always builds the watcher on-chain; flags.go:110's help ("a corresponding price feed must be configured")
+    # is docs, the code wins.
+    for currency in ("USD", "usd"):
+        assert not errors([entry(price_per_unit=Decimal("0.005"), currency=currency)],
+                          NodeContext(prices_onchain=True, price_feed=False))
+
+
+def test_a_currency_the_default_feed_lacks_is_an_error():
+    # core/autoconvertedprice.go:69-71 "price feed does not have %v as a currency (%v/%v)", starter.go:1568 panic
+    f = only([entry(price_per_unit=Decimal("0.005"), currency="EUR")], NodeContext(prices_onchain=True, price_feed=False))
+    assert f.rule == "currency-needs-feed" and "price feed does not have EUR as a currency (ETH/USD)" in f.message
+    assert "-priceFeedAddr" in f.message
 
 
 @pytest.mark.parametrize(
     "context",
     [
-        NodeContext(prices_onchain=True, price_feed=True),  # a feed is configured
+        NodeContext(prices_onchain=True, price_feed=True),  # a feed of its own: its pair is not known here
         NodeContext(prices_onchain=False, price_feed=False),  # off-chain: prices are ignored
         NodeContext(),  # unknown: skipped
     ],
 )
-def test_non_wei_currency_accepted_when_a_feed_exists_or_prices_are_ignored(context):
-    assert not errors([entry(currency="USD")], context)
+def test_other_currency_accepted_when_a_feed_exists_or_prices_are_ignored(context):
+    assert not errors([entry(currency="EUR")], context)
+
+
+def test_entry_currency_is_replaced_by_the_fallback_price():
+    # starter.go:1553-1554: an entry without a price takes -pricePerUnit and its currency
+    assert not errors([entry(price_per_unit=..., currency="EUR")],
+                      NodeContext(prices_onchain=True, price_feed=False, fallback_price=True))
+
+
+def test_null_price_fails_the_whole_file():
+    # core/ai.go:43-47: JSONRat.UnmarshalJSON is called for null too: SetString("null") -> "value is not a number"
+    for name in ("price_per_unit", "pixels_per_unit"):
+        f = only([entry(**{name: None})], NodeContext(prices_onchain=False))
+        assert f.rule == "bad-type" and f.field == name and "value is not a number: null" in f.message
 
 
 @pytest.mark.parametrize("currency", ["wei", "WEI", "eth", ""])
@@ -203,8 +227,32 @@ def test_string_and_bool_flags_pass():
 
 
 def test_flag_of_another_type_is_an_error():
-    assert only([entry(optimization_flags={"SFAST": None})]).rule == "bad-type"
+    assert only([entry(optimization_flags={"SFAST": ["x"]})]).rule == "bad-type"
     assert only([entry(optimization_flags=["SFAST"])]).rule == "bad-type"
+
+
+def test_null_flag_becomes_false():
+    # go-livepeer ai/worker/worker.go:21-27: json.Unmarshal("null", &bool) succeeds and leaves false -> "false"
+    found = check_entries([entry(optimization_flags={"SFAST": None})], FULL)
+    assert [(f.rule, f.severity) for f in found] == [("null-flag", "warning")]
+    assert '"false"' in found[0].message
+
+
+@pytest.mark.parametrize("value", [False, "false", "0", None])
+@pytest.mark.parametrize("flag", ["BFLOAT16", "TORCH_COMPILE"])
+def test_false_turns_bfloat16_and_torch_compile_on(flag, value):
+    # ai-runner v0.14.1 runner/src/runner/pipelines/text_to_image.py:79 `if os.environ.get("BFLOAT16"):`,
+    # :148 `if os.environ.get("TORCH_COMPILE"):`, image_to_text.py:40; go-livepeer renders false as "false"
+    found = check_entries([entry(optimization_flags={flag: value})], FULL)
+    assert [(f.rule, f.severity) for f in found] == [("flag-reads-as-on", "warning")]
+    assert f"turns {flag} ON" in found[0].message
+    assert check_entries([entry(optimization_flags={flag: True})], FULL) == []
+
+
+@pytest.mark.parametrize("flag", ["MAX_NUM_SEQS", "MAX_NUM_BATCHED_TOKENS", "BACKEND"])
+def test_runner_flags_lint_knows(flag):
+    # ai-runner v0.14.1 pipelines/llm.py:74-75 (MAX_NUM_BATCHED_TOKENS, MAX_NUM_SEQS), audio_to_text.py:70 (BACKEND)
+    assert check_entries([entry(optimization_flags={flag: "1"})], FULL) == []
 
 
 def test_unknown_flag_is_a_warning_with_suggestion():
@@ -216,8 +264,22 @@ def test_unknown_flag_is_a_warning_with_suggestion():
 # --- warm / cold / slots ----------------------------------------------------------------------
 
 def test_same_model_warm_and_cold_is_an_error():
-    f = only([entry(), entry(pipeline="image-to-image", warm=False)])
+    # go-livepeer 176aa41 starter.go:1499-1506: keyed by (capability, model_id)
+    f = only([entry(), entry(warm=False)])
     assert f.rule == "warm-and-cold" and f.index == 1 and "entry 0" in f.message
+    assert "Cannot have same model_id (ByteDance/SDXL-Lightning) as cold and warm" in f.message
+
+
+def test_warm_for_one_pipeline_and_cold_for_another_is_fine():
+    # starter.go:1499: capabilityConstraints[pipelineCap].Models[ModelID] - another capability, another map
+    assert "warm-and-cold" not in rules([entry(), entry(pipeline="image-to-image", warm=False)])
+
+
+def test_external_warm_and_managed_cold_panics():
+    # starter.go:1491-1506 runs for url entries too (the url entry registers with its own warm flag)
+    byoc = {"pipeline": "llm", "model_id": "x/y", "url": "http://llm:8000", "warm": True, "price_per_unit": 1}
+    cold = {"pipeline": "llm", "model_id": "x/y", "price_per_unit": 1}
+    assert only([byoc, cold]).rule == "warm-and-cold"
 
 
 def test_same_model_warm_twice_is_no_warm_cold_error():
@@ -251,6 +313,15 @@ def test_capacity_must_be_whole_and_not_negative():
     assert only([entry(capacity=1.5)]).rule == "bad-type"
     assert only([entry(capacity=-1)]).rule == "bad-capacity"
     assert only([entry(capacity="2")]).rule == "bad-type"
+    assert only([entry(capacity=2**63)]).rule == "bad-type"
+
+
+@pytest.mark.parametrize("literal", ["1.0", "1e0", "1E0", "10e-1"])
+def test_capacity_as_a_float_literal_fails_the_whole_file(literal):
+    # core/ai.go:81 `Capacity int`: encoding/json parses an int field with strconv.ParseInt of the literal
+    text = '[{"pipeline": "text-to-image", "model_id": "ByteDance/SDXL-Lightning", "capacity": %s}]' % literal
+    f = only(loads_preserving(text), NodeContext())
+    assert f.rule == "bad-type" and "cannot unmarshal number" in f.message
 
 
 # --- identity ---------------------------------------------------------------------------------
@@ -269,6 +340,24 @@ def test_live_pipeline_takes_an_app_name():
     live = {"pipeline": "live-video-to-video", "model_id": "streamdiffusion", "price_per_unit": 0}
     assert not errors([live])
     assert only([dict(live, model_id="stream diffusion")]).rule == "bad-model-id"
+
+
+@pytest.mark.parametrize("app", ["scope", "streamdiffusion-sd15-v2v", "streamdiffusion-sdxl-v2v", "noop"])
+def test_live_apps_in_go_livepeers_table_pass(app):
+    # go-livepeer 176aa41 ai/worker/docker.go:71-88 livePipelineToImage
+    assert not errors([{"pipeline": "live-video-to-video", "model_id": app, "warm": True, "price_per_unit": 0}])
+
+
+def test_unknown_live_app_fails_warm_and_warns_cold():
+    # docker.go:283 "no container image found for live pipeline %s"; a warm entry's error aborts startup
+    # (starter.go:1476-1478), a cold one only fails its jobs
+    warm = {"pipeline": "live-video-to-video", "model_id": "my-app", "warm": True, "price_per_unit": 0}
+    f = only([warm])
+    assert f.rule == "unknown-live-app" and "no container image found for live pipeline my-app" in f.message
+    cold = dict(warm, warm=False)
+    assert [(f.rule, f.severity) for f in check_entries([cold], FULL) if f.rule == "unknown-live-app"] == [
+        ("unknown-live-app", "warning")]
+    assert not errors([warm], NodeContext(live_overrides=frozenset({"my-app"})))
 
 
 def test_external_entry_may_name_its_model_freely():
@@ -365,6 +454,15 @@ def test_loads_preserving_keeps_the_literal_value():
     assert parsed[0]["price_per_unit"] == Decimal("0.18")
     assert parsed[0]["n"] == 7 and isinstance(parsed[0]["n"], int)
     assert parsed[0]["e"] == Decimal("1e12")
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(literal):
+    # Go's encoding/json (and RFC 8259) has no such literals; Python's json reads them unless told not to
+    with pytest.raises(JSONSyntaxError) as info:
+        loads_preserving('[{"price_per_unit": "NaN", "capacity":\n %s}]' % literal)
+    assert info.value.line == 2 and info.value.column == (2 if literal.startswith("-") else 2) + (
+        1 if literal.startswith("-") else 0)
 
 
 def test_invalid_json_reports_line_and_column():

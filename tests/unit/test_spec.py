@@ -195,14 +195,29 @@ def test_price_rules_follow_the_network_mode():
     (line,) = problems(("group g", {"ai_models": no_price, "livepeer_network": "arbitrum-one-mainnet"}))
     assert "price_per_unit" in line and "on-chain" in line
     assert build(("group g", {"ai_models": no_price, "livepeer_network": "arbitrum-one-mainnet", "price_per_unit": 10}))
+    # go-livepeer 176aa41 starter.go:1550: `pricePerUnitBase.Sign() == 0` panics, so -pricePerUnit 0 is no fallback
+    (line,) = problems(("group g", {"ai_models": no_price, "livepeer_network": "arbitrum-one-mainnet",
+                                    "price_per_unit": 0}))
+    assert "price_per_unit" in line and "fallback above 0" in line
 
 
-def test_usd_price_needs_a_feed_on_chain():
+def test_usd_price_works_with_the_default_feed_other_currencies_need_theirs():
+    # starter.go:288 default -priceFeedAddr is ETH/USD; autoconvertedprice.go:69-71 rejects any other currency
     usd = [dict(SDXL, price_per_unit=0.005, currency="USD")]
-    (line,) = problems(("group g", {"ai_models": usd, "livepeer_network": "arbitrum-one-mainnet"}))
-    assert "currency" in line and "price feed" in line
-    assert build(("group g", {"ai_models": usd, "livepeer_network": "arbitrum-one-mainnet",
-                              "price_feed_addr": "0x639Fe6ab55C921f74e7fac1ee960C0B6293ba612"}))
+    assert build(("group g", {"ai_models": usd, "livepeer_network": "arbitrum-one-mainnet"}))
+    eur = [dict(SDXL, price_per_unit=0.005, currency="EUR")]
+    (line,) = problems(("group g", {"ai_models": eur, "livepeer_network": "arbitrum-one-mainnet"}))
+    assert "currency" in line and "price feed does not have EUR" in line
+    assert build(("group g", {"ai_models": eur, "livepeer_network": "arbitrum-one-mainnet",
+                              "price_feed_addr": "0x0000000000000000000000000000000000000001"}))
+
+
+def test_live_override_makes_an_unknown_live_app_valid():
+    # go-livepeer ai/worker/docker.go:278 checks overrides.Live before its fixed table
+    app = [{"pipeline": "live-video-to-video", "model_id": "my-app", "warm": True}]
+    (line,) = problems(("group g", {"ai_models": app}))
+    assert "no container image found for live pipeline my-app" in line
+    assert build(("group g", {"ai_models": app, "runner_image_overrides": {"live": {"my-app": "reg/app:1"}}}))
 
 
 def test_warnings_do_not_raise_but_are_reported():
