@@ -1,8 +1,12 @@
 """Runner and go-livepeer log text -> known failure causes, each with its evidence line and a fix hint.
 
-Pure: no I/O. The signatures are the ones go-livepeer, ai-runner and the Livepeer docs show operators
-(reference/livepeer.md, livepeer-model-hosting.txt "Verifying model load"). A line that reads as an error but
-matches no signature is reported as `unknown`, never guessed. Cause ids are stable (reports and CI use them):
+Pure: no I/O. Every signature is a string quoted from upstream code: go-livepeer 176aa41, ai-runner v0.14.1
+and the libraries it pins (diffusers 0.31.0, transformers 4.43.3, huggingface_hub 0.23.2, vLLM 0.6.5, torch);
+`docs/fidelity.md` names each one's file and line. A line that reads as an error but matches no signature is
+reported as `unknown`, never guessed. INFO and DEBUG lines are never failures, warnings only for the few causes
+that upstream logs as a warning (go-livepeer's "No GPU discovered", the runner's CPU fallback), and diffusers'
+"Couldn't connect to the Hub" warning (a gated model that then loads from the cache logs a 401 in it) is not
+a failure. Cause ids are stable (reports and CI use them):
 """
 
 from __future__ import annotations
@@ -49,10 +53,11 @@ class Rule:
     cause: str
     pattern: re.Pattern[str]
     hint: str
+    on_warning: bool = False  # the cause is logged at warning level upstream
 
 
-def _rule(cause: str, pattern: str, hint: str) -> Rule:
-    return Rule(cause, re.compile(pattern), hint)
+def _rule(cause: str, pattern: str, hint: str, on_warning: bool = False, flags: int = 0) -> Rule:
+    return Rule(cause, re.compile(pattern, flags), hint, on_warning)
 
 
 #: go-livepeer reaches the runners it manages at http://localhost:<port>; any other host is an external url.
@@ -60,18 +65,32 @@ _LOCAL_URL = r"localhost"
 
 #: First match wins: specific signatures before generic ones.
 RULES: tuple[Rule, ...] = (
+    # torch's OOM; ai-runner routes/utils.py:269-272 "GPU out of memory.", routes/text_to_image.py:31 "Out of memory
+    # error"; vLLM 0.6.5 worker.py raise_if_cache_size_invalid
     _rule("cuda-oom", r"OutOfMemoryError|CUDA out of memory|CUDA error: out of memory|GPU out of memory|"
-                      r"Out of memory error", _OOM_HINT),
-    _rule("model-lookup-failed", r"model lookup failed|RepositoryNotFoundError|GatedRepoError|"
-                                 r"Repository Not Found for url|Access to model \S+ is restricted|"
-                                 r"401 Client Error", _LOOKUP_HINT),
-    _rule("weights-missing", r"does not exist at |LocalEntryNotFoundError|Cannot find an appropriate cached snapshot|"
-                             r"Error no file named|Could not find model files|bind source path does not exist",
-          _WEIGHTS_HINT),
-    _rule("model-load-failed", r"Failed to load model", _LOAD_HINT),
+                      r"Out of memory error|No available memory for the cache blocks|"
+                      r"is larger than the maximum number of tokens that can be stored in KV cache", _OOM_HINT),
+    # huggingface_hub 0.23.2 utils/_errors.py:135,319,347; diffusers 0.31.0 utils/hub_utils.py:360 (transformers
+    # words it the same)
+    _rule("model-lookup-failed", r"RepositoryNotFoundError|GatedRepoError|Repository Not Found for url|"
+                                 r"Cannot access gated repo for url|Access to model \S+ is restricted|"
+                                 r"is not a local folder and is not a valid model identifier", _LOOKUP_HINT),
+    # diffusers 0.31.0 pipelines/pipeline_utils.py:1480, configuration_utils.py:416, utils/hub_utils.py:381;
+    # huggingface_hub 0.23.2 _snapshot_download.py:221; hub_utils.py:310; ai-runner pipelines/llm.py:71 and :328
+    _rule("weights-missing", r"Cannot load model \S+: model is not cached locally|"
+                             r"We couldn't connect to '\S+' to load this model|LocalEntryNotFoundError|"
+                             r"Cannot find an appropriate cached snapshot folder|Error no file named|"
+                             r"Could not find model files for|"
+                             r"FileNotFoundError: \[Errno 2\] No such file or directory: '/models/models--|"
+                             r"bind source path does not exist", _WEIGHTS_HINT),
+    # safetensors' header error; diffusers 0.31.0 utils/hub_utils.py:389, configuration_utils.py:424 and :436
+    _rule("model-load-failed", r"Error while deserializing header|SafetensorError|Can't load the model for '|"
+                               r"Can't load config for '|is not a valid JSON file", _LOAD_HINT),
+    # go-livepeer starter.go:1360 (a warning); ai-runner pipelines/utils/utils.py:150-151 (a warning)
     _rule("no-gpu", r"No GPU discovered|could not select device driver .*capabilities: \[\[gpu\]\]|"
                     r"Found no NVIDIA driver|NVIDIA-SMI has failed|nvidia-smi: (?:command )?not found|"
-                    r"Error parsing -nvidia for devices|CUDA driver initialization failed", _GPU_HINT),
+                    r"Error parsing -nvidia for devices|CUDA driver initialization failed|"
+                    r"Device '\S*' not found\. Defaulting to 'cpu'", _GPU_HINT, on_warning=True),
     _rule("external-health-failed",
           r'timed out waiting for runner: Get "https?://(?!' + _LOCAL_URL + r'[:/"])', _EXTERNAL_HINT),
     _rule("invalid-config", r"insufficient capacity",
@@ -88,9 +107,13 @@ RULES: tuple[Rule, ...] = (
     _rule("invalid-config", r"invalid AI model config expected",
           "-aiModels names a file that does not exist in the worker container (go-livepeer then reads it as the "
           "inline pipeline:model_id:warm form): mount aiModels.json and pass its container path"),
+    # starter.go:1043 "Error converting price" (-pricePerUnit) and :1568 "error converting price" (an entry)
+    _rule("invalid-config", r"(?i:error converting price)",
+          "the price's currency cannot be converted: go-livepeer's default -priceFeedAddr is the ETH/USD feed, so "
+          "use wei, eth or USD, or point -priceFeedAddr (price_feed_addr) at a feed quoting ETH in that currency"),
     _rule("invalid-config", r"Error parsing -aiModels|cannot unmarshal|Error unmarshaling image overrides|"
                             r"must be a valid positive|-pixelsPerUnit must be|-pricePerUnit must be|"
-                            r"error converting price|flag provided but not defined|flag needs an argument|"
+                            r"flag provided but not defined|flag needs an argument|"
                             r"no container image found for live pipeline|"
                             r"flag was set, but no model configuration was provided|Missing -orch(?:Addr|Secret)",
           _CONFIG_HINT),
@@ -105,6 +128,29 @@ _FRAMING = re.compile(r"Traceback \(most recent call last\)|Application startup 
                       r"^\s*(?:raise|File \")")
 
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)\s+")
+
+# The level a log line states: glog's I/W, go's slog text, logfmt (ai-runner live/log.py:33-36), uvicorn's
+# "%(asctime)s %(levelprefix)s" (runner/src/runner/cfg/uvicorn_logging_config.json) and python logging.
+_INFO_LINE = re.compile(
+    r"^[ID]\d{4} \d\d:\d\d:\d\d"
+    r"|^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:INFO|DEBUG) "
+    r"|\blevel=(?:info|INFO|debug|DEBUG)\b"
+    r"|^(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:,\d+)? )?(?:INFO|DEBUG):"
+    r"| - (?:INFO|DEBUG) - "
+)
+_WARNING_LINE = re.compile(
+    r"^W\d{4} \d\d:\d\d:\d\d"
+    r"|^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d WARN "
+    r"|\blevel=(?:warn|warning|WARN|WARNING)\b"
+    r"|^(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:,\d+)? )?WARNING:"
+    r"| - WARNING - "
+)
+# diffusers 0.31.0 pipelines/pipeline_utils.py:1284: logger.warning(f"Couldn't connect to the Hub: {e}.\nWill try
+# to load from local cache."): the error inside it (a 401 for a gated model, a 404, no network) is a warning; the
+# load only failed when "Cannot load model ..." follows.
+_HUB_WARNING_START = "Couldn't connect to the Hub:"
+_HUB_WARNING_END = "Will try to load from local cache."
+_HUB_WARNING_MAX_LINES = 12
 _ERROR_LINE = re.compile(
     r"^[EF]\d{4} \d\d:\d\d:\d\d"                                  # glog error / fatal
     r"|^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:ERROR|FATAL) "           # slog via log
@@ -126,11 +172,14 @@ def _clean(line: str) -> str:
 def classify_line(line: str) -> Cause | None:
     """The known cause a single line shows, an `unknown` finding for an unexplained error line, else None."""
     text = _clean(line)
-    if not text:
+    if not text or _INFO_LINE.search(text) or _HUB_WARNING_START in text:
         return None
+    warning = bool(_WARNING_LINE.search(text))
     for rule in RULES:
-        if rule.pattern.search(text):
+        if (rule.on_warning or not warning) and rule.pattern.search(text):
             return Cause(rule.cause, text[:400], rule.hint)
+    if warning:
+        return None
     if _ERROR_LINE.search(text) and not _FRAMING.search(text):
         return Cause("unknown", text[:400], "an error no known signature explains: read the surrounding log")
     return None
@@ -142,7 +191,13 @@ def diagnose(text: str) -> list[Cause]:
     found: list[Cause] = []
     seen_causes: set[str] = set()
     seen_unknown: set[str] = set()
+    in_hub_warning = 0
     for line in text.splitlines():
+        if _HUB_WARNING_START in line:
+            in_hub_warning = _HUB_WARNING_MAX_LINES
+        if in_hub_warning:
+            in_hub_warning = 0 if _HUB_WARNING_END in line else in_hub_warning - 1
+            continue
         finding = classify_line(line)
         if finding is None:
             continue

@@ -22,42 +22,88 @@ from lpfleet.diagnose import CAUSES, classify_line, diagnose
 
 STANDIN = Path(__file__).resolve().parents[2] / "lpfleet" / "sandbox" / "images" / "livepeer-standin"
 
+# Each line is built from a string quoted from upstream code; the comment names its source. go-livepeer is
+# livepeer/go-livepeer 176aa41, ai-runner is livepeer/ai-runner v0.14.1 (50a742c), which pins diffusers 0.31.0,
+# transformers 4.43.3, huggingface_hub 0.23.2 and vLLM 0.6.5 (runner/pyproject.toml:27-47).
 REAL_LINES = {
     "cuda-oom": [
+        # torch.cuda.OutOfMemoryError (torch/csrc/utils ... "CUDA out of memory. Tried to allocate")
         "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total capacity "
         "of 23.65 GiB of which 3.06 MiB is free.",
         "RuntimeError: CUDA error: out of memory",
+        # ai-runner runner/src/runner/routes/utils.py:269-272 "GPU out of memory."
         '2024-07-01 10:00:00,000 - app.routes.util - ERROR - Out of memory error: {"detail": "GPU out of memory."}',
+        # vLLM 0.6.5 vllm/worker/worker.py raise_if_cache_size_invalid
+        "ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
+        "initializing the engine.",
+        "ValueError: The model's max seq len (131072) is larger than the maximum number of tokens that can be stored "
+        "in KV cache (60000). Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when "
+        "initializing the engine.",
     ],
     "model-load-failed": [
-        "ERROR - Failed to load model SG161222/RealVisXL_V4.0_Lightning",
-        "RuntimeError: Failed to load model org/name: Error while deserializing header: HeaderTooLarge",
+        # safetensors' SafetensorError for a truncated or corrupt header
+        "safetensors_rust.SafetensorError: Error while deserializing header: HeaderTooLarge",
+        # diffusers 0.31.0 utils/hub_utils.py:389
+        "OSError: Can't load the model for 'org/name'. If you were trying to load it from "
+        "'https://huggingface.co/models', make sure you don't have a local directory with the same name.",
+        # diffusers 0.31.0 configuration_utils.py:436
+        "OSError: It looks like the config file at '/models/models--org--name/snapshots/abc/model_index.json' is not "
+        "a valid JSON file.",
     ],
     "model-lookup-failed": [
-        "ValueError: model lookup failed: sg161222/realvisxl_v4.0_lightning",
-        "huggingface_hub.errors.GatedRepoError: 401 Client Error. Cannot access gated repo for url "
-        "https://huggingface.co/meta-llama/Meta-Llama-3.1-8B-Instruct/resolve/main/config.json.",
-        "huggingface_hub.errors.RepositoryNotFoundError: 404 Client Error. Repository Not Found for url: "
-        "https://huggingface.co/api/models/org/typo.",
+        # diffusers 0.31.0 utils/hub_utils.py:360 (transformers 4.43.3 utils/hub.py words it the same)
+        "OSError: sg161222/realvisxl_v4.0_lightning is not a local folder and is not a valid model identifier listed "
+        "on 'https://huggingface.co/models'",
+        # huggingface_hub 0.23.2 utils/_errors.py:317-321 (GatedRepoError, "Cannot access gated repo for url")
+        "huggingface_hub.utils._errors.GatedRepoError: 401 Client Error. (Request ID: Root=1-abc)",
+        "Cannot access gated repo for url https://huggingface.co/meta-llama/Meta-Llama-3.1-8B-Instruct/resolve/main/"
+        "config.json.",
+        # huggingface_hub 0.23.2 utils/_errors.py:344-347
+        "huggingface_hub.utils._errors.RepositoryNotFoundError: 404 Client Error. (Request ID: Root=1-abc)",
+        "Repository Not Found for url: https://huggingface.co/api/models/org/typo.",
     ],
     "weights-missing": [
-        "E0101 00:00:00.000000       1 starter.go:1] model SG161222/RealVisXL_V4.0_Lightning does not exist at "
-        "/root/.lpData/models/models--SG161222--RealVisXL_V4.0_Lightning",
+        # diffusers 0.31.0 pipelines/pipeline_utils.py:1479-1483
+        "OSError: Cannot load model SG161222/RealVisXL_V4.0_Lightning: model is not cached locally and an error "
+        "occurred while trying to fetch metadata from the Hub. Please check out the root cause in the stacktrace "
+        "above.",
+        # diffusers 0.31.0 configuration_utils.py:416
+        "OSError: We couldn't connect to 'https://huggingface.co' to load this model, couldn't find it in the cached "
+        "files and it looks like stabilityai/sd-turbo is not the path to a directory containing a "
+        "model_index.json file.",
+        # huggingface_hub 0.23.2 _snapshot_download.py:220-224
+        "huggingface_hub.utils._errors.LocalEntryNotFoundError: Cannot find an appropriate cached snapshot folder "
+        "for the specified revision on the local disk and outgoing traffic has been disabled. To enable repo "
+        "look-ups and downloads online, pass 'local_files_only=False' as input.",
+        # diffusers 0.31.0 utils/hub_utils.py:310 "Error no file named"
         "OSError: Error no file named diffusion_pytorch_model.safetensors found in directory /models/x/unet.",
-        "RuntimeError: Could not find model files in /models/models--meta-llama--Meta-Llama-3.1-8B-Instruct",
+        # ai-runner runner/src/runner/pipelines/llm.py:71
+        "ValueError: Could not find model files for meta-llama/Meta-Llama-3.1-8B-Instruct",
+        # ai-runner runner/src/runner/pipelines/llm.py:328: os.listdir of a folder that is not there
+        "FileNotFoundError: [Errno 2] No such file or directory: "
+        "'/models/models--meta-llama--Meta-Llama-3.1-8B-Instruct'",
+        # docker's error, wrapped by go-livepeer starter.go:1477 "Error AI worker warming %v container: %v"
         "E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming text-to-image container: invalid mount "
         'config for type "bind": bind source path does not exist: /root/.lpData/models',
     ],
     "runner-timeout": [
+        # go-livepeer ai/worker/container.go:121 "timed out waiting for runner: %w"
         'E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming text-to-image container: timed out '
         'waiting for runner: Get "http://localhost:8000/health": dial tcp 127.0.0.1:8000: connect: connection refused',
+        # container.go:129 "health check failed with status code %d"
+        "E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming text-to-image container: timed out "
+        "waiting for runner: health check failed with status code 500",
+        # ai/worker/docker.go:616 and :707
         "2024/07/01 10:00:00 ERROR Container health check failed too many times container=text-to-image_a-b_8000",
         "2024/07/01 10:00:00 ERROR Container returned ERROR state, restarting immediately container=x status=ERROR",
+        # docker.go:821 "container entered terminal state before running: %s (exitCode=%d)"
         "E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming llm container: container entered "
-        "terminal state before running: exited (exitCode=3)",
+        "terminal state before running: exited (exitCode=1)",
+        # container.go:131
         "E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming llm container: runner is in error state",
     ],
     "external-health-failed": [
+        # container.go:121 wrapping the Go http client's error for an external url (not localhost)
         'E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming llm container: timed out waiting for '
         'runner: Get "http://ollama:11434/health": dial tcp 10.0.0.5:11434: connect: connection refused',
         'E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming text-to-image container: timed out '
@@ -66,22 +112,39 @@ REAL_LINES = {
         'runner: Get "http://127.0.0.1:9000/health": dial tcp 127.0.0.1:9000: connect: connection refused',
     ],
     "invalid-config": [
+        # core/ai.go:46 "value is not a number: %s", starter.go:1345 "Error parsing -aiModels: %v"
         'E0101 00:00:00.000000       1 starter.go:1] Error parsing -aiModels: value is not a number: "0.5e-2USD"',
+        # starter.go:1551
         "panic: 'pricePerUnit' must be set for model 'a/b' in pipeline 'text-to-image'",
+        # starter.go:1448
         "panic: Pipeline is not valid capability: text-to-imag",
+        # starter.go:1505
         "panic: Cannot have same model_id (a/b) as cold and warm in same AI worker, please fix aiModels json config",
+        # core/ai.go:111
         "E0101 00:00:00.000000       1 starter.go:1] Error parsing -aiModels: invalid AI model config expected "
         "<pipeline>:<model_id>:<warm>",
+        # encoding/json's UnmarshalTypeError
         "E0101 00:00:00.000000       1 starter.go:1] Error parsing -aiModels: json: cannot unmarshal number into Go "
         "value of type string",
+        # ai/worker/docker.go:557 "insufficient capacity"
         "E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming image-to-image container: insufficient "
         "capacity",
+        # Go's flag package
         "flag provided but not defined: -aiModel",
+        # starter.go:1043 (capital E, -pricePerUnit) and :1568 with core/autoconvertedprice.go:69-71
+        "panic: Error converting price: price feed does not have EUR as a currency (ETH/USD)",
+        "panic: error converting price: price feed does not have EUR as a currency (ETH/USD)",
+        # ai/worker/docker.go:283
+        "E0101 00:00:00.000000       1 starter.go:1] Error AI worker warming live-video-to-video container: no "
+        "container image found for live pipeline my-app",
     ],
     "no-gpu": [
+        # starter.go:1360 (glog warning)
         "W0101 00:00:00.000000       1 starter.go:1] !!! No GPU discovered, using CPU for AIWorker !!!",
         'docker: Error response from daemon: could not select device driver "" with capabilities: [[gpu]].',
         "RuntimeError: Found no NVIDIA driver on your system.",
+        # ai-runner runner/src/runner/pipelines/utils/utils.py:150-151 (a warning: the runner falls back to CPU)
+        "2025-12-30 14:07:09,123 - runner.pipelines.utils - WARNING - Device 'cuda' not found. Defaulting to 'cpu'.",
     ],
 }
 
@@ -112,6 +175,48 @@ def test_every_cause_is_covered_and_documented():
 
 def test_clean_log_has_no_failure():
     assert diagnose(CLEAN_LOG) == []
+
+
+# diffusers 0.31.0 pipelines/pipeline_utils.py:1284 logs this warning with huggingface_hub 0.23.2's GatedRepoError
+# text (utils/_errors.py:317-321) inside it, then loads the model from the cache (a gated model such as svd-xt-1-1
+# on a runner without a token).
+GATED_BUT_CACHED = """\
+Couldn't connect to the Hub: 401 Client Error. (Request ID: Root=1-6789)
+
+Cannot access gated repo for url https://huggingface.co/api/models/stabilityai/stable-video-diffusion-img2vid-xt-1-1.
+Access to model stabilityai/stable-video-diffusion-img2vid-xt-1-1 is restricted. You must be authenticated to access it..
+Will try to load from local cache.
+2025-12-30 14:07:30,001 INFO:     Uvicorn running on http://0.0.0.0:8000 (Press CTRL+C to quit)
+"""
+
+
+def test_gated_model_that_loads_from_the_cache_is_no_failure():
+    assert diagnose(GATED_BUT_CACHED) == []
+
+
+def test_gated_model_that_is_not_cached_is_a_failure():
+    # pipeline_utils.py:1479-1483 raises "Cannot load model" from the GatedRepoError after the warning
+    log = GATED_BUT_CACHED.replace(
+        "2025-12-30 14:07:30,001 INFO:     Uvicorn running on http://0.0.0.0:8000 (Press CTRL+C to quit)",
+        "huggingface_hub.utils._errors.GatedRepoError: 401 Client Error. (Request ID: Root=1-6789)\n"
+        "OSError: Cannot load model stabilityai/stable-video-diffusion-img2vid-xt-1-1: model is not cached locally "
+        "and an error occurred while trying to fetch metadata from the Hub. Please check out the root cause in the "
+        "stacktrace above.")
+    assert [f.cause for f in diagnose(log)] == ["model-lookup-failed", "weights-missing"]
+
+
+@pytest.mark.parametrize("line", [
+    # go-livepeer ai/worker/docker.go:693 (slog INFO) and starter.go:1555 (glog warning)
+    "2024/07/01 10:00:00 INFO Container is loading, removing from pool container=x error=none",
+    "W0101 00:00:00.000000       1 starter.go:1] No 'pricePerUnit' specified for model 'a/b' in pipeline 'upscale'. "
+    "Using default value from `-pricePerUnit`: 10",
+    # INFO lines that mention a failure word
+    "I0101 00:00:00.000000       1 starter.go:1] Error AI worker warming was retried; runner is in error state no more",
+    "2025-12-30 14:07:09,123 INFO:     GPU out of memory retry succeeded",
+    "timestamp=2025-12-30T14:07:09 level=INFO location=x message=CUDA out of memory earlier, recovered",
+])
+def test_info_and_warning_lines_are_no_failures(line):
+    assert classify_line(line) is None
 
 
 def test_unknown_error_lines_are_reported_not_guessed():
@@ -210,7 +315,8 @@ def test_standin_runner_healthy_has_no_failure(tmp_path):
 @pytest.mark.parametrize("setup,model_id,cause", [
     (lambda c: None, "org/absent", "weights-missing"),
     (lambda c: make_model(c, "org/partial", dangling=True), "org/partial", "weights-missing"),
-    (lambda c: make_model(c, "Org/Tiny"), "org/tiny", "model-lookup-failed"),
+    # the hub's 404 (huggingface_hub) and then diffusers' "Cannot load model ...: model is not cached locally"
+    (lambda c: make_model(c, "Org/Tiny"), "org/tiny", ["model-lookup-failed", "weights-missing"]),
     (lambda c: make_model(c, "org/oom", {"sandbox_failure": "cuda-oom"}), "org/oom", "cuda-oom"),
     (lambda c: make_model(c, "org/bad", {"sandbox_failure": "load-failed"}), "org/bad", "model-load-failed"),
 ])
@@ -218,7 +324,7 @@ def test_standin_runner_failures(tmp_path, setup, model_id, cause):
     setup(tmp_path)
     rc, out = run_runner(tmp_path, model_id)
     assert rc == 3, out  # uvicorn: application startup failed
-    assert causes(out) == [cause], out
+    assert causes(out) == (cause if isinstance(cause, list) else [cause]), out
 
 
 def run_worker(tmp_path: Path, models: str | None, *flags: str) -> tuple[int, str]:

@@ -63,6 +63,12 @@ def repo_folder(model_id: str) -> str:
     return "models--" + model_id.replace("/", "--")
 
 
+def _not_cached(model_id: str) -> str:
+    """diffusers 0.31.0 pipelines/pipeline_utils.py:1479-1483: the load error after the hub lookup failed."""
+    return (f"OSError: Cannot load model {model_id}: model is not cached locally and an error occurred while trying "
+            "to fetch metadata from the Hub. Please check out the root cause in the stacktrace above.")
+
+
 def resolve_snapshot(cache: str, model_id: str, branch: str = "main") -> str:
     """huggingface_hub's offline lookup: the folder, refs/<branch>, then snapshots/<commit>/."""
     folder = os.path.join(cache, repo_folder(model_id))
@@ -76,12 +82,12 @@ def resolve_snapshot(cache: str, model_id: str, branch: str = "main") -> str:
             raise StartupError([
                 f"huggingface_hub.errors.RepositoryNotFoundError: 404 Client Error. (Request ID: sandbox)",
                 f"Repository Not Found for url: https://huggingface.co/api/models/{model_id}/revision/{branch}.",
-                f"ValueError: model lookup failed: {model_id} (the cache holds {wrong_case[0]})",
+                _not_cached(model_id),
             ])
         raise StartupError([
             "huggingface_hub.errors.LocalEntryNotFoundError: Cannot find an appropriate cached snapshot folder for "
             "the specified revision on the local disk and outgoing traffic has been disabled.",
-            f"ValueError: model {model_id} does not exist at {folder}",
+            _not_cached(model_id),
         ])
     ref = os.path.join(folder, "refs", branch)
     try:
@@ -91,14 +97,14 @@ def resolve_snapshot(cache: str, model_id: str, branch: str = "main") -> str:
         raise StartupError([
             "huggingface_hub.errors.LocalEntryNotFoundError: Cannot find an appropriate cached snapshot folder for "
             "the specified revision on the local disk and outgoing traffic has been disabled.",
-            f"ValueError: model {model_id} does not exist at {ref}",
+            _not_cached(model_id),
         ]) from None
     snapshot = os.path.join(folder, "snapshots", commit)
     if not commit or not os.path.isdir(snapshot):
         raise StartupError([
             "huggingface_hub.errors.LocalEntryNotFoundError: Cannot find an appropriate cached snapshot folder for "
             "the specified revision on the local disk and outgoing traffic has been disabled.",
-            f"ValueError: model {model_id} does not exist at {snapshot}",
+            _not_cached(model_id),
         ])
     return snapshot
 
@@ -115,7 +121,9 @@ def check_complete(snapshot: str, pipeline: str) -> None:
             files.append(rel)
     weights = [f for f in files if f.endswith(WEIGHT_SUFFIXES)]
     if pipeline == "llm" and not weights:
-        raise StartupError([f"RuntimeError: Could not find model files in {snapshot}"])
+        repo = os.path.basename(os.path.dirname(os.path.dirname(snapshot)))  # models--org--name
+        model_id = repo[len("models--"):].replace("--", "/")
+        raise StartupError([f"ValueError: Could not find model files for {model_id}"])  # ai-runner llm.py:71
     index = os.path.join(snapshot, "model_index.json")
     if os.path.exists(index):
         try:
@@ -201,13 +209,13 @@ class Runner:
             ])
         if failure == "load-failed":
             raise StartupError([
-                f"RuntimeError: Failed to load model {self.model_id}: Error while deserializing header: "
-                "HeaderTooLarge",
+                "safetensors_rust.SafetensorError: Error while deserializing header: HeaderTooLarge",
             ])
         if failure == "lookup-failed":
             raise StartupError([
                 f"huggingface_hub.errors.RepositoryNotFoundError: 404 Client Error. (Request ID: sandbox)",
-                f"ValueError: model lookup failed: {self.model_id}",
+                f"OSError: {self.model_id} is not a local folder and is not a valid model identifier listed on "
+                "'https://huggingface.co/models'",
             ])
         if failure == "runtime-error":
             self.error_after = float(marker.get("sandbox_error_after_seconds", 0))
