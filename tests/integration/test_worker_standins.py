@@ -87,7 +87,8 @@ class Run:
             target.symlink_to(os.path.relpath(blob, target.parent))
         os.system(f"chmod -R a+rX {self.models}")
 
-    def worker(self, entries: list[dict], *flags: str, env: dict[str, str] | None = None, extra: tuple = ()) -> str:
+    def worker(self, entries: list[dict], *flags: str, env: dict[str, str] | None = None, extra: tuple = (),
+               orchestrator: bool = True) -> str:
         (self.root / "aiModels.json").write_text(json.dumps(entries))
         name = self.name(f"worker{len(self.names)}")
         env_args = [a for k, v in {"LPSTANDIN_RUNNER_TIMEOUT_S": "20", "LPSTANDIN_EXTERNAL_TIMEOUT_S": "4",
@@ -95,7 +96,8 @@ class Run:
                     for a in ("-e", f"{k}={v}")]
         docker("run", "-d", "--name", name, "--network", "host", *env_args, *extra,
                "-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", f"{self.root}:{self.root}:ro",
-               WORKER, "-orchestrator", "-serviceAddr", self.creator, "-cliAddr", f"127.0.0.1:{self.cli_port}",
+               WORKER, *(["-orchestrator"] if orchestrator else []), "-serviceAddr", self.creator,
+               "-cliAddr", f"127.0.0.1:{self.cli_port}",
                "-aiWorker", "-aiModels", str(self.root / "aiModels.json"), "-aiModelsDir", str(self.models), *flags)
         return name
 
@@ -268,6 +270,33 @@ def test_same_model_warm_and_cold_panics_after_cleanup(run):
     assert "panic: Cannot have same model_id (org/a) as cold and warm" in text
     assert text.index("Stopped AI worker containers") < text.index("panic:")
     assert run.runners() == []
+
+
+def test_warm_runner_answering_loading_is_ready_and_parked_until_idle(run):
+    # go-livepeer 176aa41 ai/worker/container.go:130-135 (any 200 that is not ERROR is ready, LOADING noted),
+    # docker.go:510-515 (a warm one is parked out of the pool) and :678-682 (IDLE returns it to the pool)
+    # the live runner stand-in binds at once and answers LOADING for its load time (3 s in the image)
+    worker = run.worker([{"pipeline": "live-video-to-video", "model_id": "noop", "warm": True}])
+    wait_for(lambda: "Container is idle, returning to pool" in logs(worker), 60, "the runner to report IDLE")
+    text = logs(worker)
+    assert "Warm container started on loading state, removing from pool on startup" in text
+    assert text.index("CLI server listening") < text.index("Container is idle, returning to pool")
+    assert "timed out waiting for runner" not in text
+    assert state(worker)["Running"]
+
+
+def test_remote_worker_checks_orch_secret_after_warming(run):
+    # go-livepeer 176aa41 starter.go:2101-2107: -orchSecret, then -orchAddr, checked after the warm loop
+    # (:1444-1481) with glog.Exit: exit 1 and no deferred cleanup, so the warm runner stays up
+    run.model("org/a")
+    worker = run.worker([{"pipeline": "image-to-text", "model_id": "org/a", "warm": True}],
+                        env={"LPSTANDIN_LOAD_S": "0"}, orchestrator=False)
+    wait_for(lambda: state(worker)["Status"] == "exited", 60, "the worker to exit")
+    text = logs(worker)
+    assert state(worker)["ExitCode"] == 1
+    assert "Missing -orchSecret" in text
+    assert text.index("Starting managed container") < text.index("Missing -orchSecret")
+    assert [c["State"]["Running"] for c in run.runners()] == [True]
 
 
 def test_external_url_health_gates_startup(run):

@@ -351,8 +351,9 @@ ONCHAIN = ("-orchestrator", "-network", "arbitrum-one-mainnet")
     ('[{"pipeline":"text-to-image","model_id":"a/b","price_per_unit":5,"optimization_flags":{"SFAST":1}}]',
      ONCHAIN, 0, "cannot unmarshal number"),
     ('[{"pipeline":"text-to-image","model_id":"a/b","price_per_unit":-1}]', ONCHAIN, 2, "must be a valid positive"),
-    ('[{"pipeline":"text-to-image","model_id":"a/b","price_per_unit":1,"currency":"USD"}]', ONCHAIN, 2,
-     "error converting price"),
+    # go-livepeer's default feed is ETH/USD (starter.go:288): EUR fails (core/autoconvertedprice.go:69-71)
+    ('[{"pipeline":"text-to-image","model_id":"a/b","price_per_unit":1,"currency":"EUR"}]', ONCHAIN, 2,
+     "error converting price: price feed does not have EUR as a currency (ETH/USD)"),
 ])
 def test_standin_worker_config_failures(tmp_path, models, flags, rc, needle):
     code, out = run_worker(tmp_path, models, *flags)

@@ -95,7 +95,7 @@ def _envvalue(key: str, raw: object) -> str:
     if isinstance(raw, str) and not isinstance(raw, _Number):
         return raw
     if raw is None:
-        return ""
+        return "false"  # json.Unmarshal("null", &boolVal) succeeds and leaves false (ai/worker/worker.go:21-27)
     raise GoJSONError(f"json: cannot unmarshal {_kind(raw)} into Go value of type string")
 
 

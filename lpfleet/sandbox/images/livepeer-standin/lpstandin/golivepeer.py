@@ -69,7 +69,8 @@ FLAGS: dict[str, tuple[str, object]] = {
     "maxSessions": ("string", "10"),
     "pricePerUnit": ("string", "0"),
     "pixelsPerUnit": ("string", "1"),
-    "priceFeedAddr": ("string", ""),
+    # starter.go:288: the Arbitrum ETH/USD Chainlink feed
+    "priceFeedAddr": ("string", "0x639Fe6ab55C921f74e7fac1ee960C0B6293ba612"),
     "maxPricePerUnit": ("string", "0"),
     "autoAdjustPrice": ("bool", True),
     "pricePerGateway": ("string", ""),
@@ -105,6 +106,10 @@ BASE_PORTS = {
     "live-video-to-video": "8900",
 }
 CAPABILITY_NAMES = {p: p[:1].upper() + p[1:].replace("-", " ") for p in BASE_PORTS}
+DEFAULT_PRICE_FEED = "0x639Fe6ab55C921f74e7fac1ee960C0B6293ba612"
+#: The base and quote currencies of the default feed (ETH/USD); other feeds are taken to quote ETH in any currency
+#: (the stand-in has no chain to ask).
+DEFAULT_FEED_PAIR = ("ETH", "USD")
 DEFAULT_IMAGE = "livepeer/ai-runner:latest"
 PIPELINE_IMAGES = {
     "segment-anything-2": "livepeer/ai-runner:segment-anything-2",
@@ -112,11 +117,22 @@ PIPELINE_IMAGES = {
     "audio-to-text": "livepeer/ai-runner:audio-to-text",
     "llm": "livepeer/ai-runner:llm",
 }
+# ai/worker/docker.go:71-88 livePipelineToImage
 LIVE_IMAGES = {
-    name: f"livepeer/ai-runner:live-app-{name}"
-    for name in ("streamdiffusion", "streamdiffusion-sd15", "streamdiffusion-sdxl", "streamdiffusion-sdxl-faceid",
-                 "comfyui", "segment_anything_2", "noop")
+    **{name: f"livepeer/ai-runner:live-app-{name}"
+       for name in ("streamdiffusion", "streamdiffusion-sd15", "streamdiffusion-sd15-v2v", "streamdiffusion-sdxl",
+                    "streamdiffusion-sdxl-v2v", "streamdiffusion-sdxl-faceid", "comfyui", "segment_anything_2",
+                    "noop")},
+    "scope": "daydreamlive/scope-runner",
 }
+
+
+def pipeline_to_capability(pipeline: str) -> str | None:
+    """core/ai.go:57-72: the first letter upper-cased, "-" as spaces, compared with every capability name."""
+    if not pipeline:
+        return None
+    name = pipeline[:1].upper() + pipeline[1:].replace("-", " ")
+    return name if name in CAPABILITY_NAMES.values() else None
 
 POLL_S = 0.5
 HEALTH_REQUEST_S = 5.0
@@ -242,8 +258,9 @@ def health(url: str, token: str = "") -> tuple[str | None, str | None]:
     return status, None
 
 
-def wait_until_ready(url: str, token: str, timeout_s: float) -> None:
-    """runnerWaitUntilReady: poll /health every 500 ms until a state other than LOADING; ERROR fails."""
+def wait_until_ready(url: str, token: str, timeout_s: float) -> bool:
+    """runnerWaitUntilReady (ai/worker/container.go:113-139): poll /health every 500 ms until it answers 200; ERROR
+    fails, any other state is ready. Returns whether it was LOADING (the caller parks a warm one until IDLE)."""
     deadline = time.monotonic() + timeout_s
     last_err = "context deadline exceeded"
     while True:
@@ -253,12 +270,10 @@ def wait_until_ready(url: str, token: str, timeout_s: float) -> None:
         status, err = health(url, token)
         if err:
             last_err = err
-        elif status == "LOADING":
-            last_err = "runner is still loading"
         elif status == "ERROR":
             raise RuntimeError("runner is in error state")
         else:
-            return
+            return status == "LOADING"
 
 
 # --- the AI worker's container manager ----------------------------------------------------------------------
@@ -276,7 +291,7 @@ class RunnerContainer:
     container_id: str = ""
     token: str = ""
     external: bool = False
-    borrowed: bool = False
+    borrowed: bool = False  # out of the idle pool (a job, or parked while LOADING)
 
 
 class DockerManager:
@@ -383,15 +398,31 @@ class DockerManager:
                              url=f"http://localhost:{host_port}", keep_warm=keep_warm, optimization_flags=flags,
                              container_id=cid)
         try:
-            wait_until_ready(rc.url, "", timeout)
+            loading = wait_until_ready(rc.url, "", timeout)
         except RuntimeError:
             self._remove(cid)
             raise
         self._fetch_info(rc)
         self.containers[name] = rc
         self.gpu_containers[gpu] = rc
+        if keep_warm and loading:
+            # docker.go:510-515: parked out of the pool until the watch loop sees IDLE
+            golog.slog("INFO", "Warm container started on loading state, removing from pool on startup",
+                       container=rc.name)
+            self._borrow(rc)
         threading.Thread(target=self.watch, args=(rc,), daemon=True).start()
         return rc
+
+    def _borrow(self, rc: RunnerContainer) -> None:
+        with self.lock:
+            self.containers.pop(rc.name, None)
+            rc.borrowed = True
+
+    def _return(self, rc: RunnerContainer) -> None:
+        with self.lock:
+            rc.borrowed = False
+            if rc.gpu in self.gpu_containers:
+                self.containers[rc.name] = rc
 
     def _fetch_info(self, rc: RunnerContainer) -> None:
         for path in ("/hardware/info", "/version"):
@@ -475,12 +506,18 @@ class DockerManager:
                 status = json.loads(body).get("status", "")
             except (ValueError, AttributeError):
                 status = ""
+            if status == "IDLE" and rc.borrowed:
+                golog.slog("INFO", "Container is idle, returning to pool", container=rc.name)
+                self._return(rc)
+                continue
             if status in ("OK", "IDLE"):
                 failures, loading_since = 0, None
             elif status == "LOADING":
                 if loading_since is None:
                     failures, loading_since = 0, time.monotonic()
-                    golog.slog("INFO", "Container is loading, removing from pool", container=rc.name)
+                    if not rc.borrowed:
+                        golog.slog("INFO", "Container is loading, removing from pool", container=rc.name)
+                        self._borrow(rc)
                 loading = time.monotonic() - loading_since
                 if loading > RUNNER_TIMEOUT_S:
                     failures += 1
@@ -507,6 +544,38 @@ class DockerManager:
         with self.lock:
             in_use = len(self.gpu_containers) - len(self.containers)
             return in_use, len(self.containers), len(self.gpus) - len(self.gpu_containers)
+
+
+class DryManager(DockerManager):
+    """The container manager without a Docker daemon: slots, images and external urls as go-livepeer allocates
+    and checks them, every runner healthy at once. Used to run the startup checks on their own (tests)."""
+
+    def __init__(self, overrides: ImageOverrides, gpus: list[str]) -> None:
+        super().__init__(api=None, overrides=overrides, verbose=False, gpus=gpus, models_dir="/models",  # type: ignore[arg-type]
+                         creator_id="")
+        self.started: list[RunnerContainer] = []
+
+    def ensure_image_available(self, pipeline: str, model_id: str) -> None:
+        self.overrides.image_for(pipeline, model_id)
+
+    def warm(self, pipeline: str, model_id: str, flags: dict, url: str = "", token: str = "") -> None:
+        if url:
+            self.external.append(RunnerContainer(name=url, pipeline=pipeline, model_id=model_id, gpu="", url=url,
+                                                 keep_warm=True, optimization_flags=flags, external=True))
+            return
+        self.create_container(pipeline, model_id, True, flags)
+
+    def create_container(self, pipeline: str, model_id: str, keep_warm: bool, flags: dict) -> RunnerContainer:
+        gpu = self.alloc_gpu()
+        host_port = BASE_PORTS[pipeline][:2] + port_offset(gpu)
+        self.overrides.image_for(pipeline, model_id)
+        rc = RunnerContainer(name=container_name(pipeline, model_id, host_port), pipeline=pipeline,
+                             model_id=model_id, gpu=gpu, url=f"http://localhost:{host_port}", keep_warm=keep_warm,
+                             optimization_flags=flags)
+        self.gpu_containers[gpu] = rc
+        self.containers[rc.name] = rc
+        self.started.append(rc)
+        return rc
 
 
 # --- CLI / metrics server -------------------------------------------------------------------------------------
@@ -587,13 +656,6 @@ def start(cfg: dict, state: dict) -> DockerManager | None:
         sys.exit(1)
     orchestrator = bool(cfg["orchestrator"])
     ai_worker = bool(cfg["aiWorker"])
-    if ai_worker and not orchestrator:
-        if not cfg["orchAddr"]:
-            golog.error("Missing -orchAddr")
-            sys.exit(1)
-        if not cfg["orchSecret"]:
-            golog.error("Missing -orchSecret")
-            sys.exit(1)
     state["orch_secret"] = _read_secret(str(cfg["orchSecret"])) if cfg["orchSecret"] else ""
     creator_id = str(cfg["serviceAddr"] or cfg["ethAcctAddr"] or "")
     api = DockerAPI()
@@ -650,45 +712,56 @@ def start(cfg: dict, state: dict) -> DockerManager | None:
 
     if cfg["aiModels"]:
         configs = _parse_ai_models(str(cfg["aiModels"]))
-        constraints: dict[tuple[str, str], bool] = {}
-        for config in configs:
-            if config.pipeline not in CAPABILITY_NAMES:
-                golog.panic(f"Pipeline is not valid capability: {config.pipeline}\n")
-            if ai_worker and manager is not None:
-                models_count = 1
-                if config.capacity and not config.url:
-                    models_count = config.capacity
-                try:
-                    manager.ensure_image_available(config.pipeline, config.model_id)
-                except RuntimeError as exc:
-                    golog.error(f"Error ensuring AI worker image available for {config.pipeline}: {exc}")
-                for _ in range(models_count):
-                    if config.warm or config.url:
-                        try:
-                            manager.warm(config.pipeline, config.model_id, config.optimization_flags, config.url,
-                                         config.token)
-                        except RuntimeError as exc:
-                            golog.error(f"Error AI worker warming {config.pipeline} container: {exc}")
-                            raise Return() from None
-                if config.optimization_flags and not config.warm:
-                    golog.warning(f"Model {config.model_id} has 'optimization_flags' set without 'warm'. "
-                                  "Optimization flags are currently only used for warm containers.")
-                key = (config.pipeline, config.model_id)
-                if key in constraints and constraints[key] != config.warm:
-                    golog.panic(f"Cannot have same model_id ({config.model_id}) as cold and warm in same AI worker, "
-                                "please fix aiModels json config")
-                constraints.setdefault(key, config.warm)
-            if cfg["network"] != "offchain":
-                _check_price(cfg, config)
+        configure_models(cfg, configs, manager if ai_worker else None)
         state["models"] = [{"pipeline": c.pipeline, "model_id": c.model_id, "warm": c.warm,
                             "url": bool(c.url)} for c in configs]
     elif ai_worker and not orchestrator:
         golog.error("The '-aiWorker' flag was set, but no model configuration was provided. Please specify the "
                     "model configuration using the '-aiModels' flag.")
         raise Return()
-    if ai_worker and not orchestrator:
+    if ai_worker and not orchestrator and cfg["orchAddr"] and cfg["orchSecret"]:
         golog.info(f"Registering AI worker with orchestrator {cfg['orchAddr']}", "ai_worker.go:0")
     return manager
+
+
+def configure_models(cfg: dict, configs: list[AIModelConfig], manager: DockerManager | None) -> None:
+    """StartLivepeer's aiModels loop (starter.go:1444-1573), in its order: capability, image, warm (an error
+    returns from StartLivepeer), the flags warning, the warm/cold constraint (keyed by capability and model id,
+    url entries included), then prices on an on-chain node. Panics raise golog.GoPanic, returns raise Return."""
+    constraints: dict[tuple[str, str], bool] = {}
+    for config in configs:
+        capability = pipeline_to_capability(config.pipeline)
+        if capability is None:
+            golog.panic(f"Pipeline is not valid capability: {config.pipeline}\n")
+        if manager is not None:
+            models_count = 1
+            if config.capacity and not config.url:
+                models_count = config.capacity
+            try:
+                manager.ensure_image_available(config.pipeline, config.model_id)
+            except RuntimeError as exc:
+                golog.error(f"Error ensuring AI worker image available for {config.pipeline}: {exc}")
+            for _ in range(models_count):
+                if config.warm or config.url:
+                    if config.pipeline not in BASE_PORTS and not config.url:
+                        # docker.go:391 containerHostPorts[pipeline][:2] of "" for an odd spelling
+                        golog.panic("runtime error: slice bounds out of range [:2] with length 0")
+                    try:
+                        manager.warm(config.pipeline, config.model_id, config.optimization_flags, config.url,
+                                     config.token)
+                    except RuntimeError as exc:
+                        golog.error(f"Error AI worker warming {config.pipeline} container: {exc}")
+                        raise Return() from None
+            if config.optimization_flags and not config.warm:
+                golog.warning(f"Model {config.model_id} has 'optimization_flags' set without 'warm'. "
+                              "Optimization flags are currently only used for warm containers.")
+            key = (capability, config.model_id)
+            if key in constraints and constraints[key] != config.warm:
+                golog.panic(f"Cannot have same model_id ({config.model_id}) as cold and warm in same AI worker, "
+                            "please fix aiModels json config")
+            constraints.setdefault(key, config.warm)
+        if cfg["network"] != "offchain":
+            _check_price(cfg, config)
 
 
 def _parse_ai_models(value: str) -> list[AIModelConfig]:
@@ -752,9 +825,11 @@ def _check_price(cfg: dict, config: AIModelConfig) -> None:
     elif price < 0:
         golog.panic(f"'pricePerUnit' value specified for model '{config.model_id}' in pipeline '{config.pipeline}' "
                     f"must be a valid positive number, provided {config.price_per_unit}")
-    if currency.lower() not in ("", "wei", "eth") and not cfg["priceFeedAddr"]:
-        golog.panic(f"error converting price: PriceFeedWatcher is not initialized (currency {currency} needs "
-                    "-priceFeedAddr)")
+    # core/autoconvertedprice.go:48-71, called at starter.go:1564-1568
+    if currency.lower() not in ("", "wei", "eth"):
+        if str(cfg["priceFeedAddr"]).lower() == DEFAULT_PRICE_FEED.lower() and currency.upper() not in DEFAULT_FEED_PAIR:
+            golog.panic(f"error converting price: price feed does not have {currency.upper()} as a currency "
+                        f"({'/'.join(DEFAULT_FEED_PAIR)})")
 
 
 _SIGNAL_TEXT = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupt"}
@@ -802,6 +877,11 @@ def main(argv: list[str] | None = None) -> None:
         state["metrics"] = lambda: _metrics(state)
         _serve_cli(cli_addr, state)
         golog.info(f"CLI server listening on {cli_addr}", "webserver.go:0")
+        if cfg["aiWorker"] and not cfg["orchestrator"]:
+            # starter.go:2101-2107, after warming: glog.Exit (exit 1, deferred cleanup skipped: runners stay up)
+            missing = "-orchSecret" if not cfg["orchSecret"] else "-orchAddr" if not cfg["orchAddr"] else ""
+            if missing:
+                golog.fatal(f"Missing {missing}")
         state["serving"] = True
         stop.wait()
     except (Return, _Interrupted):

@@ -28,6 +28,12 @@ def error(msg: str, where: str = "starter.go:0") -> None:
     _glog("E", where, msg)
 
 
+def fatal(msg: str, where: str = "starter.go:0") -> None:
+    """glog.Exit: log at F, exit 1 at once (deferred functions do not run)."""
+    _glog("F", where, msg)
+    os._exit(1)
+
+
 def _value(v: object) -> str:
     text = str(v)
     if text == "" or any(c in text for c in ' ="\\'):
