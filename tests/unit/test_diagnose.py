@@ -214,6 +214,9 @@ def test_gated_model_that_is_not_cached_is_a_failure():
     "I0101 00:00:00.000000       1 starter.go:1] Error AI worker warming was retried; runner is in error state no more",
     "2025-12-30 14:07:09,123 INFO:     GPU out of memory retry succeeded",
     "timestamp=2025-12-30T14:07:09 level=INFO location=x message=CUDA out of memory earlier, recovered",
+    # a signature (container.go:131) on a warning line: only causes upstream logs as warnings count there
+    "2024/07/01 10:00:00 WARN retrying after: runner is in error state",
+    "2025-12-30 14:07:09,123 WARNING:  retrying after: Repository Not Found for url: https://huggingface.co/x.",
 ])
 def test_info_and_warning_lines_are_no_failures(line):
     assert classify_line(line) is None

@@ -130,7 +130,9 @@ def _decode_entry(pairs: list[tuple[str, object]]) -> AIModelConfig:
                 raise _type_error(value, name, "bool")
             cfg.warm = value
         elif kind == "int":
-            if _kind(value) != "number" or not str(value).lstrip("-").isdigit():
+            # strconv.ParseInt(literal, 10, 64): no fraction, no exponent, within int64
+            if (_kind(value) != "number" or not str(value).lstrip("-").isdigit()
+                    or not -(2**63) <= int(str(value)) < 2**63):
                 raise _type_error(value, name, "int")
             cfg.capacity = int(str(value))
         elif kind == "envmap":
