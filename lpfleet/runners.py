@@ -120,10 +120,11 @@ def runner_image(spec: NodeSpec, pipeline: str, model_id: str) -> str | None:
 
 
 def runner_env(entry: AIModelEntry) -> tuple[str, ...]:
-    """PIPELINE, MODEL_ID and each optimization flag (bools as "true"/"false"), as go-livepeer sets them."""
+    """PIPELINE, MODEL_ID and each optimization flag (bools and null as "true"/"false", ai/worker/worker.go:21-36),
+    as go-livepeer sets them."""
     env = [f"PIPELINE={entry.pipeline}", f"MODEL_ID={entry.model_id}"]
     for key, value in entry.optimization_flags.items():
-        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        text = ("true" if value else "false") if isinstance(value, bool) or value is None else str(value)
         env.append(f"{key}={text}")
     return tuple(env)
 

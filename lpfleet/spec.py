@@ -54,7 +54,7 @@ class AIModelEntry(_Frozen):
     token: SecretStr | None = None
     warm: bool = False
     capacity: int | None = None
-    optimization_flags: dict[str, bool | str] = Field(default_factory=dict)
+    optimization_flags: dict[str, bool | str | None] = Field(default_factory=dict)  # null: "false" in go-livepeer
     price_per_unit: int | float | None = None
     pixels_per_unit: int | None = None
     currency: str | None = None

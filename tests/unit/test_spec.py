@@ -320,3 +320,12 @@ def test_node_context_reflects_the_spec():
                               "gpu_memory_gb": 24, "livepeer_network": "arbitrum-one-mainnet"}))
     ctx = node_context(spec)
     assert (ctx.gpu_slots, ctx.prices_onchain, ctx.price_feed, ctx.gpu_memory_gb) == (4, True, False, 24)
+
+
+def test_null_flag_is_a_warning_and_reaches_the_runner_as_false():
+    # go-livepeer ai/worker/worker.go:21-27: EnvValue decodes null as the boolean false -> "false"
+    from lpfleet import runners
+
+    spec, found = check_node_spec("gpu-1", [("group g", {"ai_models": [dict(SDXL, optimization_flags={"SFAST": None})]})])
+    assert spec is not None and [p.finding.rule for p in found] == ["null-flag"]
+    assert "SFAST=false" in runners.runner_env(spec.models[0])
