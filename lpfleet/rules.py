@@ -627,7 +627,8 @@ def _check_node(entries: list[_Entry], raw: Sequence[Any], context: NodeContext)
         if warm and not external:
             capacity = _value(entry, "capacity")
             # starter.go:1452-1458: capacity containers, 0 means 1, a negative one starts none
-            valid = isinstance(capacity, int) and not isinstance(capacity, bool) and _INT64[0] <= capacity <= _INT64[1]
+            valid = (isinstance(capacity, int) and not isinstance(capacity, bool)
+                     and _INT64[0] <= capacity <= _INT64[1])
             count = capacity if valid and capacity != 0 else 1
             if valid and capacity < 0:
                 count = 0

@@ -37,7 +37,8 @@ def test_missing_daemon_json_is_an_empty_config(tmp_path):
     # option.go:68-71: "Config file does not exist; using empty config"
     daemon_json = tmp_path / "daemon.json"
     assert configure(daemon_json).returncode == 0
-    assert json.loads(daemon_json.read_text()) == {"runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}}
+    nvidia = {"args": [], "path": "nvidia-container-runtime"}
+    assert json.loads(daemon_json.read_text()) == {"runtimes": {"nvidia": nvidia}}
 
 
 def test_cdi_enabled_drops_the_other_feature_keys(tmp_path):

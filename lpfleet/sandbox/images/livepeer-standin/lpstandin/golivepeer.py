@@ -551,8 +551,8 @@ class DryManager(DockerManager):
     and checks them, every runner healthy at once. Used to run the startup checks on their own (tests)."""
 
     def __init__(self, overrides: ImageOverrides, gpus: list[str]) -> None:
-        super().__init__(api=None, overrides=overrides, verbose=False, gpus=gpus, models_dir="/models",  # type: ignore[arg-type]
-                         creator_id="")
+        super().__init__(api=None, overrides=overrides, verbose=False,  # type: ignore[arg-type]
+                         gpus=gpus, models_dir="/models", creator_id="")
         self.started: list[RunnerContainer] = []
 
     def ensure_image_available(self, pipeline: str, model_id: str) -> None:
