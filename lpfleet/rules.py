@@ -641,6 +641,16 @@ def _check_node(entries: list[_Entry], raw: Sequence[Any], context: NodeContext)
                     f"{warm_slots} warm containers so far but the node has {context.gpu_slots} GPU slot(s) "
                     "(GPUs x containers per GPU): go-livepeer fails at start and restarts in a loop",
                 )
+        flags = _value(entry, "optimization_flags")
+        if isinstance(flags, Mapping) and flags and not warm:
+            # starter.go:1486-1489; cold containers start with no flags at all (ai/worker/docker.go:240-241)
+            e.add(
+                "warning",
+                "flags-without-warm",
+                "optimization_flags",
+                "go-livepeer passes optimization flags to warm containers only: this cold entry's runner starts "
+                "without them; make it warm or drop the flags",
+            )
         if not external and context.gpu_memory_gb is not None:
             need = catalog.vram_gb(e.model_id)
             if need is not None and need > context.gpu_memory_gb:

@@ -476,3 +476,10 @@ def test_format_number():
     assert format_number(4768371) == "4768371"
     assert format_number(Decimal("1e12")) == "1000000000000"
     assert format_number(0.18) == "0.18"
+
+
+def test_flags_on_a_cold_entry_warn():
+    # go-livepeer 176aa41 starter.go:1486-1489 warns; ai/worker/docker.go:240-241 starts cold containers without flags
+    found = check_entries([entry(warm=False, optimization_flags={"SFAST": True})], FULL)
+    assert [(f.rule, f.severity) for f in found] == [("flags-without-warm", "warning")]
+    assert check_entries([entry(optimization_flags={"SFAST": True})], FULL) == []
