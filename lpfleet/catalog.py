@@ -295,6 +295,34 @@ def live_app_image(model_id: str, live_overrides: Mapping[str, object] | None = 
     return LIVE_APP_IMAGES.get(model_id)
 
 
+@dataclass(frozen=True)
+class LivePrepare:
+    """How ai-runner's dl_checkpoints.sh prepares a live app's weights: a run of `image` with the models dir
+    mounted at /models, `env` set (plus HF_TOKEN from the caller for gated repos) and `command` (None: the
+    image's own entrypoint); afterwards `dirs` exist under the models dir."""
+
+    image: str
+    env: tuple[str, ...]
+    command: tuple[str, ...] | None
+    dirs: tuple[str, ...]
+
+
+def live_prepare(model_id: str, live_overrides: Mapping[str, object] | None = None) -> LivePrepare | None:
+    """The prepare run for a live app (None when it needs none or go-livepeer has no image for it).
+
+    dl_checkpoints.sh:241-246 (`-e HF_HUB_OFFLINE=0 -e PREPARE_MODELS=1`, StreamDiffusion and Scope) and
+    :287-290 (ComfyUI's setup_models.py)."""
+    info = model_info(model_id)
+    image = live_app_image(model_id, live_overrides)
+    if info is None or not info.prepared or image is None:
+        return None
+    if model_id == "comfyui":
+        command = ("bash", "-c", "cd /workspace/comfystream && python src/comfystream/scripts/setup_models.py "
+                   "--workspace /workspace/ComfyUI")
+        return LivePrepare(image, (), command, info.prepared)
+    return LivePrepare(image, ("HF_HUB_OFFLINE=0", "PREPARE_MODELS=1"), None, info.prepared)
+
+
 def prepared_dirs(pipeline: str, model_id: str) -> tuple[str, ...]:
     """The folders under the models dir a live app's prepare run fills (empty for batch pipelines)."""
     if pipeline != LIVE_PIPELINE:

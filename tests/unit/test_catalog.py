@@ -211,3 +211,16 @@ def test_catalog_is_well_formed():
         for extra in info.extra_models:
             assert catalog.model_info(extra) is not None, f"{model_id} extra {extra} must be in the catalog"
     assert len({m.lower() for m in catalog.MODELS}) == len(catalog.MODELS)
+
+
+def test_live_prepare_runs_like_dl_checkpoints():
+    # ai-runner v0.14.1 runner/dl_checkpoints.sh:241-246 (PREPARE_MODELS=1) and :287-290 (ComfyUI setup_models.py)
+    sd = catalog.live_prepare("streamdiffusion-sdxl")
+    assert sd.image == "livepeer/ai-runner:live-app-streamdiffusion-sdxl"
+    assert sd.env == ("HF_HUB_OFFLINE=0", "PREPARE_MODELS=1") and sd.command is None
+    assert catalog.live_prepare("scope").image == "daydreamlive/scope-runner"
+    comfy = catalog.live_prepare("comfyui")
+    assert "setup_models.py" in comfy.command[-1] and comfy.dirs == ("ComfyUI--models",)
+    assert catalog.live_prepare("noop") is None
+    assert catalog.live_prepare("my-app") is None
+    assert catalog.live_prepare("streamdiffusion", {"streamdiffusion": "reg/sd:2"}).image == "reg/sd:2"
