@@ -156,8 +156,20 @@ class _NonJSONConstant:
 def loads_strict(text: str) -> Any:
     """JSON as go-livepeer's decoder reads it; non-integers keep their literal (Decimal), NaN/Infinity kept as
     markers so the finding can name the entry and field they sit in."""
+    return _parse_strict(text)[0]
+
+
+def _parse_strict(text: str) -> tuple[Any, list[_NonJSONConstant]]:
+    """`loads_strict`, plus every NaN/Infinity met while parsing: one a later duplicate key overrode, or one
+    nested deeper than a field, is gone from the result, yet Go's decoder stops at it all the same."""
+    constants: list[_NonJSONConstant] = []
+
+    def constant(literal: str) -> _NonJSONConstant:
+        constants.append(_NonJSONConstant(literal))
+        return constants[-1]
+
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_NonJSONConstant)
+        return json.loads(text, parse_float=Decimal, parse_constant=constant), constants
     except json.JSONDecodeError as exc:
         raise JSONSyntaxError(exc.msg, exc.lineno, exc.colno) from None
     except ValueError as exc:  # int too long to convert (Python's digit limit)
@@ -235,7 +247,7 @@ def lint_bytes(data: bytes, context: NodeContext, max_entries: int = DEFAULT_MAX
 def lint_text(text: str, context: NodeContext, max_entries: int = DEFAULT_MAX_ENTRIES) -> list[Finding]:
     """Findings for one file's text; invalid JSON is one finding with its line and column."""
     try:
-        entries = loads_strict(text)
+        entries, constants = _parse_strict(text)
     except JSONSyntaxError as exc:
         if not text.strip():
             return [
@@ -271,6 +283,9 @@ def lint_text(text: str, context: NodeContext, max_entries: int = DEFAULT_MAX_EN
             del entries[max_entries:]
         entries, number_findings = _number_findings(entries)
         found += number_findings
+        if constants and not any(f.rule == "not-json-number" and "is not JSON" in f.message for f in found):
+            found.append(Finding("error", "not-json-number", f"{constants[0].literal} is not JSON: go-livepeer "
+                                 "cannot read the file; write a number", "-"))
         ordered = sorted(
             found + check_entries(entries, context), key=lambda f: -1 if f.index is None else f.index
         )

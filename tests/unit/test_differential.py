@@ -1,7 +1,7 @@
 """Differential test: thousands of generated aiModels.json files through `lpfleet lint`'s rules and through the
 go-livepeer stand-in's own decoder and startup loop; their verdicts must agree.
 
-The stand-in side is `lpstandin.gojson.decode_ai_models` (Go's encoding/json with go-livepeer's field types,
+The lint side is `lpfleet.commands.lint.lint_text`, what `lpfleet lint FILE` runs for each file. The stand-in side is `lpstandin.gojson.decode_ai_models` (Go's encoding/json with go-livepeer's field types,
 core/ai.go:40-111 and ai/worker/worker.go:17-36) followed by `lpstandin.golivepeer.configure_models`
 (StartLivepeer's aiModels loop, cmd/livepeer/starter/starter.go:1444-1573 at go-livepeer 176aa41) with a
 `DryManager` (GPU slots, images and the live app table of ai/worker/docker.go, no Docker daemon). It runs in
@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from lpfleet.rules import JSONSyntaxError, NodeContext, check_entries, loads_preserving
+from lpfleet.commands.lint import lint_text
+from lpfleet.rules import NodeContext
 
 STANDIN = Path(__file__).resolve().parents[2] / "lpfleet" / "sandbox" / "images" / "livepeer-standin"
 
@@ -233,13 +234,9 @@ def lint_errors(text: str, node: Node) -> list[str]:
         price_feed=node.custom_feed,
         live_overrides=node.live_overrides,
     )
-    try:
-        entries = loads_preserving(text)
-    except JSONSyntaxError:
-        return ["invalid-json"]
-    if entries is None:
-        return ["null-document"]  # Go decodes null into a nil slice: no models, no error (stricter)
-    return [f.rule for f in check_entries(entries, context) if f.is_error]
+    if text.strip() == "null":
+        return ["null-document"]  # Go decodes null into a nil slice: no models, no error (lint is stricter)
+    return [f.rule for f in lint_text(text, context) if f.is_error]
 
 
 def standin_failure(text: str, node: Node, standin) -> str | None:
@@ -298,9 +295,10 @@ def test_lint_and_the_go_livepeer_standin_agree(standin):
     assert not disagreements, f"{len(disagreements)} of {len(files)} files disagree:\n{shown}"
     # the corpus exercises both verdicts and every rule that mirrors a go-livepeer failure
     assert tally["both start"] > FILES // 5 and tally["both fail"] > FILES // 5, tally
-    assert {"invalid-json", "not-an-object", "bad-type", "missing-pipeline", "unknown-pipeline", "string-price",
+    assert {"not-an-object", "bad-type", "missing-pipeline", "unknown-pipeline", "string-price",
             "negative-price", "missing-price", "bad-pixels", "numeric-flag", "currency-needs-feed", "warm-and-cold",
             "warm-beyond-slots", "unknown-live-app", "not-a-list"} <= rules_seen, rules_seen
+    assert rules_seen & {"invalid-json", "not-json-number"}, rules_seen
     assert STRICTER_ALWAYS <= rules_seen, STRICTER_ALWAYS - rules_seen
 
 

@@ -269,3 +269,15 @@ def test_a_host_port_url_is_told_to_add_the_scheme(tmp_path, capsys):
     code, lines, _, _ = lint(tmp_path, [entry], capsys=capsys)
     assert code == 1 and 'got a host:port without a scheme: add "http://" in front' in lines[0]
     assert "byoc.lan://" not in lines[0]
+
+
+def test_nan_overridden_by_a_later_duplicate_key_is_still_an_error():
+    # found by tests/unit/test_differential.py: Go's decoder stops at the NaN token (encoding/json scanner,
+    # "invalid character 'N' looking for beginning of value") whatever key later overrides the field
+    from lpfleet.commands.lint import lint_text
+    from lpfleet.rules import NodeContext
+
+    text = '[{"capacity": NaN, "pipeline": "llm", "model_id": "x/y", "capacity": 2}]'
+    assert [f.rule for f in lint_text(text, NodeContext()) if f.is_error] == ["not-json-number"]
+    nested = '[{"pipeline": "llm", "model_id": "x/y", "optimization_flags": {"A": [NaN]}}]'
+    assert "not-json-number" in [f.rule for f in lint_text(nested, NodeContext()) if f.is_error]
