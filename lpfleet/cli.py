@@ -24,6 +24,7 @@ COMMANDS = (
     "render",
     "lock",
     "prefetch",
+    "prune",
     "verify",
     "rollout",
     "bootstrap",
