@@ -119,8 +119,10 @@ def _blob_of_link(link: Any) -> str | None:
 
 
 def plan_repo(folder: str, locked: Sequence[LockedModel], scan: Mapping[str, Any] | None,
-              branch: str = "main") -> RepoPrune:
-    """The removals in one repo folder, given the locked models that live in it."""
+              branch: str = "main", ref_follows_lock: bool = False) -> RepoPrune:
+    """The removals in one repo folder, given the locked models that live in it. `ref_follows_lock`: the caller
+    puts `refs/<branch>` on the locked commit before removing (the weights step fetches first), so a ref on
+    another commit does not hold the repo back."""
     keep = tuple(sorted({m.commit for m in locked}))
     scan = scan or {}
     kind = scan.get("kind", "absent")
@@ -130,7 +132,7 @@ def plan_repo(folder: str, locked: Sequence[LockedModel], scan: Mapping[str, Any
         return RepoPrune(folder, keep, skipped=f"{folder} is a {kind}, not a folder (never followed)")
     refs: Mapping[str, Any] = scan.get("refs") or {}
     read_ref = refs.get(branch)
-    if read_ref is not None and read_ref not in keep:
+    if read_ref is not None and read_ref not in keep and not ref_follows_lock:
         return RepoPrune(folder, keep, skipped=(
             f"refs/{branch} names {str(read_ref)[:12]}, not the locked commit "
             f"{'/'.join(c[:12] for c in keep)}: run the weights step (or `lpfleet prefetch`) first"))
@@ -160,7 +162,7 @@ def plan_repo(folder: str, locked: Sequence[LockedModel], scan: Mapping[str, Any
         if commit not in keep:
             removals.append(Removal(f"{folder}/.no_exist/{commit}", "no-exist", 0, "404 cache of an unlocked commit"))
     for ref, commit in sorted(refs.items()):
-        if commit not in keep and ref != branch:
+        if commit not in keep and ref != branch:  # refs/<branch> is rewritten, never removed
             removals.append(Removal(f"{folder}/refs/{ref}", "ref", 0, f"names {str(commit)[:12]}, which goes"))
     for commit, size in sorted((scan.get("records") or {}).items()):
         if commit not in keep:
@@ -169,13 +171,14 @@ def plan_repo(folder: str, locked: Sequence[LockedModel], scan: Mapping[str, Any
     return RepoPrune(folder, keep, tuple(removals))
 
 
-def plan_prune(models: Sequence[LockedModel], scan: Mapping[str, Any], branch: str = "main") -> PrunePlan:
+def plan_prune(models: Sequence[LockedModel], scan: Mapping[str, Any], branch: str = "main",
+               ref_follows_lock: bool = False) -> PrunePlan:
     """Every repo folder the locked models live in, planned (see the module docstring)."""
     by_folder: dict[str, list[LockedModel]] = {}
     for model in models:
         by_folder.setdefault(repo_folder_name(model.model_id), []).append(model)
     repos = scan.get("repos") or {}
-    return PrunePlan(tuple(plan_repo(folder, by_folder[folder], repos.get(folder), branch)
+    return PrunePlan(tuple(plan_repo(folder, by_folder[folder], repos.get(folder), branch, ref_follows_lock)
                            for folder in sorted(by_folder)))
 
 

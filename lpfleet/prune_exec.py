@@ -6,12 +6,13 @@ targets as text, and a removal is refused unless every component below the model
 path stays inside the models dir and names something of a repo folder (or its lpfleet record). The models dir
 itself is resolved once (it may be a symlink the operator made).
 
-As a program: `python3 prune_exec.py scan|remove` reads `{"models_dir", "folders"|"paths"}` as JSON on stdin
-and writes JSON on stdout.
+As a program: `python3 prune_exec.py scan|remove [BASE64-JSON]` reads `{"models_dir", "folders"|"paths"}` as
+JSON (from the argument, else stdin) and writes JSON on stdout; `remove` exits 1 when a path was refused or failed.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -169,15 +170,20 @@ def remove(models_dir, paths):
 
 
 def main(argv):
-    request = json.loads(sys.stdin.read() or "{}")
+    raw = base64.b64decode(argv[1]).decode("utf-8") if len(argv) > 1 else sys.stdin.read()
+    request = json.loads(raw or "{}")
     if argv[:1] == ["scan"]:
         result = scan(request["models_dir"], request.get("folders") or [])
     elif argv[:1] == ["remove"]:
         result = remove(request["models_dir"], request.get("paths") or [])
     else:
-        sys.stderr.write("usage: prune_exec.py scan|remove < request.json\n")
+        sys.stderr.write("usage: prune_exec.py scan|remove [BASE64-JSON]\n")
         return 2
     sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
+    if result.get("refused") or result.get("failed"):
+        bad = (result.get("refused") or []) + (result.get("failed") or [])
+        sys.stderr.write(f"prune: {len(bad)} path(s) not removed, first: {bad[0][0]}: {bad[0][1]}\n")
+        return 1
     return 0
 
 

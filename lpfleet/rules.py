@@ -69,6 +69,10 @@ KNOWN_OPTIMIZATION_FLAGS: tuple[str, ...] = (
 #: non-empty value turns the option on, and go-livepeer renders JSON false (and null) as the string "false".
 TRUTHY_IF_SET_FLAGS: tuple[str, ...] = ("BFLOAT16", "TORCH_COMPILE")
 
+#: Environment variables of the runner's huggingface_hub that are set through optimization flags (lpfleet sets
+#: HF_HUB_OFFLINE=1 on warm runners; HF_ENDPOINT points them at a mirror).
+HUB_ENVIRONMENT_FLAGS: tuple[str, ...] = ("HF_HUB_OFFLINE", "HF_ENDPOINT")
+
 #: Currencies go-livepeer prices in without a price feed (core/autoconvertedprice.go:48).
 FIXED_CURRENCIES = ("", "wei", "eth")
 
@@ -493,7 +497,7 @@ def _check_types(entry: Mapping[str, Any], e: _Entry, context: NodeContext) -> N
                         f"must be true, false or a string, not {_json_type(value)}: "
                         "go-livepeer cannot parse the whole file",
                     )
-                if name not in KNOWN_OPTIMIZATION_FLAGS:
+                if name not in KNOWN_OPTIMIZATION_FLAGS and name not in HUB_ENVIRONMENT_FLAGS:
                     e.add(
                         "warning",
                         "unknown-flag",

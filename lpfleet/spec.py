@@ -124,6 +124,8 @@ class WeightsSpec(_Frozen):
     branch: str = "main"  # the ref the runner reads
     lan_address: str | None = None  # fanout: how peers reach this node; default its inventory name
     mirror_port: int = Field(default=8790, ge=1, le=65535)  # fanout: where this node serves its peers
+    prune: bool = False  # remove snapshots and blobs of locked repos that the lock no longer names
+    runner_offline: bool = True  # warm managed runners get HF_HUB_OFFLINE=1: they load the locked snapshot only
 
 
 class WorkerSpec(_Frozen):
@@ -229,6 +231,8 @@ DATA_KEYS: Mapping[str, tuple[str | None, str]] = {
     "hf_branch": ("weights", "branch"),
     "weights_lan_address": ("weights", "lan_address"),
     "weights_mirror_port": ("weights", "mirror_port"),
+    "weights_prune": ("weights", "prune"),
+    "runner_hf_offline": ("weights", "runner_offline"),
     "worker_mode": ("worker", "mode"),
     "worker_image": ("worker", "image"),
     "runner_image": ("worker", "runner_image"),
@@ -696,12 +700,34 @@ def _build(
 
     if any(p.severity == "error" for p in problems):
         return None, problems
+    weights = built.get("weights")
+    if weights is not None and weights.runner_offline:
+        models = [pin_runner_offline(m) for m in models]
     try:
         spec = NodeSpec(host=host, groups=tuple(groups), models=tuple(models), **top, **built)
     except ValidationError as exc:
         problems.extend(_pydantic_problems(host, exc, None, sources))
         return None, problems
     return spec, problems
+
+
+#: The environment variable huggingface_hub reads to stay off the network (huggingface_hub 0.23.2
+#: `constants.py:117`; true values `constants.py:10`). go-livepeer turns optimization flags into runner env vars.
+HUB_OFFLINE_FLAG = "HF_HUB_OFFLINE"
+
+
+def pin_runner_offline(entry: AIModelEntry) -> AIModelEntry:
+    """A warm managed entry with `HF_HUB_OFFLINE=1` among its optimization flags, unless it sets the flag itself.
+
+    Why: ai-runner's batch images leave the hub online, and diffusers/huggingface_hub then move `refs/main` to the
+    hub's newest commit and download it, ignoring models.lock. go-livepeer passes optimization flags to warm
+    containers only (`ai/worker/docker.go:405-407`; borrowed cold containers get none, `docker.go:240-241`), so
+    cold and external entries are left as they are; live apps take no hub weights.
+    """
+    if (not entry.warm or entry.is_external or entry.pipeline == "live-video-to-video"
+            or HUB_OFFLINE_FLAG in entry.optimization_flags):
+        return entry
+    return entry.model_copy(update={"optimization_flags": {**entry.optimization_flags, HUB_OFFLINE_FLAG: "1"}})
 
 
 def node_context(spec: NodeSpec) -> NodeContext:

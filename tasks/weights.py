@@ -18,6 +18,7 @@ from pyinfra.api.exceptions import DeployError
 from lpfleet.fleet import node_plan
 from lpfleet.fleet_plan import NodePlan
 from lpfleet.lock import LockedModel, LockError
+from lpfleet.operations.prune import weights_pruned
 from lpfleet.operations.weights import (
     FetchSource,
     fleet_weights,
@@ -50,6 +51,17 @@ def peer_endpoint(peer: str) -> str:
 
 @deploy("Model weights")
 def prefetch_weights(plan: NodePlan) -> None:
+    fetch_weights(plan)
+    if plan.spec.weights.prune:  # after the fetch: refs/<branch> is on the locked commit by then
+        weights_pruned(
+            name="Weights: prune snapshots and blobs models.lock no longer names",
+            models=locked_models(plan),
+            models_dir=plan.spec.models_dir,
+            branch=plan.spec.weights.branch,
+        )
+
+
+def fetch_weights(plan: NodePlan) -> None:
     spec = plan.spec
     models = locked_models(plan)
     weights = spec.weights

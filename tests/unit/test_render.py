@@ -36,7 +36,7 @@ def test_rendered_file_is_exactly_the_entries_as_go_livepeer_reads_them():
     parsed = json.loads(text)
     assert parsed == [
         {"pipeline": "text-to-image", "model_id": "ByteDance/SDXL-Lightning", "warm": True, "price_per_unit": 4768371,
-         "optimization_flags": {"DEEPCACHE": False, "SFAST": True}},
+         "optimization_flags": {"DEEPCACHE": False, "SFAST": True, "HF_HUB_OFFLINE": "1"}},
         {"pipeline": "audio-to-text", "model_id": "openai/whisper-large-v3", "price_per_unit": 0.18,
          "pixels_per_unit": 1000000},
         {"pipeline": "llm", "model_id": "meta-llama/Meta-Llama-3.1-8B-Instruct", "url": "http://llm.lan:8000",
@@ -49,6 +49,19 @@ def test_rendered_file_is_exactly_the_entries_as_go_livepeer_reads_them():
     # the cold comfyui entry's flags reach no runner (go-livepeer starter.go:1486-1489): a warning, nothing else
     found = check_entries(loads_preserving(text), node_context(spec_for()))
     assert [(f.rule, f.index) for f in found] == [("flags-without-warm", 3)]
+
+
+def test_warm_managed_runners_are_pinned_offline_unless_told():
+    """go-livepeer passes optimization flags to warm containers only (go-livepeer 176aa41 ai/worker/docker.go:405-407,
+    borrowed cold containers get none: docker.go:240-241); huggingface_hub 0.23.2 reads HF_HUB_OFFLINE
+    (constants.py:117). Cold, external and live entries are left as written."""
+    flags = [e.get("optimization_flags") for e in json.loads(render_ai_models(spec_for(), PROJECT_ROOT))]
+    assert flags[0]["HF_HUB_OFFLINE"] == "1" and flags[1] is None and flags[2] is None
+    assert "HF_HUB_OFFLINE" not in flags[3]
+    off = spec_for(runner_hf_offline=False)
+    assert "HF_HUB_OFFLINE" not in off.models[0].optimization_flags
+    own = spec_for([{**ENTRIES[0], "optimization_flags": {"HF_HUB_OFFLINE": "0"}}])
+    assert own.models[0].optimization_flags == {"HF_HUB_OFFLINE": "0"}  # the operator's own value wins
 
 
 def test_prices_stay_json_numbers():
