@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from lpfleet import runners as go_runners
 from lpfleet.checks import Cause, Check, HostResult, unchecked
+from lpfleet.prune import repo_drift
 from lpfleet.secrets import mask, secret_values
 from lpfleet.spec import AIModelEntry, NodeSpec
 from lpfleet.verify_snapshot import NodeSnapshot
@@ -520,13 +521,59 @@ class _Verifier:
                     ],
                 )
 
+    def weights_drift(self, item: dict[str, Any], check: str, repo: str) -> bool:
+        """Commits the repo holds beside the locked one. A commit lpfleet never verified came from elsewhere (a
+        runner online: huggingface_hub moves refs/<branch> to the hub's newest commit and downloads it): fail.
+        An older commit lpfleet verified is left from a lock change: the LLM runner (vLLM) loads the first
+        snapshot folder with weights whatever the refs say, so for llm it fails, else it is a warning.
+        Returns whether it added a failing check."""
+        locked = item.get("expected_commit")
+        if not locked or "snapshots" not in item:
+            return False
+        branch = self.spec.weights.branch
+        scan = {"refs": item.get("refs") or {}, "snapshots": {c: {} for c in item.get("snapshots") or []},
+                "records": {c: 0 for c in item.get("records") or []}}
+        drift = repo_drift(repo.rsplit("/", 1)[-1], locked, scan, branch)
+        where = ", ".join(
+            [f"refs/{branch} -> {drift.ref[:12]}"] if drift.ref and drift.ref != locked else []
+        )
+        if drift.foreign:
+            shown = ", ".join(c[:12] for c in drift.foreign[:3]) + (", ..." if len(drift.foreign) > 3 else "")
+            hint = (f"keep runners off the hub: leave runner_hf_offline on (HF_HUB_OFFLINE=1 reaches warm runners "
+                    f"only; go-livepeer gives cold ones no flags), make the entry warm or block the node's egress "
+                    f"to the hub; then run deploy.py (the weights step puts refs/{branch} back on {locked[:12]}; "
+                    f"weights_prune = true removes the foreign snapshots)")
+            self.add(
+                check, "fail",
+                f"runner fetched unpinned weights: {shown} not in models.lock (pins {locked[:12]})"
+                + (f"; {where}" if where else ""),
+                [Cause("unpinned-weights", f"{repo}: commit {shown} not fetched by lpfleet"
+                       + (f"; {where}" if where else ""), hint)],
+            )
+            return True
+        if drift.stale and item.get("llm"):
+            shown = ", ".join(c[:12] for c in drift.stale[:3])
+            self.add(
+                check, "fail",
+                f"older snapshot {shown} beside the locked {locked[:12]}: vLLM loads the first snapshot folder "
+                "with weights, whatever refs/main says",
+                [Cause("stale-snapshot", f"{repo}/snapshots/{drift.stale[0]} present",
+                       f"run `lpfleet prune --models-dir {self.spec.models_dir} --apply` on the node or set "
+                       "weights_prune = true and run deploy.py")],
+            )
+            return True
+        return False
+
     def weights(self) -> None:
         models_dir = self.spec.models_dir
+        llm_models = {e.model_id for e in self.spec.models if e.pipeline == "llm" and not e.is_external}
         for item in self.snap.get("weights") or []:
             model = item.get("id")
             check = f"weights {model}"
             repo = f"{models_dir}/models--{str(model).replace('/', '--')}"
             hint = "run deploy.py (weights step) or lpfleet prefetch; the models dir must be a host path"
+            if item.get("repo_dir") and self.weights_drift({**item, "llm": model in llm_models}, check, repo):
+                continue
             if not item.get("repo_dir"):
                 self.add(
                     check,
@@ -580,11 +627,15 @@ class _Verifier:
                     [Cause("weights-missing", f"{repo}/snapshots/{item['commit']} is empty", hint)],
                 )
             else:
+                stale = [c for c in item.get("snapshots") or [] if item.get("expected_commit")
+                         and c != item["expected_commit"]]
                 self.add(
                     check,
-                    "ok",
+                    "warn" if stale else "ok",
                     f"complete: {item['files']} file{'s' if item['files'] != 1 else ''}, "
-                    f"{_size(item.get('bytes') or 0)}, commit {item['commit'][:12]}",
+                    f"{_size(item.get('bytes') or 0)}, commit {item['commit'][:12]}"
+                    + (f"; {len(stale)} older snapshot{'s' if len(stale) != 1 else ''} kept "
+                       "(lpfleet prune, or weights_prune = true)" if stale else ""),
                 )
 
 

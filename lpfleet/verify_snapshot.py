@@ -111,6 +111,9 @@ class WeightsInfo(TypedDict, total=False):
     missing: list[str]
     wrong_size: list[list[Any]]  # [path, locked size, size on the node]
     expected_commit: Optional[str]
+    refs: dict[str, str]  # every ref of the repo (name -> commit): a runner online moves refs/main
+    snapshots: list[str]  # every snapshot folder's name
+    records: list[str]  # the commits lpfleet verified (.lpfleet/verified/<repo folder>/<commit>.json)
 
 
 class NodeSnapshot(TypedDict, total=False):

@@ -222,6 +222,32 @@ def gather_config(path):
     return result
 
 
+def _names(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def repo_commits(models_dir, repo):
+    """Every ref (name -> commit), every snapshot folder name, and the commits lpfleet verified (its records)."""
+    refs = {}
+    refs_dir = os.path.join(repo, "refs")
+    for root, _dirs, names in os.walk(refs_dir):
+        for name in names:
+            try:
+                with open(os.path.join(root, name)) as handle:
+                    refs[os.path.relpath(os.path.join(root, name), refs_dir)] = handle.read(200).strip()
+            except OSError:
+                continue
+    records = os.path.join(models_dir, ".lpfleet", "verified", os.path.basename(repo))
+    return {
+        "refs": refs,
+        "snapshots": _names(os.path.join(repo, "snapshots")),
+        "records": [n[:-5] for n in _names(records) if n.endswith(".json")],
+    }
+
+
 def gather_weights(models_dir, wanted):
     """Per model: refs/<branch> -> snapshots/<commit>/ and, when the lock lists them, each file at its size."""
     results = []
@@ -238,6 +264,8 @@ def gather_weights(models_dir, wanted):
             "wrong_size": [],
             "expected_commit": model.get("commit"),
         }
+        if entry["repo_dir"]:  # what else the repo holds: a runner online moves refs and adds snapshots
+            entry.update(repo_commits(models_dir, repo))
         try:
             with open(os.path.join(repo, "refs", model.get("branch") or "main")) as handle:
                 entry["commit"] = handle.read().strip()

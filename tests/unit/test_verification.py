@@ -695,3 +695,40 @@ def test_the_hand_written_snapshot_has_the_node_scripts_shape():
     snap["containers"][0]["restarts"] = 1  # a key the node script never writes
     assert check_snapshot(snap)["error"].startswith("unexpected answer from the node script: containers.0.restarts")
 
+
+LOCKED, MOVED, OLDER = "c" * 40, "f" * 40, "b" * 40
+
+
+def with_commits(refs, snapshots, records):
+    snap = healthy_snapshot()
+    snap["weights"][0].update(refs=refs, snapshots=snapshots, records=records, commit=refs.get("main"))
+    return snap
+
+
+def test_runner_that_moved_refs_main_is_unpinned_weights():
+    """huggingface_hub 0.23.2 _snapshot_download.py:258-262 writes refs/main = the hub's sha when online."""
+    snap = with_commits({"main": MOVED}, [LOCKED, MOVED], [LOCKED])
+    check = checks_by_name(verify(snap))[f"weights {T2I}"]
+    assert check.state == "fail" and check.detail.startswith("runner fetched unpinned weights: ffffffffffff")
+    assert "refs/main -> ffffffffffff" in check.detail
+    assert check.causes[0].cause == "unpinned-weights" and "HF_HUB_OFFLINE" in check.causes[0].hint
+
+
+def test_foreign_snapshot_with_the_ref_back_on_the_lock_still_counts():
+    snap = with_commits({"main": LOCKED}, [LOCKED, MOVED], [LOCKED])
+    assert checks_by_name(verify(snap))[f"weights {T2I}"].causes[0].cause == "unpinned-weights"
+
+
+def test_older_locked_snapshot_warns_and_fails_only_for_the_llm():
+    snap = with_commits({"main": LOCKED}, [OLDER, LOCKED], [OLDER, LOCKED])
+    check = checks_by_name(verify(snap))[f"weights {T2I}"]
+    assert check.state == "warn" and "1 older snapshot kept" in check.detail
+    llm = make_spec(models=(AIModelEntry(pipeline="llm", model_id=T2I, warm=True),))
+    check = checks_by_name(verify(snap, spec=llm))[f"weights {T2I}"]
+    assert check.state == "fail" and check.causes[0].cause == "stale-snapshot"  # AR llm.py:326-334
+
+
+def test_only_the_locked_snapshot_is_green():
+    snap = with_commits({"main": LOCKED}, [LOCKED], [LOCKED])
+    assert check_snapshot(snap) is snap  # the node script's shape, the repo's commits included
+    assert checks_by_name(verify(snap))[f"weights {T2I}"].state == "ok"
