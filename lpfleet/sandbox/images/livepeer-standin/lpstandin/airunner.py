@@ -1,12 +1,22 @@
-"""The ai-runner stand-in: `livepeer/ai-runner` as go-livepeer starts it (PIPELINE, MODEL_ID, /models, port 8000).
+"""The ai-runner stand-in: `livepeer/ai-runner` v0.14.1 as go-livepeer starts it (PIPELINE, MODEL_ID, /models, :8000).
 
-Reads weights the way the real runner does: from the HuggingFace cache layout under HUGGINGFACE_HUB_CACHE
-(`models--org--name/refs/main` -> `snapshots/<commit>/`), and refuses to start, logging the real signatures,
-when they are missing or incomplete. Batch runners load before the server binds (connection refused meanwhile);
-live runners bind at once and answer LOADING. Failure modes come from the model itself, like reality: the
-snapshot's root config.json (or model_index.json) may carry `"sandbox_failure"` (`cuda-oom`, `load-failed`,
-`lookup-failed`, `runtime-error`, `hang`) and `"sandbox_load_seconds"`. Load time defaults to
-LPSTANDIN_LOAD_S (3 s).
+What it honours, each from upstream code (docs/fidelity.md, "Weights and the runner's cache"):
+- The pipeline loads when uvicorn imports `runner.main:app` (ai-runner `runner/src/runner/main.py:3`,
+  `app.py:114-118`), before uvicorn logs anything; a load failure is a Python traceback and exit 1 (uvicorn 0.38.0
+  `server.py:78` loads the app before "Started server process"). Batch runners bind only after loading.
+- Online first, like diffusers 0.31.0 / huggingface_hub 0.23.2 with the runner's default environment: the hub
+  (`HF_ENDPOINT`, default https://huggingface.co) is asked for `main`; when it answers, `refs/main` is rewritten
+  to the hub's commit and that commit's files are downloaded into the cache (`_snapshot_download.py:258-262`), and
+  that snapshot is loaded. When it does not answer (or 401s: a gated repo without a token) it logs diffusers'
+  warning and loads `refs/main` from the cache (`pipeline_utils.py:1280-1286`). `HF_HUB_OFFLINE` (1/ON/YES/TRUE,
+  `constants.py:10,117`) skips the hub. The stand-in downloads every file of the commit (diffusers picks by its
+  own patterns).
+- The LLM pipeline never asks the hub: it loads the first folder under `models--org--name` that holds a
+  `.bin`/`.safetensors` file, in os.walk order, whatever `refs/main` says (ai-runner `pipelines/llm.py:63-71,326-334`).
+- Log formats: the runner's logger (`runner/live/log.py:32-36`, installed by `app.py:16`) and uvicorn's
+  (`runner/src/runner/cfg/uvicorn_logging_config.json`, levelprefix from uvicorn 0.38.0 `logging.py:58-64`).
+Sandbox failure markers in the snapshot's root config.json (or model_index.json), `"sandbox_failure"`: `cuda-oom`,
+`load-failed`, `lookup-failed`, `runtime-error`, `hang`; `"sandbox_load_seconds"` (default LPSTANDIN_LOAD_S, 3 s).
 """
 
 from __future__ import annotations
@@ -18,6 +28,9 @@ import signal
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 VERSION = "0.14.1"
 PIPELINE_CLASSES = {
@@ -40,22 +53,37 @@ DIFFUSERS_WEIGHTS = {"text_encoder": "model", "text_encoder_2": "model", "image_
 
 
 class StartupError(Exception):
-    """Raised inside the app's startup: uvicorn logs the traceback and exits 3."""
+    """The pipeline failed to load: the traceback Python prints (`lines`, the last one the exception), exit 1."""
 
     def __init__(self, lines: list[str]) -> None:
         super().__init__(lines[-1])
         self.lines = lines
 
 
+#: huggingface_hub 0.23.2 `constants.py:10`: the values HF_HUB_OFFLINE counts as true (upper-cased).
+TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+def hub_offline() -> bool:
+    """huggingface_hub 0.23.2 `constants.py:117`."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.upper() in TRUE_VALUES
+
+
 def log(level: str, msg: str) -> None:
-    sys.stderr.write(f"{level + ':':<9} {msg}\n")
+    """uvicorn's default formatter under the runner's log config: "%(asctime)s %(levelprefix)s %(message)s"."""
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + ",%03d" % int((now % 1) * 1000)
+    sys.stderr.write(f"{stamp} {level + ':' + ' ' * (8 - len(level))} {msg}\n")
     sys.stderr.flush()
 
 
-def app_log(level: str, msg: str) -> None:
-    """The runner's own logger format."""
+def app_log(level: str, msg: str, location: str = "app.py:112:create_app") -> None:
+    """The runner's root logger (runner/live/log.py:32-36)."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    sys.stderr.write(f"{stamp} - app.main - {level} - {msg}\n")
+    sys.stderr.write(f"timestamp={stamp} level={level} location={location} gateway_request_id= manifest_id= "
+                     f"stream_id= message={msg}\n")
     sys.stderr.flush()
 
 
@@ -63,50 +91,142 @@ def repo_folder(model_id: str) -> str:
     return "models--" + model_id.replace("/", "--")
 
 
-def _not_cached(model_id: str) -> str:
-    """diffusers 0.31.0 pipelines/pipeline_utils.py:1479-1483: the load error after the hub lookup failed."""
-    return (f"OSError: Cannot load model {model_id}: model is not cached locally and an error occurred while trying "
-            "to fetch metadata from the Hub. Please check out the root cause in the stacktrace above.")
+def not_cached(model_id: str, cause: list[str]) -> StartupError:
+    """diffusers 0.31.0 `pipeline_utils.py:1479-1483`: raised `from` the hub call's error, so Python prints that
+    error's traceback first ("The above exception was the direct cause ...")."""
+    return StartupError([
+        "Traceback (most recent call last):",
+        '  File "/app/.venv/lib/python3.11/site-packages/diffusers/pipelines/pipeline_utils.py", line 1282, '
+        "in download",
+        *cause,
+        "",
+        "The above exception was the direct cause of the following exception:",
+        "",
+        "Traceback (most recent call last):",
+        '  File "/app/src/runner/main.py", line 3, in <module>',
+        "    app = create_app()",
+        f"OSError: Cannot load model {model_id}: model is not cached locally and an error occurred while trying to "
+        "fetch metadata from the Hub. Please check out the root cause in the stacktrace above.",
+    ])
 
 
-def resolve_snapshot(cache: str, model_id: str, branch: str = "main") -> str:
-    """huggingface_hub's offline lookup: the folder, refs/<branch>, then snapshots/<commit>/."""
+def offline_error(endpoint: str, model_id: str) -> list[str]:
+    """huggingface_hub 0.23.2 `utils/_http.py:78` (OfflineModeIsEnabled, `errors.py:16`)."""
+    return [f"huggingface_hub.errors.OfflineModeIsEnabled: Cannot reach {endpoint}/api/models/{model_id}: offline "
+            "mode is enabled. To disable it, please unset the `HF_HUB_OFFLINE` environment variable."]
+
+
+def resolve_snapshot(cache: str, model_id: str, branch: str = "main", cause: list[str] | None = None) -> str:
+    """huggingface_hub 0.23.2 `_snapshot_download.py:198-216` offline: refs/<branch>, then snapshots/<commit>/
+    if the folder exists (files are not checked there); else diffusers' "not cached locally"."""
     folder = os.path.join(cache, repo_folder(model_id))
-    if not os.path.isdir(folder):
-        try:
-            others = os.listdir(cache)
-        except OSError:
-            others = []
-        wrong_case = [d for d in others if d.lower() == repo_folder(model_id).lower()]
-        if wrong_case:
-            raise StartupError([
-                f"huggingface_hub.errors.RepositoryNotFoundError: 404 Client Error. (Request ID: sandbox)",
-                f"Repository Not Found for url: https://huggingface.co/api/models/{model_id}/revision/{branch}.",
-                _not_cached(model_id),
-            ])
-        raise StartupError([
-            "huggingface_hub.errors.LocalEntryNotFoundError: Cannot find an appropriate cached snapshot folder for "
-            "the specified revision on the local disk and outgoing traffic has been disabled.",
-            _not_cached(model_id),
-        ])
-    ref = os.path.join(folder, "refs", branch)
+    cause = cause or offline_error(os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT, model_id)
     try:
-        with open(ref, encoding="utf-8") as fh:
-            commit = fh.read().strip()
+        with open(os.path.join(folder, "refs", branch), encoding="utf-8") as fh:
+            commit = fh.read()
     except OSError:
-        raise StartupError([
-            "huggingface_hub.errors.LocalEntryNotFoundError: Cannot find an appropriate cached snapshot folder for "
-            "the specified revision on the local disk and outgoing traffic has been disabled.",
-            _not_cached(model_id),
-        ]) from None
+        raise not_cached(model_id, cause) from None
     snapshot = os.path.join(folder, "snapshots", commit)
     if not commit or not os.path.isdir(snapshot):
-        raise StartupError([
-            "huggingface_hub.errors.LocalEntryNotFoundError: Cannot find an appropriate cached snapshot folder for "
-            "the specified revision on the local disk and outgoing traffic has been disabled.",
-            _not_cached(model_id),
-        ])
+        raise not_cached(model_id, cause)
     return snapshot
+
+
+class Hub:
+    """The few hub calls diffusers/huggingface_hub make for an online load (stdlib HTTP, no token: go-livepeer
+    passes none to runners)."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint.rstrip("/")
+
+    def _open(self, url: str, method: str = "GET") -> tuple[int, dict, bytes]:
+        request = urllib.request.Request(url, method=method, headers={"user-agent": "lpstandin-airunner"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read() if method == "GET" else b""
+
+    def revision(self, model_id: str, branch: str) -> dict:
+        """GET /api/models/{repo}/revision/{branch}: {"sha", "siblings"} (HfApi.repo_info)."""
+        url = f"{self.endpoint}/api/models/{model_id}/revision/{urllib.parse.quote(branch, safe='')}"
+        _status, _headers, body = self._open(url)
+        return json.loads(body)
+
+    def download(self, cache: str, model_id: str, commit: str, path: str) -> None:
+        """hf_hub_download at a commit: blobs/<etag> then the relative snapshot link (no-op when linked)."""
+        folder = os.path.join(cache, repo_folder(model_id))
+        link = os.path.join(folder, "snapshots", commit, path)
+        if os.path.lexists(link):
+            return
+        url = f"{self.endpoint}/{model_id}/resolve/{commit}/{urllib.parse.quote(path)}"
+        _status, headers, body = self._open(url)
+        etag = (headers.get("X-Linked-Etag") or headers.get("ETag") or "").strip('"').removeprefix("W/").strip('"')
+        if not etag or "/" in etag:
+            raise OSError(f"no usable etag for {path}")
+        blob = os.path.join(folder, "blobs", etag)
+        os.makedirs(os.path.dirname(blob), exist_ok=True)
+        with open(blob + ".incomplete", "wb") as fh:
+            fh.write(body)
+        os.replace(blob + ".incomplete", blob)
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(os.path.relpath(blob, os.path.dirname(link)), link)
+
+
+def load_snapshot(cache: str, model_id: str, branch: str = "main") -> str:
+    """diffusers' `DiffusionPipeline.download` with the runner's environment: online first, then the cache."""
+    endpoint = os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
+    if hub_offline():
+        app_log("WARNING", f"Couldn't connect to the Hub: {offline_error(endpoint, model_id)[0].split(': ', 1)[1]}."
+                           "\nWill try to load from local cache.", "pipeline_utils.py:1284:download")
+        return resolve_snapshot(cache, model_id, branch)
+    hub = Hub(endpoint)
+    try:
+        info = hub.revision(model_id, branch)
+        commit, files = str(info["sha"]), [s["rfilename"] for s in info.get("siblings") or []]
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # URLError/HTTPError are OSErrors
+        reason = f"{exc.__class__.__name__}: {getattr(exc, 'reason', exc)}"
+        app_log("WARNING", f"Couldn't connect to the Hub: {reason}.\nWill try to load from local cache.",
+                "pipeline_utils.py:1284:download")
+        return resolve_snapshot(cache, model_id, branch, [f"requests.exceptions.ConnectionError: {reason}"])
+    folder = os.path.join(cache, repo_folder(model_id))
+    os.makedirs(os.path.join(folder, "refs"), exist_ok=True)
+    with open(os.path.join(folder, "refs", branch), "w", encoding="utf-8") as fh:  # _snapshot_download.py:258-262
+        fh.write(commit)
+    for path in files:
+        try:
+            hub.download(cache, model_id, commit, path)
+        except (OSError, ValueError) as exc:
+            raise StartupError(["Traceback (most recent call last):",
+                                f"OSError: could not download {path} of {model_id} at {commit}: {exc}"]) from None
+    return os.path.join(folder, "snapshots", commit)
+
+
+def find_llm_model_path(base_path: str) -> str | None:
+    """ai-runner v0.14.1 `pipelines/llm.py:326-334`, as written (os.listdir raises when the folder is absent)."""
+    if any(f.endswith(".bin") or f.endswith(".safetensors") for f in os.listdir(base_path)):
+        return base_path
+    for root, _dirs, files in os.walk(base_path):
+        if any(f.endswith(".bin") or f.endswith(".safetensors") for f in files):
+            return root
+    return None
+
+
+def load_llm(cache: str, model_id: str) -> str:
+    base = os.path.join(cache, repo_folder(model_id))
+    app_log("INFO", "Initializing LLM pipeline", "llm.py:60:__init__")
+    try:
+        path = find_llm_model_path(base)
+    except FileNotFoundError:
+        raise StartupError([
+            "Traceback (most recent call last):",
+            '  File "/app/src/runner/pipelines/llm.py", line 328, in _find_model_path',
+            f"FileNotFoundError: [Errno 2] No such file or directory: '{base}'",
+        ]) from None
+    if not path:
+        raise StartupError([
+            "Traceback (most recent call last):",
+            '  File "/app/src/runner/pipelines/llm.py", line 71, in __init__',
+            f"ValueError: Could not find model files for {model_id}",
+        ])
+    return path
 
 
 def check_complete(snapshot: str, pipeline: str) -> None:
@@ -120,10 +240,6 @@ def check_complete(snapshot: str, pipeline: str) -> None:
                 raise StartupError([f"OSError: Error no file named {rel} found in directory {snapshot}."])
             files.append(rel)
     weights = [f for f in files if f.endswith(WEIGHT_SUFFIXES)]
-    if pipeline == "llm" and not weights:
-        repo = os.path.basename(os.path.dirname(os.path.dirname(snapshot)))  # models--org--name
-        model_id = repo[len("models--"):].replace("--", "/")
-        raise StartupError([f"ValueError: Could not find model files for {model_id}"])  # ai-runner llm.py:71
     index = os.path.join(snapshot, "model_index.json")
     if os.path.exists(index):
         try:
@@ -181,19 +297,24 @@ class Runner:
     def startup(self, live: bool) -> None:
         cls = PIPELINE_CLASSES.get(self.pipeline)
         if cls is None:
-            raise StartupError([f"EnvironmentError: {self.pipeline} is not a valid pipeline for model {self.model_id}"])
+            raise StartupError([f"OSError: {self.pipeline} is not a valid pipeline for model {self.model_id}"])
         load_s = float(os.environ.get("LPSTANDIN_LOAD_S", "3"))
         marker: dict = {}
         if not live:
-            snapshot = resolve_snapshot(self.cache, self.model_id)
+            if self.pipeline == "llm":
+                snapshot = load_llm(self.cache, self.model_id)
+            else:
+                snapshot = load_snapshot(self.cache, self.model_id)
+            self.snapshot = snapshot
             check_complete(snapshot, self.pipeline)
             extra = EXTRA_MODELS.get(self.model_id)
             if extra:
-                check_complete(resolve_snapshot(self.cache, extra), self.pipeline)
+                check_complete(load_snapshot(self.cache, extra), self.pipeline)
             marker = read_marker(snapshot)
         flags = {k: os.environ[k] for k in ("SFAST", "DEEPCACHE", "BFLOAT16", "TORCH_COMPILE", "USE_8BIT")
                  if k in os.environ}
-        app_log("INFO", f"Loading {cls} for model_id={self.model_id}" + (f" flags={flags}" if flags else ""))
+        app_log("INFO", f"Loading {cls} for model_id={self.model_id} from {getattr(self, 'snapshot', '-')}"
+                + (f" flags={flags}" if flags else ""), "app.py:114:create_app")
         load_s = float(marker.get("sandbox_load_seconds", load_s))
         failure = marker.get("sandbox_failure", "")
         if failure == "hang":
@@ -221,7 +342,6 @@ class Runner:
             self.error_after = float(marker.get("sandbox_error_after_seconds", 0))
         self.status = "IDLE" if live else "OK"
         self.started = time.monotonic()
-        app_log("INFO", f"Started up with pipeline={cls} model_id={self.model_id}")
 
     def current_status(self) -> str:
         if self.error_after is not None and time.monotonic() - self.started >= self.error_after:
@@ -268,6 +388,7 @@ def serve(runner: Runner, port: int) -> http.server.ThreadingHTTPServer:
 
 
 def main() -> None:
+    """uvicorn runner.main:app: the import loads the pipeline (failure: traceback, exit 1), then uvicorn serves."""
     port = int(os.environ.get("PORT", "8000"))
     done = threading.Event()
 
@@ -276,45 +397,53 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    log("INFO", f"Started server process [{os.getpid()}]")
-    log("INFO", "Waiting for application startup.")
     runner = Runner()
     live = runner.pipeline == "live-video-to-video"
-    server = serve(runner, port) if live else None
-    startup = threading.Thread(target=_startup, args=(runner, live, done), daemon=True)
+    app_log("INFO", f"Runner version: {VERSION}")
+    server = None
+    if live:  # the live app binds at once and reports LOADING while its process starts
+        log("INFO", f"Started server process [{os.getpid()}]")
+        log("INFO", "Waiting for application startup.")
+        server = serve(runner, port)
+    startup = threading.Thread(target=_startup, args=(runner, live), daemon=True)
     startup.start()
     while startup.is_alive() and not done.is_set():
         startup.join(0.2)
     if done.is_set():
-        log("INFO", "Shutting down")
-        log("INFO", f"Finished server process [{os.getpid()}]")
         sys.exit(0)
     if getattr(runner, "failed", False):
-        log("ERROR", "Application startup failed. Exiting.")
-        sys.exit(3)
-    if server is None:
+        sys.exit(1)  # the exception left the import: Python printed the traceback
+    if not live:
+        log("INFO", f"Started server process [{os.getpid()}]")
+        log("INFO", "Waiting for application startup.")
         server = serve(runner, port)
+    app_log("INFO", f"Started up with pipeline={PIPELINE_CLASSES[runner.pipeline]} model_id={runner.model_id}",
+            "app.py:127:lifespan")
     log("INFO", "Application startup complete.")
-    log("INFO", f"Uvicorn running on http://0.0.0.0:{port} (Press CTRL+C to quit)")
+    log("INFO", f"Uvicorn running on http://:{port} (Press CTRL+C to quit)")  # the image's CMD: --host ""
     done.wait()
     log("INFO", "Shutting down")
+    assert server is not None
     server.shutdown()
+    app_log("INFO", "Shutting down", "app.py:131:lifespan")
     log("INFO", "Application shutdown complete.")
     log("INFO", f"Finished server process [{os.getpid()}]")
     sys.exit(0)
 
 
-def _startup(runner: Runner, live: bool, done: threading.Event) -> None:
+def _startup(runner: Runner, live: bool) -> None:
     try:
         runner.startup(live)
     except StartupError as exc:
         runner.failed = True  # type: ignore[attr-defined]
         runner.status = "ERROR"
-        log("ERROR", "Traceback (most recent call last):")
-        sys.stderr.write('  File "/app/app/main.py", line 34, in lifespan\n    app.pipeline = load_pipeline(pipeline, '
-                         'model_id)\n')
-        for line in exc.lines:
-            sys.stderr.write(line + "\n")
+        lines = exc.lines if exc.lines[0].startswith("Traceback") else [
+            "Traceback (most recent call last):",
+            '  File "/app/src/runner/main.py", line 3, in <module>',
+            "    app = create_app()",
+            *exc.lines,
+        ]
+        sys.stderr.write("\n".join(lines) + "\n")
         sys.stderr.flush()
 
 
