@@ -721,7 +721,7 @@ def pin_runner_offline(entry: AIModelEntry) -> AIModelEntry:
 
     Why: ai-runner's batch images leave the hub online, and diffusers/huggingface_hub then move `refs/main` to the
     hub's newest commit and download it, ignoring models.lock. go-livepeer passes optimization flags to warm
-    containers only (`ai/worker/docker.go:405-407`; borrowed cold containers get none, `docker.go:240-241`), so
+    containers only (`ai/worker/docker.go:400-407`; borrowed cold containers get none, `docker.go:240-241`), so
     cold and external entries are left as they are; live apps take no hub weights.
     """
     if (not entry.warm or entry.is_external or entry.pipeline == "live-video-to-video"

@@ -1,6 +1,6 @@
 """The lock against a moving `main`: the hub moves `main` after `lpfleet lock`, runners can reach the hub.
 
-A warm runner gets HF_HUB_OFFLINE=1 from the rendered aiModels.json (go-livepeer 176aa41 ai/worker/docker.go:405-407
+A warm runner gets HF_HUB_OFFLINE=1 from the rendered aiModels.json (go-livepeer 176aa41 ai/worker/docker.go:400-407
 turns optimization flags into its environment) and serves the locked commit. A runner without it (go-livepeer
 starts borrowed cold runners with no flags, docker.go:240-241) asks the hub first like diffusers 0.31.0 /
 huggingface_hub 0.23.2 (_snapshot_download.py:258-262): refs/main moves to the hub's commit, which it downloads;
