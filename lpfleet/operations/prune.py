@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 
 from lpfleet.facts.prune import PruneScan, encode_request, node_program
@@ -32,5 +32,8 @@ def weights_pruned(models: Sequence[LockedModel], models_dir: str, branch: str =
     if plan.empty:
         host.noop(f"weights prune: nothing outside the lock in {models_dir}")
         return
+    for repo in plan.repos:
+        if repo.removals:
+            host.log(f"weights prune: {repo.summary()}", logger.info)
     request = encode_request({"models_dir": models_dir, "paths": [r.path for r in plan.removals]})
     yield StringCommand("python3", "-c", QuoteString(node_program()), "remove", QuoteString(request), ">/dev/null")
