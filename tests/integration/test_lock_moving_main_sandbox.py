@@ -5,7 +5,9 @@ turns optimization flags into its environment) and serves the locked commit. A r
 starts borrowed cold runners with no flags, docker.go:240-241) asks the hub first like diffusers 0.31.0 /
 huggingface_hub 0.23.2 (_snapshot_download.py:258-262): refs/main moves to the hub's commit, which it downloads;
 verify then reports "runner fetched unpinned weights", and the weights step with weights_prune puts it right.
-The runners are the ai-runner stand-in's own code, run on the node (which reaches the hub by name).
+The node is deployed whole (deploy.py); the two runners are started in its dockerd from the ai-runner image the
+way go-livepeer starts them (models dir bound at /models, PIPELINE, MODEL_ID, the entry's flags as environment),
+and reach the hub over the network (HF_ENDPOINT = the hub's address, standing in for huggingface.co).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +26,7 @@ from lpfleet.sandbox.state import state_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-STANDIN = ROOT / "lpfleet" / "sandbox" / "images" / "livepeer-standin" / "lpstandin"
+RUNNER_IMAGE = "livepeer/ai-runner:latest"
 MODELS_DIR = "/root/.lpData/models"
 MODEL = "ByteDance/SDXL-Lightning"  # warm text-to-image on the consumer nodes
 REPO = f"{MODELS_DIR}/models--ByteDance--SDXL-Lightning"
@@ -33,26 +36,44 @@ def run(args, env, timeout=600):
     return subprocess.run([str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def weights_step(sandbox, node, *data):
-    args = [VENV_BIN / "pyinfra", "-y", sandbox.inventory, "tests/integration/deploy_weights.py",
-            "--limit", node.name]
+def pyinfra(sandbox, node, deploy, *data):
+    args = [VENV_BIN / "pyinfra", "-y", sandbox.inventory, deploy, "--limit", node.name]
     for item in data:
         args += ["--data", item]
-    result = run(args, sandbox.env)
+    result = run(args, sandbox.env, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 
-def runner_on_node(sandbox, node, hub_url: str, flags: dict[str, str]) -> str:
-    """The stand-in runner's code as go-livepeer would start it for MODEL (PIPELINE, MODEL_ID + the flags), on the
-    node, until it serves; its log."""
-    env = " ".join(f"{k}={v}" for k, v in {"PYTHONPATH": "/opt/lpstandin-test", "PIPELINE": "text-to-image",
-                                           "MODEL_ID": MODEL, "HUGGINGFACE_HUB_CACHE": MODELS_DIR,
-                                           "HF_ENDPOINT": hub_url, "LPSTANDIN_LOAD_S": "0", "PORT": "0",
-                                           **flags}.items())
-    rc, out = sandbox.exec(node, f"env {env} timeout 20 python3 -m lpstandin.airunner 2>&1; true")
-    assert "Uvicorn running on" in out, out
-    return out
+def weights_step(sandbox, node, *data):
+    return pyinfra(sandbox, node, "tests/integration/deploy_weights.py", *data)
+
+
+def hub_address(sandbox) -> str:
+    """The hub as a runner container in a node's dockerd reaches it (by address: those containers use no
+    sandbox DNS)."""
+    inspect = subprocess.run(["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", f"{sandbox.name}-hub"],
+                             capture_output=True, text=True, check=True)
+    return f"http://{json.loads(inspect.stdout)[f'{sandbox.name}-net']['IPAddress']}:8080"
+
+
+def runner_in_node(sandbox, node, hub_url: str, flags: dict[str, str], name: str) -> str:
+    """A runner container for MODEL as go-livepeer creates one (ai/worker/docker.go:400-407,441-447), until it
+    serves or exits; its log."""
+    env = {"PIPELINE": "text-to-image", "MODEL_ID": MODEL, "HF_ENDPOINT": hub_url, "LPSTANDIN_LOAD_S": "0", **flags}
+    env_args = " ".join(f"-e {k}={v}" for k, v in env.items())
+    rc, out = sandbox.exec(node, f"docker rm -f {name} >/dev/null 2>&1; docker run -d --name {name} "
+                                 f"-v {MODELS_DIR}:/models {env_args} {RUNNER_IMAGE}")
+    assert rc == 0, out
+    log = ""
+    for _ in range(60):
+        rc, log = sandbox.exec(node, f"docker logs {name} 2>&1")
+        if "Uvicorn running on" in log or "Traceback" in log:
+            break
+        time.sleep(0.5)
+    sandbox.exec(node, f"docker rm -f {name}")
+    assert "Uvicorn running on" in log, log
+    return log
 
 
 def commits(sandbox, node) -> tuple[str, list[str]]:
@@ -79,13 +100,10 @@ def node(sandbox):
     locked = run([VENV_BIN / "lpfleet", "lock", sandbox.inventory], sandbox.env)
     assert locked.returncode == 0, locked.stdout + locked.stderr
     node = next(n for n in sandbox.nodes if n.gpu_class == "consumer")
-    sandbox.exec(node, "rm -rf /opt/lpstandin-test && mkdir -p /opt/lpstandin-test")
-    subprocess.run(["docker", "cp", str(STANDIN), f"{node.container}:/opt/lpstandin-test/"], check=True)
-    weights_step(sandbox, node)
+    pyinfra(sandbox, node, "deploy.py")  # a whole serving node: docker, toolkit, config, weights, worker, verify
     yield node
     hub.reset()
     run([VENV_BIN / "lpfleet", "lock", sandbox.inventory], sandbox.env)
-    sandbox.exec(node, "rm -rf /opt/lpstandin-test")
     weights_step(sandbox, node, "weights_prune=true")
 
 
@@ -101,12 +119,13 @@ def test_runner_serves_the_locked_commit_or_verify_reports_the_drift(sandbox, no
     entry = next(e for e in json.loads(rendered.stdout) if e["model_id"] == MODEL)
     assert entry["warm"] and entry["optimization_flags"]["HF_HUB_OFFLINE"] == "1"
 
-    warm = runner_on_node(sandbox, node, sandbox.hub_node_url, entry["optimization_flags"])
+    hub_url = hub_address(sandbox)
+    warm = runner_in_node(sandbox, node, hub_url, entry["optimization_flags"], "lock-test-warm")
     assert f"/snapshots/{locked}" in warm and "offline mode is enabled" in warm
     assert commits(sandbox, node) == (locked, [locked])  # the hub was reachable and nothing moved
     assert verify_weights(sandbox, node)["state"] == "ok"
 
-    cold = runner_on_node(sandbox, node, sandbox.hub_node_url, {})  # no flags: online first
+    cold = runner_in_node(sandbox, node, hub_url, {}, "lock-test-cold")  # no flags: online first
     assert f"/snapshots/{moved}" in cold
     assert commits(sandbox, node) == (moved, sorted([locked, moved]))
     check = verify_weights(sandbox, node)
