@@ -101,9 +101,16 @@ class PrunePlan:
         return {
             "bytes": self.bytes,
             "repos": [
-                {"folder": r.folder, "keep": list(r.keep), "skipped": r.skipped, "bytes": r.bytes,
-                 "remove": [{"path": x.path, "kind": x.kind, "bytes": x.bytes, "reason": x.reason}
-                            for x in r.removals]}
+                {
+                    "folder": r.folder,
+                    "keep": list(r.keep),
+                    "skipped": r.skipped,
+                    "bytes": r.bytes,
+                    "remove": [
+                        {"path": x.path, "kind": x.kind, "bytes": x.bytes, "reason": x.reason}
+                        for x in r.removals
+                    ],
+                }
                 for r in self.repos
             ],
         }
@@ -118,8 +125,13 @@ def _blob_of_link(link: Any) -> str | None:
     return link if isinstance(link, str) and link and "/" not in link and link not in (".", "..") else None
 
 
-def plan_repo(folder: str, locked: Sequence[LockedModel], scan: Mapping[str, Any] | None,
-              branch: str = "main", ref_follows_lock: bool = False) -> RepoPrune:
+def plan_repo(
+    folder: str,
+    locked: Sequence[LockedModel],
+    scan: Mapping[str, Any] | None,
+    branch: str = "main",
+    ref_follows_lock: bool = False,
+) -> RepoPrune:
     """The removals in one repo folder, given the locked models that live in it. `ref_follows_lock`: the caller
     puts `refs/<branch>` on the locked commit before removing (the weights step fetches first), so a ref on
     another commit does not hold the repo back."""
@@ -133,9 +145,14 @@ def plan_repo(folder: str, locked: Sequence[LockedModel], scan: Mapping[str, Any
     refs: Mapping[str, Any] = scan.get("refs") or {}
     read_ref = refs.get(branch)
     if read_ref is not None and read_ref not in keep and not ref_follows_lock:
-        return RepoPrune(folder, keep, skipped=(
-            f"refs/{branch} names {str(read_ref)[:12]}, not the locked commit "
-            f"{'/'.join(c[:12] for c in keep)}: run the weights step (or `lpfleet prefetch`) first"))
+        return RepoPrune(
+            folder,
+            keep,
+            skipped=(
+                f"refs/{branch} names {str(read_ref)[:12]}, not the locked commit "
+                f"{'/'.join(c[:12] for c in keep)}: run the weights step (or `lpfleet prefetch`) first"
+            ),
+        )
     snapshots: Mapping[str, Any] = scan.get("snapshots") or {}
     needed: set[str] = {f.etag for m in locked for f in m.files}
     for commit in keep:
@@ -148,38 +165,65 @@ def plan_repo(folder: str, locked: Sequence[LockedModel], scan: Mapping[str, Any
     gone = sorted(c for c in snapshots if c not in keep)
     for commit in gone:
         snap = snapshots.get(commit) or {}
-        removals.append(Removal(f"{folder}/snapshots/{commit}", "snapshot", int(snap.get("bytes") or 0),
-                                "not the locked commit"))
+        removals.append(
+            Removal(
+                f"{folder}/snapshots/{commit}",
+                "snapshot",
+                int(snap.get("bytes") or 0),
+                "not the locked commit",
+            )
+        )
     for name, size in sorted((scan.get("blobs") or {}).items()):
         if name in needed or name.endswith(".incomplete") or name.endswith(".lock"):
             continue
-        removals.append(Removal(f"{folder}/blobs/{name}", "blob", int(size or 0),
-                                "no locked snapshot links to it"))
+        removals.append(
+            Removal(f"{folder}/blobs/{name}", "blob", int(size or 0), "no locked snapshot links to it")
+        )
     for name, size in sorted((scan.get("trees") or {}).items()):
         if name.endswith(".json") and name[: -len(".json")] not in keep:
-            removals.append(Removal(f"{folder}/trees/{name}", "tree", int(size or 0), "listing of an unlocked commit"))
+            removals.append(
+                Removal(f"{folder}/trees/{name}", "tree", int(size or 0), "listing of an unlocked commit")
+            )
     for commit in sorted(scan.get("no_exist") or []):
         if commit not in keep:
-            removals.append(Removal(f"{folder}/.no_exist/{commit}", "no-exist", 0, "404 cache of an unlocked commit"))
+            removals.append(
+                Removal(f"{folder}/.no_exist/{commit}", "no-exist", 0, "404 cache of an unlocked commit")
+            )
     for ref, commit in sorted(refs.items()):
         if commit not in keep and ref != branch:  # refs/<branch> is rewritten, never removed
-            removals.append(Removal(f"{folder}/refs/{ref}", "ref", 0, f"names {str(commit)[:12]}, which goes"))
+            removals.append(
+                Removal(f"{folder}/refs/{ref}", "ref", 0, f"names {str(commit)[:12]}, which goes")
+            )
     for commit, size in sorted((scan.get("records") or {}).items()):
         if commit not in keep:
-            removals.append(Removal(f"{RECORDS_DIR}/{folder}/{commit}.json", "record", int(size or 0),
-                                    "lpfleet's record of an unlocked commit"))
+            removals.append(
+                Removal(
+                    f"{RECORDS_DIR}/{folder}/{commit}.json",
+                    "record",
+                    int(size or 0),
+                    "lpfleet's record of an unlocked commit",
+                )
+            )
     return RepoPrune(folder, keep, tuple(removals))
 
 
-def plan_prune(models: Sequence[LockedModel], scan: Mapping[str, Any], branch: str = "main",
-               ref_follows_lock: bool = False) -> PrunePlan:
+def plan_prune(
+    models: Sequence[LockedModel],
+    scan: Mapping[str, Any],
+    branch: str = "main",
+    ref_follows_lock: bool = False,
+) -> PrunePlan:
     """Every repo folder the locked models live in, planned (see the module docstring)."""
     by_folder: dict[str, list[LockedModel]] = {}
     for model in models:
         by_folder.setdefault(repo_folder_name(model.model_id), []).append(model)
     repos = scan.get("repos") or {}
-    return PrunePlan(tuple(plan_repo(folder, by_folder[folder], repos.get(folder), branch, ref_follows_lock)
-                           for folder in sorted(by_folder)))
+    return PrunePlan(
+        tuple(
+            plan_repo(folder, by_folder[folder], repos.get(folder), branch, ref_follows_lock)
+            for folder in sorted(by_folder)
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -194,7 +238,9 @@ class Drift:
     notes: tuple[str, ...] = field(default=())
 
 
-def repo_drift(folder: str, locked_commit: str, scan: Mapping[str, Any] | None, branch: str = "main") -> Drift:
+def repo_drift(
+    folder: str, locked_commit: str, scan: Mapping[str, Any] | None, branch: str = "main"
+) -> Drift:
     """Commits in a repo folder other than the locked one, split by who fetched them (pure)."""
     scan = scan or {}
     refs = scan.get("refs") or {}

@@ -67,8 +67,12 @@ def _scan_snapshot(path):
                 target = os.readlink(full)
                 parts = target.split("/")
                 depth = rel.count("/") + 2  # snapshots/<commit>/<rel> -> ../../blobs/<name>
-                ok = (len(parts) == depth + 2 and all(p == ".." for p in parts[:depth])
-                      and parts[depth] == "blobs" and parts[-1] not in ("", ".", ".."))
+                ok = (
+                    len(parts) == depth + 2
+                    and all(p == ".." for p in parts[:depth])
+                    and parts[depth] == "blobs"
+                    and parts[-1] not in ("", ".", "..")
+                )
                 links[rel] = parts[-1] if ok else None
             else:
                 links[rel] = None
@@ -101,13 +105,19 @@ def scan_repo(models_dir, folder):
         full = os.path.join(repo, "snapshots", name)
         kind = _kind(full)
         snapshots[name] = _scan_snapshot(full) if kind == "dir" else {"kind": kind, "links": {}, "bytes": 0}
-    blobs = {name: _size(os.path.join(repo, "blobs", name)) for name in _listdir(os.path.join(repo, "blobs"))
-             if _kind(os.path.join(repo, "blobs", name)) == "file"}
+    blobs = {
+        name: _size(os.path.join(repo, "blobs", name))
+        for name in _listdir(os.path.join(repo, "blobs"))
+        if _kind(os.path.join(repo, "blobs", name)) == "file"
+    }
     trees = {name: _size(os.path.join(repo, "trees", name)) for name in _listdir(os.path.join(repo, "trees"))}
     no_exist = [n for n in _listdir(os.path.join(repo, ".no_exist")) if _COMMIT.match(n)]
     record_dir = os.path.join(models_dir, *RECORDS, folder)
-    records = {name[:-5]: _size(os.path.join(record_dir, name)) for name in _listdir(record_dir)
-               if name.endswith(".json") and _COMMIT.match(name[:-5])}
+    records = {
+        name[:-5]: _size(os.path.join(record_dir, name))
+        for name in _listdir(record_dir)
+        if name.endswith(".json") and _COMMIT.match(name[:-5])
+    }
     out.update(refs=refs, snapshots=snapshots, blobs=blobs, trees=trees, no_exist=no_exist, records=records)
     return out
 
@@ -160,7 +170,9 @@ def remove(models_dir, paths):
             if kind == "absent":
                 continue
             if kind == "dir":
-                shutil.rmtree(full)  # fd-based on Linux: never follows a link inside (rmtree.avoids_symlink_attacks)
+                shutil.rmtree(
+                    full
+                )  # fd-based on Linux: never follows a link inside (rmtree.avoids_symlink_attacks)
             else:
                 os.unlink(full)
             out["removed"].append(rel)

@@ -19,8 +19,12 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("prune", help="remove snapshots and blobs models.lock no longer names",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "prune",
+        help="remove snapshots and blobs models.lock no longer names",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--models-dir", required=True, help="the models dir (mounted at /models in runners)")
     parser.add_argument("--lock", default="models.lock", help="the lock file (default ./models.lock)")
     parser.add_argument("--branch", default="main", help="the ref the runner reads (default main)")
@@ -69,8 +73,10 @@ def run(args: argparse.Namespace) -> int:
         for line in plan.lines():
             print(line)
         verb = "freed" if args.apply else "would free"
-        print(f"{verb} {human_bytes(plan.bytes)} in {models_dir}"
-              + ("" if args.apply or plan.empty else " (dry run: add --apply to remove)"))
+        print(
+            f"{verb} {human_bytes(plan.bytes)} in {models_dir}"
+            + ("" if args.apply or plan.empty else " (dry run: add --apply to remove)")
+        )
         if result:
             for path, why in result["refused"]:
                 print(f"refused {path}: {why}", file=sys.stderr)

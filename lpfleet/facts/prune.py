@@ -35,8 +35,9 @@ class PruneScan(FactBase):
     """{"exists", "repos": {folder: ...}} (see lpfleet.prune), or {"error": ...}."""
 
     def command(self, request: str) -> StringCommand:
-        return StringCommand("python3", "-c", QuoteString(node_program()), "scan", QuoteString(request), "2>&1",
-                             ";", "true")
+        return StringCommand(
+            "python3", "-c", QuoteString(node_program()), "scan", QuoteString(request), "2>&1", ";", "true"
+        )
 
     def default(self) -> dict[str, Any]:
         return {"error": "no answer from the node"}

@@ -24,8 +24,9 @@ def weights_pruned(models: Sequence[LockedModel], models_dir: str, branch: str =
     + models_dir: the node's models dir
     + branch: the ref the runner reads
     """
-    scan = host.get_fact(PruneScan, request=encode_request({"models_dir": models_dir,
-                                                            "folders": scan_request(models)}))
+    scan = host.get_fact(
+        PruneScan, request=encode_request({"models_dir": models_dir, "folders": scan_request(models)})
+    )
     if "error" in scan:
         raise OperationError(f"weights prune: cannot read {models_dir}: {scan['error']}")
     plan = plan_prune(models, scan, branch, ref_follows_lock=True)
@@ -36,4 +37,6 @@ def weights_pruned(models: Sequence[LockedModel], models_dir: str, branch: str =
         if repo.removals:
             host.log(f"weights prune: {repo.summary()}", logger.info)
     request = encode_request({"models_dir": models_dir, "paths": [r.path for r in plan.removals]})
-    yield StringCommand("python3", "-c", QuoteString(node_program()), "remove", QuoteString(request), ">/dev/null")
+    yield StringCommand(
+        "python3", "-c", QuoteString(node_program()), "remove", QuoteString(request), ">/dev/null"
+    )

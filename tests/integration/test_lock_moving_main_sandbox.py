@@ -33,7 +33,9 @@ REPO = f"{MODELS_DIR}/models--ByteDance--SDXL-Lightning"
 
 
 def run(args, env, timeout=600):
-    return subprocess.run([str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def pyinfra(sandbox, node, deploy, *data):
@@ -52,18 +54,31 @@ def weights_step(sandbox, node, *data):
 def hub_address(sandbox) -> str:
     """The hub as a runner container in a node's dockerd reaches it (by address: those containers use no
     sandbox DNS)."""
-    inspect = subprocess.run(["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", f"{sandbox.name}-hub"],
-                             capture_output=True, text=True, check=True)
+    inspect = subprocess.run(
+        ["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", f"{sandbox.name}-hub"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return f"http://{json.loads(inspect.stdout)[f'{sandbox.name}-net']['IPAddress']}:8080"
 
 
 def runner_in_node(sandbox, node, hub_url: str, flags: dict[str, str], name: str) -> str:
     """A runner container for MODEL as go-livepeer creates one (ai/worker/docker.go:400-407,441-447), until it
     serves or exits; its log."""
-    env = {"PIPELINE": "text-to-image", "MODEL_ID": MODEL, "HF_ENDPOINT": hub_url, "LPSTANDIN_LOAD_S": "0", **flags}
+    env = {
+        "PIPELINE": "text-to-image",
+        "MODEL_ID": MODEL,
+        "HF_ENDPOINT": hub_url,
+        "LPSTANDIN_LOAD_S": "0",
+        **flags,
+    }
     env_args = " ".join(f"-e {k}={v}" for k, v in env.items())
-    rc, out = sandbox.exec(node, f"docker rm -f {name} >/dev/null 2>&1; docker run -d --name {name} "
-                                 f"-v {MODELS_DIR}:/models {env_args} {RUNNER_IMAGE}")
+    rc, out = sandbox.exec(
+        node,
+        f"docker rm -f {name} >/dev/null 2>&1; docker run -d --name {name} "
+        f"-v {MODELS_DIR}:/models {env_args} {RUNNER_IMAGE}",
+    )
     assert rc == 0, out
     log = ""
     for _ in range(60):
@@ -100,7 +115,9 @@ def node(sandbox):
     locked = run([VENV_BIN / "lpfleet", "lock", sandbox.inventory], sandbox.env)
     assert locked.returncode == 0, locked.stdout + locked.stderr
     node = next(n for n in sandbox.nodes if n.gpu_class == "consumer")
-    pyinfra(sandbox, node, "deploy.py")  # a whole serving node: docker, toolkit, config, weights, worker, verify
+    pyinfra(
+        sandbox, node, "deploy.py"
+    )  # a whole serving node: docker, toolkit, config, weights, worker, verify
     yield node
     hub.reset()
     run([VENV_BIN / "lpfleet", "lock", sandbox.inventory], sandbox.env)
@@ -140,4 +157,6 @@ def test_runner_serves_the_locked_commit_or_verify_reports_the_drift(sandbox, no
     assert commits(sandbox, node) == (locked, [locked])
     assert verify_weights(sandbox, node)["state"] == "ok"
     again = weights_step(sandbox, node, "weights_prune=true")
-    assert not [line for line in (again.stdout + again.stderr).splitlines() if "weights prune: models--" in line]
+    assert not [
+        line for line in (again.stdout + again.stderr).splitlines() if "weights prune: models--" in line
+    ]

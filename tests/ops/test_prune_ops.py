@@ -29,7 +29,9 @@ def run(scan: dict) -> tuple[State, list[str]]:
 
     add_deploy(state, deploy_prune)
     run_ops(state)
-    commands = [c for c in state.inventory.get_host("@fake/node-1").connector.executed_commands if " scan " not in c]
+    commands = [
+        c for c in state.inventory.get_host("@fake/node-1").connector.executed_commands if " scan " not in c
+    ]
     return state, commands
 
 
@@ -46,7 +48,9 @@ def test_clean_node_is_a_noop():
 
 
 def test_unlocked_snapshot_is_removed_with_one_command():
-    _state, commands = run({"exists": True, "repos": {FOLDER: repo_scan(extra_snapshots=(OLD,), records=(OLD,))}})
+    _state, commands = run(
+        {"exists": True, "repos": {FOLDER: repo_scan(extra_snapshots=(OLD,), records=(OLD,))}}
+    )
     paths = removed_paths(commands)
     assert f"{FOLDER}/snapshots/{OLD}" in paths and f".lpfleet/verified/{FOLDER}/{OLD}.json" in paths
     assert all(p.startswith((FOLDER + "/", ".lpfleet/verified/")) for p in paths)

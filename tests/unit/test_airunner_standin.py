@@ -21,15 +21,30 @@ MODEL = "lpfleet-sandbox/tiny-model"
 FOLDER = "models--lpfleet-sandbox--tiny-model"
 
 
-def start(cache: Path, endpoint: str | None, pipeline: str = "image-to-text", model: str = MODEL, **env: str) -> str:
+def start(
+    cache: Path, endpoint: str | None, pipeline: str = "image-to-text", model: str = MODEL, **env: str
+) -> str:
     """Run the runner until it is up (or fails); its log."""
-    full = {**os.environ, "PYTHONPATH": str(STANDIN), "PIPELINE": pipeline, "MODEL_ID": model,
-            "HUGGINGFACE_HUB_CACHE": str(cache), "LPSTANDIN_LOAD_S": "0", "PORT": "0", **env}
+    full = {
+        **os.environ,
+        "PYTHONPATH": str(STANDIN),
+        "PIPELINE": pipeline,
+        "MODEL_ID": model,
+        "HUGGINGFACE_HUB_CACHE": str(cache),
+        "LPSTANDIN_LOAD_S": "0",
+        "PORT": "0",
+        **env,
+    }
     full.pop("HF_HUB_OFFLINE", None) if "HF_HUB_OFFLINE" not in env else None
     if endpoint:
         full["HF_ENDPOINT"] = endpoint
-    proc = subprocess.Popen([sys.executable, "-m", "lpstandin.airunner"], env=full, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lpstandin.airunner"],
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines, deadline = [], time.monotonic() + 30
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -89,8 +104,9 @@ def test_llm_takes_the_first_folder_with_weights_whatever_refs_main_says(hub, tm
     start(cache, hub.url)  # a second snapshot
     (repo / "refs" / "main").write_text(commit0)
     log = start(cache, None, pipeline="llm", HF_HUB_OFFLINE="1")
-    expected = next(root for root, _d, files in os.walk(repo)
-                    if any(f.endswith((".bin", ".safetensors")) for f in files))
+    expected = next(
+        root for root, _d, files in os.walk(repo) if any(f.endswith((".bin", ".safetensors")) for f in files)
+    )
     assert loaded_from(log) == expected  # os.walk order, not refs/main
     shutil.rmtree(repo)
     log = start(cache, None, pipeline="llm")

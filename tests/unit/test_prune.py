@@ -32,26 +32,48 @@ WEIGHTS_OLD, WEIGHTS_SHARED = b"old-weights" * 100, b"shared-weights" * 50
 
 def locked(commit=NEW, model_id="Org/Model") -> LockedModel:
     config = CONFIG_NEW if commit == NEW else CONFIG_OLD
-    return LockedModel(model_id, "main", commit, None, (
-        LockedFile("config.json", len(config), git_blob=git_blob(config)),
-        LockedFile("unet/w.safetensors", len(WEIGHTS_SHARED), sha256=sha(WEIGHTS_SHARED)),
-    ))
+    return LockedModel(
+        model_id,
+        "main",
+        commit,
+        None,
+        (
+            LockedFile("config.json", len(config), git_blob=git_blob(config)),
+            LockedFile("unet/w.safetensors", len(WEIGHTS_SHARED), sha256=sha(WEIGHTS_SHARED)),
+        ),
+    )
 
 
 def repo_scan(ref=NEW, extra_snapshots=(), records=(NEW,)):
     snaps = {
-        NEW: {"kind": "dir", "links": {"config.json": git_blob(CONFIG_NEW), "unet/w.safetensors": sha(WEIGHTS_SHARED)},
-              "bytes": 0},
+        NEW: {
+            "kind": "dir",
+            "links": {"config.json": git_blob(CONFIG_NEW), "unet/w.safetensors": sha(WEIGHTS_SHARED)},
+            "bytes": 0,
+        },
     }
     blobs = {git_blob(CONFIG_NEW): len(CONFIG_NEW), sha(WEIGHTS_SHARED): len(WEIGHTS_SHARED)}
     for commit in extra_snapshots:
-        snaps[commit] = {"kind": "dir", "links": {"config.json": git_blob(CONFIG_OLD),
-                                                  "unet/w.safetensors": sha(WEIGHTS_SHARED),
-                                                  "old.safetensors": sha(WEIGHTS_OLD)}, "bytes": 0}
+        snaps[commit] = {
+            "kind": "dir",
+            "links": {
+                "config.json": git_blob(CONFIG_OLD),
+                "unet/w.safetensors": sha(WEIGHTS_SHARED),
+                "old.safetensors": sha(WEIGHTS_OLD),
+            },
+            "bytes": 0,
+        }
         blobs[git_blob(CONFIG_OLD)] = len(CONFIG_OLD)
         blobs[sha(WEIGHTS_OLD)] = len(WEIGHTS_OLD)
-    return {"kind": "dir", "refs": {"main": ref} if ref else {}, "snapshots": snaps, "blobs": blobs,
-            "trees": {f"{c}.json": 100 for c in snaps}, "no_exist": [], "records": {c: 50 for c in records}}
+    return {
+        "kind": "dir",
+        "refs": {"main": ref} if ref else {},
+        "snapshots": snaps,
+        "blobs": blobs,
+        "trees": {f"{c}.json": 100 for c in snaps},
+        "no_exist": [],
+        "records": {c: 50 for c in records},
+    }
 
 
 # --- the plan (pure)
@@ -141,8 +163,11 @@ def write_snapshot(root, commit, files):
 @pytest.fixture
 def cache(tmp_path):
     root = tmp_path / "models"
-    write_snapshot(root, OLD, {"config.json": CONFIG_OLD, "unet/w.safetensors": WEIGHTS_SHARED,
-                               "old.safetensors": WEIGHTS_OLD})
+    write_snapshot(
+        root,
+        OLD,
+        {"config.json": CONFIG_OLD, "unet/w.safetensors": WEIGHTS_SHARED, "old.safetensors": WEIGHTS_OLD},
+    )
     write_snapshot(root, NEW, {"config.json": CONFIG_NEW, "unet/w.safetensors": WEIGHTS_SHARED})
     (root / FOLDER / "refs").mkdir()
     (root / FOLDER / "refs" / "main").write_text(NEW)
@@ -177,10 +202,19 @@ def test_remove_refuses_paths_outside_or_through_symlinks(cache, tmp_path):
     (outside / "precious").write_text("keep me")
     (cache / FOLDER / "escape").symlink_to(outside)  # a folder link inside a repo
     (cache / "models--Evil--Link").symlink_to(outside)  # a repo folder that is a link
-    result = prune_exec.remove(str(cache), [
-        f"{FOLDER}/escape/precious", "models--Evil--Link/precious", f"{FOLDER}/../../outside/precious",
-        "/etc/passwd", "notarepo/x/y", ".lpfleet/other/x", f"{FOLDER}/snapshots", f"{FOLDER}/snapshots/{OLD}",
-    ])
+    result = prune_exec.remove(
+        str(cache),
+        [
+            f"{FOLDER}/escape/precious",
+            "models--Evil--Link/precious",
+            f"{FOLDER}/../../outside/precious",
+            "/etc/passwd",
+            "notarepo/x/y",
+            ".lpfleet/other/x",
+            f"{FOLDER}/snapshots",
+            f"{FOLDER}/snapshots/{OLD}",
+        ],
+    )
     assert result["removed"] == [f"{FOLDER}/snapshots/{OLD}"]  # a real folder inside a repo: allowed
     assert len(result["refused"]) == 7  # a repo's top-level folders are never removed whole
     assert (outside / "precious").read_text() == "keep me"
