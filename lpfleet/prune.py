@@ -10,16 +10,17 @@ locally or on a node), a JSON-able dict:
                                    "links": {"<path>": "<blob name>" | None}, "bytes": int}},
         "blobs": {"<name>": size},                             # regular files in blobs/ (lstat sizes)
         "trees": {"<commit>.json": size}, "no_exist": ["<commit>"],
-        "records": {"<commit>": size}}}}                       # lpfleet's .lpfleet/verified/<folder>/<commit>.json
+        "records": {"<commit>": size}}}}   # lpfleet's .lpfleet/verified/<folder>/<commit>.json
 
-A snapshot link's blob name is the last part of a relative `../../blobs/<name>` target (None for anything else:
-a regular file, an absolute or foreign link). What stays: for every repo the lock names, the snapshots of its
-locked commits and every blob those snapshots link to or the lock names (a blob fetched but not linked yet is
-kept). Everything else of that repo goes: other snapshots, the blobs only they used, their trees/.no_exist
-entries, refs naming them and lpfleet's verification records of them. Temp files (`*.incomplete`) are left to
-the next fetch, which deletes them. A repo the lock does not name is never looked at. A repo whose runner-read
-ref (`refs/<branch>`) names a commit the lock does not is not pruned at all: removing that snapshot would break
-the runner before the weights step has moved the ref back; the plan says so instead.
+A snapshot link's blob name is the last part of a relative `../../blobs/<name>` target (None for anything
+else: a regular file, an absolute or foreign link). What stays: for every repo the lock names, the snapshots
+of its locked commits and every blob those snapshots link to or the lock names (a blob fetched but not linked
+yet is kept). Everything else of that repo goes: other snapshots, the blobs only they used, their
+trees/.no_exist entries, refs naming them and lpfleet's verification records of them. Temp files
+(`*.incomplete`) are left to the next fetch, which deletes them. A repo the lock does not name is never looked
+at. A repo whose runner-read ref (`refs/<branch>`) names a commit the lock does not is not pruned at all:
+removing that snapshot would break the runner before the weights step has moved the ref back; the plan says so
+instead.
 """
 
 from __future__ import annotations
@@ -132,9 +133,10 @@ def plan_repo(
     branch: str = "main",
     ref_follows_lock: bool = False,
 ) -> RepoPrune:
-    """The removals in one repo folder, given the locked models that live in it. `ref_follows_lock`: the caller
-    puts `refs/<branch>` on the locked commit before removing (the weights step fetches first), so a ref on
-    another commit does not hold the repo back."""
+    """The removals in one repo folder, given the locked models that live in it.
+
+    `ref_follows_lock`: the caller puts `refs/<branch>` on the locked commit before removing (the weights step
+    fetches first), so a ref on another commit does not hold the repo back."""
     keep = tuple(sorted({m.commit for m in locked}))
     scan = scan or {}
     kind = scan.get("kind", "absent")
@@ -174,7 +176,7 @@ def plan_repo(
             )
         )
     for name, size in sorted((scan.get("blobs") or {}).items()):
-        if name in needed or name.endswith(".incomplete") or name.endswith(".lock"):
+        if name in needed or name.endswith((".incomplete", ".lock")):
             continue
         removals.append(
             Removal(f"{folder}/blobs/{name}", "blob", int(size or 0), "no locked snapshot links to it")
@@ -245,7 +247,7 @@ def repo_drift(
     scan = scan or {}
     refs = scan.get("refs") or {}
     records = set((scan.get("records") or {}).keys())
-    others = set(c for c in (scan.get("snapshots") or {}) if c != locked_commit)
+    others = {c for c in (scan.get("snapshots") or {}) if c != locked_commit}
     others.update(c for c in refs.values() if isinstance(c, str) and c and c != locked_commit)
     foreign = tuple(sorted(c for c in others if c not in records))
     stale = tuple(sorted(c for c in others if c in records))

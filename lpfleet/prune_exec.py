@@ -7,7 +7,8 @@ path stays inside the models dir and names something of a repo folder (or its lp
 itself is resolved once (it may be a symlink the operator made).
 
 As a program: `python3 prune_exec.py scan|remove [BASE64-JSON]` reads `{"models_dir", "folders"|"paths"}` as
-JSON (from the argument, else stdin) and writes JSON on stdout; `remove` exits 1 when a path was refused or failed.
+JSON (from the argument, else stdin) and writes JSON on stdout; `remove` exits 1 when a path was refused or
+failed.
 """
 
 from __future__ import annotations

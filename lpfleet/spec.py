@@ -125,7 +125,7 @@ class WeightsSpec(_Frozen):
     lan_address: str | None = None  # fanout: how peers reach this node; default its inventory name
     mirror_port: int = Field(default=8790, ge=1, le=65535)  # fanout: where this node serves its peers
     prune: bool = False  # remove snapshots and blobs of locked repos that the lock no longer names
-    runner_offline: bool = True  # warm managed runners get HF_HUB_OFFLINE=1: they load the locked snapshot only
+    runner_offline: bool = True  # warm managed runners get HF_HUB_OFFLINE=1: only the locked snapshot loads
 
 
 class WorkerSpec(_Frozen):
@@ -712,22 +712,28 @@ def _build(
 
 
 #: The environment variable huggingface_hub reads to stay off the network (huggingface_hub 0.23.2
-#: `constants.py:117`; true values `constants.py:10`). go-livepeer turns optimization flags into runner env vars.
+#: `constants.py:117`; true values `constants.py:10`). go-livepeer turns optimization flags into runner
+#: environment variables.
 HUB_OFFLINE_FLAG = "HF_HUB_OFFLINE"
 
 
 def pin_runner_offline(entry: AIModelEntry) -> AIModelEntry:
-    """A warm managed entry with `HF_HUB_OFFLINE=1` among its optimization flags, unless it sets the flag itself.
+    """A warm managed entry with `HF_HUB_OFFLINE=1` among its optimization flags, unless it sets the flag.
 
-    Why: ai-runner's batch images leave the hub online, and diffusers/huggingface_hub then move `refs/main` to the
-    hub's newest commit and download it, ignoring models.lock. go-livepeer passes optimization flags to warm
-    containers only (`ai/worker/docker.go:400-407`; borrowed cold containers get none, `docker.go:240-241`), so
-    cold and external entries are left as they are; live apps take no hub weights.
+    Why: ai-runner's batch images leave the hub online, and diffusers/huggingface_hub then move `refs/main`
+    to the hub's newest commit and download it, ignoring models.lock. go-livepeer passes optimization flags to
+    warm containers only (`ai/worker/docker.go:400-407`; borrowed cold containers get none,
+    `docker.go:240-241`), so cold and external entries are left as they are; live apps take no hub weights.
     """
-    if (not entry.warm or entry.is_external or entry.pipeline == "live-video-to-video"
-            or HUB_OFFLINE_FLAG in entry.optimization_flags):
+    if (
+        not entry.warm
+        or entry.is_external
+        or entry.pipeline == "live-video-to-video"
+        or HUB_OFFLINE_FLAG in entry.optimization_flags
+    ):
         return entry
-    return entry.model_copy(update={"optimization_flags": {**entry.optimization_flags, HUB_OFFLINE_FLAG: "1"}})
+    flags = {**entry.optimization_flags, HUB_OFFLINE_FLAG: "1"}
+    return entry.model_copy(update={"optimization_flags": flags})
 
 
 def node_context(spec: NodeSpec) -> NodeContext:

@@ -522,11 +522,12 @@ class _Verifier:
                 )
 
     def weights_drift(self, item: dict[str, Any], check: str, repo: str) -> bool:
-        """Commits the repo holds beside the locked one. A commit lpfleet never verified came from elsewhere (a
-        runner online: huggingface_hub moves refs/<branch> to the hub's newest commit and downloads it): fail.
-        An older commit lpfleet verified is left from a lock change: the LLM runner (vLLM) loads the first
-        snapshot folder with weights whatever the refs say, so for llm it fails, else it is a warning.
-        Returns whether it added a failing check."""
+        """Commits the repo holds beside the locked one.
+
+        A commit lpfleet never verified came from elsewhere (a runner online: huggingface_hub moves
+        refs/<branch> to the hub's newest commit and downloads it): fail. An older commit lpfleet verified is
+        left from a lock change: the LLM runner (vLLM) loads the first snapshot folder with weights whatever
+        the refs say, so for llm it fails, else it is a warning. Returns whether it added a failing check."""
         locked = item.get("expected_commit")
         if not locked or "snapshots" not in item:
             return False
@@ -539,10 +540,12 @@ class _Verifier:
         )
         if drift.foreign:
             shown = ", ".join(c[:12] for c in drift.foreign[:3]) + (", ..." if len(drift.foreign) > 3 else "")
-            hint = (f"keep runners off the hub: leave runner_hf_offline on (HF_HUB_OFFLINE=1 reaches warm runners "
-                    f"only; go-livepeer gives cold ones no flags), make the entry warm or block the node's egress "
-                    f"to the hub; then run deploy.py (the weights step puts refs/{branch} back on {locked[:12]}; "
-                    f"weights_prune = true removes the foreign snapshots)")
+            hint = (
+                "keep runners off the hub: leave runner_hf_offline on (HF_HUB_OFFLINE=1 reaches warm "
+                "runners only; go-livepeer gives cold ones no flags), make the entry warm or block the node's "
+                f"egress to the hub; then run deploy.py (the weights step puts refs/{branch} back on {locked[:12]}; "
+                "weights_prune = true removes the foreign snapshots)"
+            )
             self.add(
                 check, "fail",
                 f"runner fetched unpinned weights: {shown} not in models.lock (pins {locked[:12]})"
@@ -555,8 +558,8 @@ class _Verifier:
             shown = ", ".join(c[:12] for c in drift.stale[:3])
             self.add(
                 check, "fail",
-                f"older snapshot {shown} beside the locked {locked[:12]}: vLLM loads the first snapshot folder "
-                "with weights, whatever refs/main says",
+                f"older snapshot {shown} beside the locked {locked[:12]}: vLLM loads the first snapshot "
+                "folder with weights, whatever refs/main says",
                 [Cause("stale-snapshot", f"{repo}/snapshots/{drift.stale[0]} present",
                        f"run `lpfleet prune --models-dir {self.spec.models_dir} --apply` on the node or set "
                        "weights_prune = true and run deploy.py")],

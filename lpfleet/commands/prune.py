@@ -1,4 +1,4 @@
-"""`lpfleet prune --models-dir DIR [--lock models.lock] [--apply]`: snapshots and blobs the lock no longer names.
+"""`lpfleet prune --models-dir DIR [--lock FILE] [--apply]`: snapshots and blobs the lock no longer names.
 
 Dry run by default: lists, per repo folder the lock names, the snapshots, blobs, refs and lpfleet records that
 would go, and the bytes that frees. `--apply` removes them. Only repo folders of models in the lock are looked

@@ -1,7 +1,8 @@
 """A node's repo folders as `lpfleet prune` plans from them, read in one round-trip.
 
-The fact sends `lpfleet/prune_exec.py` (stdlib only, compressed) to the node's python3 and runs its `scan`: lstat
-and readlink only, never a hash or a followed link. Only the repo folders the lock names are read.
+The fact sends `lpfleet/prune_exec.py` (stdlib only, compressed) to the node's python3 and runs its
+`scan`: lstat and readlink only, never a hash or a followed link. Only the repo folders the lock names are
+read.
 """
 
 from __future__ import annotations

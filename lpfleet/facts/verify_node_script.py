@@ -230,7 +230,7 @@ def _names(path):
 
 
 def repo_commits(models_dir, repo):
-    """Every ref (name -> commit), every snapshot folder name, and the commits lpfleet verified (its records)."""
+    """Every ref (name -> commit), every snapshot folder name, and the commits lpfleet verified (records)."""
     refs = {}
     refs_dir = os.path.join(repo, "refs")
     for root, _dirs, names in os.walk(refs_dir):

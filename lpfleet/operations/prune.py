@@ -1,4 +1,4 @@
-"""Remove, on a node, the snapshots and blobs models.lock no longer names (the weights step, `weights_prune`)."""
+"""Remove, on a node, the snapshots and blobs models.lock no longer names (weights step, `weights_prune`)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
 """The lock against a moving `main`: the hub moves `main` after `lpfleet lock`, runners can reach the hub.
 
-A warm runner gets HF_HUB_OFFLINE=1 from the rendered aiModels.json (go-livepeer 176aa41 ai/worker/docker.go:400-407
-turns optimization flags into its environment) and serves the locked commit. A runner without it (go-livepeer
-starts borrowed cold runners with no flags, docker.go:240-241) asks the hub first like diffusers 0.31.0 /
-huggingface_hub 0.23.2 (_snapshot_download.py:258-262): refs/main moves to the hub's commit, which it downloads;
-verify then reports "runner fetched unpinned weights", and the weights step with weights_prune puts it right.
-The node is deployed whole (deploy.py); the two runners are started in its dockerd from the ai-runner image the
-way go-livepeer starts them (models dir bound at /models, PIPELINE, MODEL_ID, the entry's flags as environment),
+A warm runner gets HF_HUB_OFFLINE=1 from the rendered aiModels.json (go-livepeer 176aa41
+ai/worker/docker.go:400-407 turns optimization flags into its environment) and serves the locked commit. A
+runner without it (go-livepeer starts borrowed cold runners with no flags, docker.go:240-241) asks the hub
+first like diffusers 0.31.0 / huggingface_hub 0.23.2 (_snapshot_download.py:258-262): refs/main moves to the
+hub's commit, which it downloads; verify then reports "runner fetched unpinned weights", and the weights step
+with weights_prune puts it right.
+The node is deployed whole (deploy.py); the two runners are started in its dockerd from the ai-runner image
+the way go-livepeer starts them (models dir bound at /models, PIPELINE, MODEL_ID, the entry's flags as env),
 and reach the hub over the network (HF_ENDPOINT = the hub's address, standing in for huggingface.co).
 """
 
@@ -92,8 +93,8 @@ def runner_in_node(sandbox, node, hub_url: str, flags: dict[str, str], name: str
 
 
 def commits(sandbox, node) -> tuple[str, list[str]]:
-    rc, ref = sandbox.exec(node, f"cat {REPO}/refs/main")
-    rc2, snaps = sandbox.exec(node, f"ls {REPO}/snapshots")
+    _, ref = sandbox.exec(node, f"cat {REPO}/refs/main")
+    _, snaps = sandbox.exec(node, f"ls {REPO}/snapshots")
     return ref.strip(), sorted(snaps.split())
 
 

@@ -1,5 +1,6 @@
 """The weights step's prune operation through pyinfra's API against `@fake` hosts answering the prune scan:
-a clean node is a no-op, a node with an unlocked snapshot gets one `remove` command naming exactly the plan's paths."""
+a clean node is a no-op, a node with an unlocked snapshot gets one `remove` command naming exactly the plan's
+paths."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tests.unit.test_prune import FOLDER, OLD, locked, repo_scan
 
 
 def run(scan: dict) -> tuple[State, list[str]]:
-    """Run the operation on a fake node whose scan answers `scan`; the commands it executed (the scan excepted)."""
+    """Run the operation on a fake node whose scan answers `scan`; the commands it ran (the scan excepted)."""
     responses = {re.compile(r" scan "): [json.dumps(scan)], re.compile(r" remove "): []}
     hosts = [("@fake/node-1", {"fake_responses": responses, "fake_delay": 0, "fake_delay_jitter": 0})]
     state = State(Inventory((hosts, {})), Config())
@@ -43,7 +44,7 @@ def removed_paths(commands: list[str]) -> list[str]:
 
 
 def test_clean_node_is_a_noop():
-    state, commands = run({"exists": True, "repos": {FOLDER: repo_scan()}})
+    _state, commands = run({"exists": True, "repos": {FOLDER: repo_scan()}})
     assert commands == []
 
 

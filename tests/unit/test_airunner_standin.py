@@ -1,6 +1,7 @@
-"""The ai-runner stand-in against an in-process sandbox hub: online first like diffusers 0.31.0 / huggingface_hub
-0.23.2 (refs/main moved to the hub's commit, that commit downloaded: _snapshot_download.py:258-262), HF_HUB_OFFLINE
-honoured (constants.py:117), and vLLM's first-folder lookup (ai-runner v0.14.1 pipelines/llm.py:326-334)."""
+"""The ai-runner stand-in against an in-process sandbox hub: online first like diffusers 0.31.0 /
+huggingface_hub 0.23.2 (refs/main moved to the hub's commit, that commit downloaded:
+_snapshot_download.py:258-262), HF_HUB_OFFLINE honoured (constants.py:117), and vLLM's first-folder lookup
+(ai-runner v0.14.1 pipelines/llm.py:326-334)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""`lpfleet prune`: the pure plan (what goes, what stays, what is never touched), the stdlib executor on a real
-cache layout in a temp dir (no symlink followed, nothing outside the models dir), and the command."""
+"""`lpfleet prune`: the pure plan (what goes, what stays, what is never touched), the stdlib executor on a
+real cache layout in a temp dir (no symlink followed, nothing outside the models dir), and the command."""
 
 from __future__ import annotations
 

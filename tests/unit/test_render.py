@@ -52,9 +52,9 @@ def test_rendered_file_is_exactly_the_entries_as_go_livepeer_reads_them():
 
 
 def test_warm_managed_runners_are_pinned_offline_unless_told():
-    """go-livepeer passes optimization flags to warm containers only (go-livepeer 176aa41 ai/worker/docker.go:400-407,
-    borrowed cold containers get none: docker.go:240-241); huggingface_hub 0.23.2 reads HF_HUB_OFFLINE
-    (constants.py:117). Cold, external and live entries are left as written."""
+    """go-livepeer passes optimization flags to warm containers only (go-livepeer 176aa41
+    ai/worker/docker.go:400-407, borrowed cold containers get none: docker.go:240-241); huggingface_hub
+    0.23.2 reads HF_HUB_OFFLINE (constants.py:117). Cold, external and live entries are left as written."""
     flags = [e.get("optimization_flags") for e in json.loads(render_ai_models(spec_for(), PROJECT_ROOT))]
     assert flags[0]["HF_HUB_OFFLINE"] == "1" and flags[1] is None and flags[2] is None
     assert "HF_HUB_OFFLINE" not in flags[3]
