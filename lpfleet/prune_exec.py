@@ -91,7 +91,7 @@ def scan_repo(models_dir, folder):
     refs = {}
     refs_dir = os.path.join(repo, "refs")
     if _kind(refs_dir) == "dir":
-        for root, dirs, files in os.walk(refs_dir, followlinks=False):
+        for root, _dirs, files in os.walk(refs_dir, followlinks=False):
             for name in files:
                 full = os.path.join(root, name)
                 if _kind(full) != "file":

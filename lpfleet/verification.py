@@ -543,8 +543,8 @@ class _Verifier:
             hint = (
                 "keep runners off the hub: leave runner_hf_offline on (HF_HUB_OFFLINE=1 reaches warm "
                 "runners only; go-livepeer gives cold ones no flags), make the entry warm or block the node's "
-                f"egress to the hub; then run deploy.py (the weights step puts refs/{branch} back on {locked[:12]}; "
-                "weights_prune = true removes the foreign snapshots)"
+                "egress to the hub; then run deploy.py (the weights step puts "
+                f"refs/{branch} back on {locked[:12]}; weights_prune = true removes the foreign snapshots)"
             )
             self.add(
                 check, "fail",

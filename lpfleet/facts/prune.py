@@ -2,7 +2,7 @@
 
 The fact sends `lpfleet/prune_exec.py` (stdlib only, compressed) to the node's python3 and runs its
 `scan`: lstat and readlink only, never a hash or a followed link. Only the repo folders the lock names are
-read.
+read. The removal (`lpfleet.operations.prune`) sends the same file and runs its `remove`.
 """
 
 from __future__ import annotations
@@ -10,21 +10,31 @@ from __future__ import annotations
 import base64
 import inspect
 import json
-import zlib
 from functools import lru_cache
 from typing import Any
 
-from pyinfra.api import FactBase, QuoteString, StringCommand
-
 from lpfleet import prune_exec
+from lpfleet.facts.remote_python import RemotePythonFact, pack_program, parse_marked_output
+
+MARKER = "@@lpfleet-prune-scan "
 
 
 @lru_cache(maxsize=1)
 def node_program() -> str:
-    """prune_exec.py as one `python3 -c` argument: `python3 -c PROGRAM scan|remove [BASE64-JSON]`."""
-    source = inspect.getsource(prune_exec).replace('if __name__ == "__main__":', "if True:")
-    packed = base64.b64encode(zlib.compress(source.encode("utf-8"), 9)).decode("ascii")
-    return f'import base64,zlib;exec(zlib.decompress(base64.b64decode("{packed}")))'
+    """prune_exec.py as one `python3 -c` argument: `python3 -c PROGRAM scan|remove BASE64-JSON`."""
+    return pack_program(inspect.getsource(prune_exec).replace('if __name__ == "__main__":', "if True:"))
+
+
+@lru_cache(maxsize=1)
+def _scan_bootstrap() -> str:
+    """prune_exec.py, then its scan of the request in argv[1], printed after MARKER."""
+    source = inspect.getsource(prune_exec).replace('if __name__ == "__main__":', "if False:")
+    source += (
+        "\n_request = json.loads(base64.b64decode(sys.argv[1]).decode('utf-8'))\n"
+        "_found = scan(_request['models_dir'], _request.get('folders') or [])\n"
+        f"sys.stdout.write({MARKER!r} + json.dumps(_found, sort_keys=True) + '\\n')\n"
+    )
+    return pack_program(source)
 
 
 def encode_request(request: dict[str, Any]) -> str:
@@ -32,25 +42,17 @@ def encode_request(request: dict[str, Any]) -> str:
     return base64.b64encode(json.dumps(request, sort_keys=True).encode("utf-8")).decode("ascii")
 
 
-class PruneScan(FactBase):
-    """{"exists", "repos": {folder: ...}} (see lpfleet.prune), or {"error": ...}."""
+class PruneScan(RemotePythonFact[dict[str, Any]]):
+    """{"exists", "repos": {folder: ...}} (see lpfleet.prune), or {"error": ...}; never fails the host."""
 
-    def command(self, request: str) -> StringCommand:
-        return StringCommand(
-            "python3", "-c", QuoteString(node_program()), "scan", QuoteString(request), "2>&1", ";", "true"
-        )
-
-    def default(self) -> dict[str, Any]:
-        return {"error": "no answer from the node"}
+    def bootstrap(self) -> str:
+        return _scan_bootstrap()
 
     def process(self, output: list[str]) -> dict[str, Any]:
-        for line in reversed(output):
-            if line.startswith("{"):
-                try:
-                    data = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(data, dict) and "repos" in data:
-                    return data
-        text = " ".join(line.strip() for line in output if line.strip())
-        return {"error": f"prune scan failed: {text[-300:] or 'no output'}"}
+        return parse_marked_output(
+            output,
+            MARKER,
+            unreadable="unreadable answer from the prune scan",
+            no_python3="python3 not found on the node (the prune scan runs a stdlib python3 script there)",
+            failed="the prune scan failed",
+        )

@@ -25,7 +25,7 @@ def weights_pruned(models: Sequence[LockedModel], models_dir: str, branch: str =
     + branch: the ref the runner reads
     """
     scan = host.get_fact(
-        PruneScan, request=encode_request({"models_dir": models_dir, "folders": scan_request(models)})
+        PruneScan, params=encode_request({"models_dir": models_dir, "folders": scan_request(models)})
     )
     if "error" in scan:
         raise OperationError(f"weights prune: cannot read {models_dir}: {scan['error']}")

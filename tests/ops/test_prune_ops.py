@@ -14,13 +14,17 @@ from pyinfra.api.connect import connect_all
 from pyinfra.api.deploy import add_deploy
 from pyinfra.api.operations import run_ops
 
+from lpfleet.facts.prune import MARKER
 from lpfleet.operations.prune import weights_pruned
 from tests.unit.test_prune import FOLDER, OLD, locked, repo_scan
 
 
 def run(scan: dict) -> tuple[State, list[str]]:
     """Run the operation on a fake node whose scan answers `scan`; the commands it ran (the scan excepted)."""
-    responses = {re.compile(r" scan "): [json.dumps(scan)], re.compile(r" remove "): []}
+    responses = {
+        re.compile(r"^if command -v python3"): [MARKER + json.dumps(scan)],
+        re.compile(r" remove "): [],
+    }
     hosts = [("@fake/node-1", {"fake_responses": responses, "fake_delay": 0, "fake_delay_jitter": 0})]
     state = State(Inventory((hosts, {})), Config())
     connect_all(state)
@@ -31,7 +35,9 @@ def run(scan: dict) -> tuple[State, list[str]]:
     add_deploy(state, deploy_prune)
     run_ops(state)
     commands = [
-        c for c in state.inventory.get_host("@fake/node-1").connector.executed_commands if " scan " not in c
+        c
+        for c in state.inventory.get_host("@fake/node-1").connector.executed_commands
+        if "command -v python3" not in c
     ]
     return state, commands
 

@@ -259,3 +259,26 @@ def test_command_bad_input_is_one_line(tmp_path, capsys):
     assert main(["prune", "--models-dir", str(tmp_path), "--lock", str(tmp_path / "none.lock")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not found" in err
+
+
+def test_the_programs_sent_to_nodes_scan_and_remove_like_the_local_command(cache):
+    """What the weights step runs on a node (python3 -c ...) is prune_exec itself: same scan, same removal."""
+    import subprocess
+    import sys
+
+    from lpfleet.facts.prune import MARKER, PruneScan, encode_request, node_program
+
+    request = encode_request({"models_dir": str(cache), "folders": [FOLDER]})
+    program = PruneScan().bootstrap()  # the fact's command runs `python3 -c PROGRAM REQUEST`
+    out = subprocess.run([sys.executable, "-c", program, request], capture_output=True, text=True, check=True)
+    line = next(x for x in out.stdout.splitlines() if x.startswith(MARKER))
+    assert json.loads(line[len(MARKER):]) == prune_exec.scan(str(cache), [FOLDER])
+    paths = [r.path for r in plan_prune([locked()], prune_exec.scan(str(cache), [FOLDER])).removals]
+    removal = encode_request({"models_dir": str(cache), "paths": paths})
+    subprocess.run([sys.executable, "-c", node_program(), "remove", removal], check=True, capture_output=True)
+    assert sorted(os.listdir(cache / FOLDER / "snapshots")) == [NEW]
+    bad = encode_request({"models_dir": str(cache), "paths": ["../outside"]})
+    refused = subprocess.run(
+        [sys.executable, "-c", node_program(), "remove", bad], capture_output=True, text=True
+    )
+    assert refused.returncode == 1 and "not removed" in refused.stderr

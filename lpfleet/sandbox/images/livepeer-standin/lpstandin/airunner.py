@@ -1,22 +1,25 @@
-"""The ai-runner stand-in: `livepeer/ai-runner` v0.14.1 as go-livepeer starts it (PIPELINE, MODEL_ID, /models, :8000).
+"""The ai-runner stand-in: `livepeer/ai-runner` v0.14.1 as go-livepeer starts it (PIPELINE, MODEL_ID).
 
 What it honours, each from upstream code (docs/fidelity.md, "Weights and the runner's cache"):
 - The pipeline loads when uvicorn imports `runner.main:app` (ai-runner `runner/src/runner/main.py:3`,
-  `app.py:114-118`), before uvicorn logs anything; a load failure is a Python traceback and exit 1 (uvicorn 0.38.0
-  `server.py:78` loads the app before "Started server process"). Batch runners bind only after loading.
-- Online first, like diffusers 0.31.0 / huggingface_hub 0.23.2 with the runner's default environment: the hub
-  (`HF_ENDPOINT`, default https://huggingface.co) is asked for `main`; when it answers, `refs/main` is rewritten
-  to the hub's commit and that commit's files are downloaded into the cache (`_snapshot_download.py:258-262`), and
-  that snapshot is loaded. When it does not answer (or 401s: a gated repo without a token) it logs diffusers'
-  warning and loads `refs/main` from the cache (`pipeline_utils.py:1280-1286`). `HF_HUB_OFFLINE` (1/ON/YES/TRUE,
-  `constants.py:10,117`) skips the hub. The stand-in downloads every file of the commit (diffusers picks by its
-  own patterns).
+  `app.py:114-118`), before uvicorn logs anything; a load failure is a Python traceback and exit 1
+  (uvicorn 0.38.0 `server.py:78` loads the app before "Started server process"). Batch runners bind only
+  after loading.
+- Online first, like diffusers 0.31.0 / huggingface_hub 0.23.2 with the runner's default environment: the
+  hub (`HF_ENDPOINT`, default https://huggingface.co) is asked for `main`; when it answers, `refs/main` is
+  rewritten to the hub's commit and that commit's files are downloaded into the cache
+  (`_snapshot_download.py:258-262`), and that snapshot is loaded. When it does not answer (or 401s: a gated
+  repo without a token) it logs diffusers' warning and loads `refs/main` from the cache
+  (`pipeline_utils.py:1280-1286`). `HF_HUB_OFFLINE` (1/ON/YES/TRUE, `constants.py:10,117`) skips the hub.
+  The stand-in downloads every file of the commit (diffusers picks by its own patterns).
 - The LLM pipeline never asks the hub: it loads the first folder under `models--org--name` that holds a
-  `.bin`/`.safetensors` file, in os.walk order, whatever `refs/main` says (ai-runner `pipelines/llm.py:63-71,326-334`).
+  `.bin`/`.safetensors` file, in os.walk order, whatever `refs/main` says (ai-runner
+  `pipelines/llm.py:63-71,326-334`).
 - Log formats: the runner's logger (`runner/live/log.py:32-36`, installed by `app.py:16`) and uvicorn's
   (`runner/src/runner/cfg/uvicorn_logging_config.json`, levelprefix from uvicorn 0.38.0 `logging.py:58-64`).
-Sandbox failure markers in the snapshot's root config.json (or model_index.json), `"sandbox_failure"`: `cuda-oom`,
-`load-failed`, `lookup-failed`, `runtime-error`, `hang`; `"sandbox_load_seconds"` (default LPSTANDIN_LOAD_S, 3 s).
+Sandbox failure markers in the snapshot's root config.json (or model_index.json), `"sandbox_failure"`:
+`cuda-oom`, `load-failed`, `lookup-failed`, `runtime-error`, `hang`; `"sandbox_load_seconds"` (default
+LPSTANDIN_LOAD_S, 3 s).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ DIFFUSERS_WEIGHTS = {"text_encoder": "model", "text_encoder_2": "model", "image_
 
 
 class StartupError(Exception):
-    """The pipeline failed to load: the traceback Python prints (`lines`, the last one the exception), exit 1."""
+    """The pipeline failed to load: the traceback Python prints (`lines`, the exception last), exit 1."""
 
     def __init__(self, lines: list[str]) -> None:
         super().__init__(lines[-1])
@@ -72,7 +75,7 @@ def hub_offline() -> bool:
 
 
 def log(level: str, msg: str) -> None:
-    """uvicorn's default formatter under the runner's log config: "%(asctime)s %(levelprefix)s %(message)s"."""
+    """uvicorn's default formatter in the runner's log config: "%(asctime)s %(levelprefix)s %(message)s"."""
     now = time.time()
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + ",%03d" % int((now % 1) * 1000)
     sys.stderr.write(f"{stamp} {level + ':' + ' ' * (8 - len(level))} {msg}\n")
@@ -82,8 +85,10 @@ def log(level: str, msg: str) -> None:
 def app_log(level: str, msg: str, location: str = "app.py:112:create_app") -> None:
     """The runner's root logger (runner/live/log.py:32-36)."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    sys.stderr.write(f"timestamp={stamp} level={level} location={location} gateway_request_id= manifest_id= "
-                     f"stream_id= message={msg}\n")
+    sys.stderr.write(
+        f"timestamp={stamp} level={level} location={location} gateway_request_id= manifest_id= "
+        f"stream_id= message={msg}\n"
+    )
     sys.stderr.flush()
 
 
@@ -92,28 +97,32 @@ def repo_folder(model_id: str) -> str:
 
 
 def not_cached(model_id: str, cause: list[str]) -> StartupError:
-    """diffusers 0.31.0 `pipeline_utils.py:1479-1483`: raised `from` the hub call's error, so Python prints that
-    error's traceback first ("The above exception was the direct cause ...")."""
-    return StartupError([
-        "Traceback (most recent call last):",
-        '  File "/app/.venv/lib/python3.11/site-packages/diffusers/pipelines/pipeline_utils.py", line 1282, '
-        "in download",
-        *cause,
-        "",
-        "The above exception was the direct cause of the following exception:",
-        "",
-        "Traceback (most recent call last):",
-        '  File "/app/src/runner/main.py", line 3, in <module>',
-        "    app = create_app()",
-        f"OSError: Cannot load model {model_id}: model is not cached locally and an error occurred while trying to "
-        "fetch metadata from the Hub. Please check out the root cause in the stacktrace above.",
-    ])
+    """diffusers 0.31.0 `pipeline_utils.py:1479-1483`: raised `from` the hub call's error, so Python prints
+    that error's traceback first ("The above exception was the direct cause ...")."""
+    return StartupError(
+        [
+            "Traceback (most recent call last):",
+            '  File "/app/.venv/lib/python3.11/site-packages/diffusers/pipelines/pipeline_utils.py", '
+            "line 1282, in download",
+            *cause,
+            "",
+            "The above exception was the direct cause of the following exception:",
+            "",
+            "Traceback (most recent call last):",
+            '  File "/app/src/runner/main.py", line 3, in <module>',
+            "    app = create_app()",
+            f"OSError: Cannot load model {model_id}: model is not cached locally and an error occurred while "
+            "trying to fetch metadata from the Hub. Please check out the root cause in the stacktrace above.",
+        ]
+    )
 
 
 def offline_error(endpoint: str, model_id: str) -> list[str]:
     """huggingface_hub 0.23.2 `utils/_http.py:78` (OfflineModeIsEnabled, `errors.py:16`)."""
-    return [f"huggingface_hub.errors.OfflineModeIsEnabled: Cannot reach {endpoint}/api/models/{model_id}: offline "
-            "mode is enabled. To disable it, please unset the `HF_HUB_OFFLINE` environment variable."]
+    return [
+        f"huggingface_hub.errors.OfflineModeIsEnabled: Cannot reach {endpoint}/api/models/{model_id}: "
+        "offline mode is enabled. To disable it, please unset the `HF_HUB_OFFLINE` environment variable."
+    ]
 
 
 def resolve_snapshot(cache: str, model_id: str, branch: str = "main", cause: list[str] | None = None) -> str:
@@ -158,7 +167,12 @@ class Hub:
             return
         url = f"{self.endpoint}/{model_id}/resolve/{commit}/{urllib.parse.quote(path)}"
         _status, headers, body = self._open(url)
-        etag = (headers.get("X-Linked-Etag") or headers.get("ETag") or "").strip('"').removeprefix("W/").strip('"')
+        etag = (
+            (headers.get("X-Linked-Etag") or headers.get("ETag") or "")
+            .strip('"')
+            .removeprefix("W/")
+            .strip('"')
+        )
         if not etag or "/" in etag:
             raise OSError(f"no usable etag for {path}")
         blob = os.path.join(folder, "blobs", etag)
@@ -174,8 +188,12 @@ def load_snapshot(cache: str, model_id: str, branch: str = "main") -> str:
     """diffusers' `DiffusionPipeline.download` with the runner's environment: online first, then the cache."""
     endpoint = os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
     if hub_offline():
-        app_log("WARNING", f"Couldn't connect to the Hub: {offline_error(endpoint, model_id)[0].split(': ', 1)[1]}."
-                           "\nWill try to load from local cache.", "pipeline_utils.py:1284:download")
+        app_log(
+            "WARNING",
+            f"Couldn't connect to the Hub: {offline_error(endpoint, model_id)[0].split(': ', 1)[1]}."
+            "\nWill try to load from local cache.",
+            "pipeline_utils.py:1284:download",
+        )
         return resolve_snapshot(cache, model_id, branch)
     hub = Hub(endpoint)
     try:
@@ -183,24 +201,33 @@ def load_snapshot(cache: str, model_id: str, branch: str = "main") -> str:
         commit, files = str(info["sha"]), [s["rfilename"] for s in info.get("siblings") or []]
     except (OSError, ValueError, KeyError, TypeError) as exc:  # URLError/HTTPError are OSErrors
         reason = f"{exc.__class__.__name__}: {getattr(exc, 'reason', exc)}"
-        app_log("WARNING", f"Couldn't connect to the Hub: {reason}.\nWill try to load from local cache.",
-                "pipeline_utils.py:1284:download")
+        app_log(
+            "WARNING",
+            f"Couldn't connect to the Hub: {reason}.\nWill try to load from local cache.",
+            "pipeline_utils.py:1284:download",
+        )
         return resolve_snapshot(cache, model_id, branch, [f"requests.exceptions.ConnectionError: {reason}"])
     folder = os.path.join(cache, repo_folder(model_id))
     os.makedirs(os.path.join(folder, "refs"), exist_ok=True)
-    with open(os.path.join(folder, "refs", branch), "w", encoding="utf-8") as fh:  # _snapshot_download.py:258-262
+    with open(
+        os.path.join(folder, "refs", branch), "w", encoding="utf-8"
+    ) as fh:  # _snapshot_download.py:258-262
         fh.write(commit)
     for path in files:
         try:
             hub.download(cache, model_id, commit, path)
         except (OSError, ValueError) as exc:
-            raise StartupError(["Traceback (most recent call last):",
-                                f"OSError: could not download {path} of {model_id} at {commit}: {exc}"]) from None
+            raise StartupError(
+                [
+                    "Traceback (most recent call last):",
+                    f"OSError: could not download {path} of {model_id} at {commit}: {exc}",
+                ]
+            ) from None
     return os.path.join(folder, "snapshots", commit)
 
 
 def find_llm_model_path(base_path: str) -> str | None:
-    """ai-runner v0.14.1 `pipelines/llm.py:326-334`, as written (os.listdir raises when the folder is absent)."""
+    """ai-runner v0.14.1 `pipelines/llm.py:326-334` as written (os.listdir raises without the folder)."""
     if any(f.endswith(".bin") or f.endswith(".safetensors") for f in os.listdir(base_path)):
         return base_path
     for root, _dirs, files in os.walk(base_path):
@@ -215,22 +242,26 @@ def load_llm(cache: str, model_id: str) -> str:
     try:
         path = find_llm_model_path(base)
     except FileNotFoundError:
-        raise StartupError([
-            "Traceback (most recent call last):",
-            '  File "/app/src/runner/pipelines/llm.py", line 328, in _find_model_path',
-            f"FileNotFoundError: [Errno 2] No such file or directory: '{base}'",
-        ]) from None
+        raise StartupError(
+            [
+                "Traceback (most recent call last):",
+                '  File "/app/src/runner/pipelines/llm.py", line 328, in _find_model_path',
+                f"FileNotFoundError: [Errno 2] No such file or directory: '{base}'",
+            ]
+        ) from None
     if not path:
-        raise StartupError([
-            "Traceback (most recent call last):",
-            '  File "/app/src/runner/pipelines/llm.py", line 71, in __init__',
-            f"ValueError: Could not find model files for {model_id}",
-        ])
+        raise StartupError(
+            [
+                "Traceback (most recent call last):",
+                '  File "/app/src/runner/pipelines/llm.py", line 71, in __init__',
+                f"ValueError: Could not find model files for {model_id}",
+            ]
+        )
     return path
 
 
 def check_complete(snapshot: str, pipeline: str) -> None:
-    """Every file the snapshot lists resolves (no dangling blob link), weights are there, diffusers components too."""
+    """Every file of the snapshot resolves (no dangling link); weights and diffusers components are there."""
     files: list[str] = []
     for root, _dirs, names in os.walk(snapshot):
         for name in names:
@@ -246,17 +277,20 @@ def check_complete(snapshot: str, pipeline: str) -> None:
             with open(index, encoding="utf-8") as fh:
                 components = [k for k, v in json.load(fh).items() if isinstance(v, list)]
         except ValueError:
-            raise StartupError([f"OSError: It looks like the config file at '{index}' is not a valid JSON file."]) \
-                from None
+            raise StartupError(
+                [f"OSError: It looks like the config file at '{index}' is not a valid JSON file."]
+            ) from None
         for comp in components:
             if comp in ("scheduler", "tokenizer", "tokenizer_2", "feature_extractor", "safety_checker"):
                 continue
             if not any(f.startswith(comp + "/") and f.endswith(WEIGHT_SUFFIXES) for f in files):
                 name = DIFFUSERS_WEIGHTS.get(comp, "diffusion_pytorch_model")
-                raise StartupError([
-                    f"OSError: Error no file named {name}.safetensors found in directory "
-                    f"{os.path.join(snapshot, comp)}."
-                ])
+                raise StartupError(
+                    [
+                        f"OSError: Error no file named {name}.safetensors found in directory "
+                        f"{os.path.join(snapshot, comp)}."
+                    ]
+                )
     elif not weights:
         raise StartupError([f"OSError: Error no file named model.safetensors found in directory {snapshot}."])
 
@@ -280,8 +314,14 @@ def gpu_info() -> dict:
     ids = [g for g in visible.split(",") if g]
     info = {}
     for i, gid in enumerate(ids):
-        info[str(i)] = {"id": f"GPU-sandbox-{gid}", "name": "NVIDIA Sandbox GPU", "memory_total": 25757220864,
-                        "memory_free": 1073741824, "major": 8, "minor": 9}
+        info[str(i)] = {
+            "id": f"GPU-sandbox-{gid}",
+            "name": "NVIDIA Sandbox GPU",
+            "memory_total": 25757220864,
+            "memory_free": 1073741824,
+            "major": 8,
+            "minor": 9,
+        }
     return info
 
 
@@ -297,7 +337,9 @@ class Runner:
     def startup(self, live: bool) -> None:
         cls = PIPELINE_CLASSES.get(self.pipeline)
         if cls is None:
-            raise StartupError([f"OSError: {self.pipeline} is not a valid pipeline for model {self.model_id}"])
+            raise StartupError(
+                [f"OSError: {self.pipeline} is not a valid pipeline for model {self.model_id}"]
+            )
         load_s = float(os.environ.get("LPSTANDIN_LOAD_S", "3"))
         marker: dict = {}
         if not live:
@@ -311,33 +353,46 @@ class Runner:
             if extra:
                 check_complete(load_snapshot(self.cache, extra), self.pipeline)
             marker = read_marker(snapshot)
-        flags = {k: os.environ[k] for k in ("SFAST", "DEEPCACHE", "BFLOAT16", "TORCH_COMPILE", "USE_8BIT")
-                 if k in os.environ}
-        app_log("INFO", f"Loading {cls} for model_id={self.model_id} from {getattr(self, 'snapshot', '-')}"
-                + (f" flags={flags}" if flags else ""), "app.py:114:create_app")
+        flags = {
+            k: os.environ[k]
+            for k in ("SFAST", "DEEPCACHE", "BFLOAT16", "TORCH_COMPILE", "USE_8BIT")
+            if k in os.environ
+        }
+        app_log(
+            "INFO",
+            f"Loading {cls} for model_id={self.model_id} from {getattr(self, 'snapshot', '-')}"
+            + (f" flags={flags}" if flags else ""),
+            "app.py:114:create_app",
+        )
         load_s = float(marker.get("sandbox_load_seconds", load_s))
         failure = marker.get("sandbox_failure", "")
         if failure == "hang":
             threading.Event().wait()
         time.sleep(max(load_s, 0.0))
         if failure == "cuda-oom":
-            raise StartupError([
-                "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total "
-                "capacity of 23.65 GiB of which 1.06 GiB is free. Process 1 has 22.58 GiB memory in use. Of the "
-                "allocated memory 21.93 GiB is allocated by PyTorch, and 212.40 MiB is reserved by PyTorch but "
-                "unallocated. If reserved but unallocated memory is large try setting "
-                "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation.",
-            ])
+            raise StartupError(
+                [
+                    "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has "
+                    "a total capacity of 23.65 GiB of which 1.06 GiB is free. Process 1 has 22.58 GiB memory "
+                    "in use. Of the allocated memory 21.93 GiB is allocated by PyTorch, and 212.40 MiB is "
+                    "reserved by PyTorch but unallocated. If reserved but unallocated memory is large try "
+                    "setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation.",
+                ]
+            )
         if failure == "load-failed":
-            raise StartupError([
-                "safetensors_rust.SafetensorError: Error while deserializing header: HeaderTooLarge",
-            ])
+            raise StartupError(
+                [
+                    "safetensors_rust.SafetensorError: Error while deserializing header: HeaderTooLarge",
+                ]
+            )
         if failure == "lookup-failed":
-            raise StartupError([
-                f"huggingface_hub.errors.RepositoryNotFoundError: 404 Client Error. (Request ID: sandbox)",
-                f"OSError: {self.model_id} is not a local folder and is not a valid model identifier listed on "
-                "'https://huggingface.co/models'",
-            ])
+            raise StartupError(
+                [
+                    "huggingface_hub.errors.RepositoryNotFoundError: 404 Client Error. (Request ID: sandbox)",
+                    f"OSError: {self.model_id} is not a local folder and is not a valid model identifier "
+                    "listed on 'https://huggingface.co/models'",
+                ]
+            )
         if failure == "runtime-error":
             self.error_after = float(marker.get("sandbox_error_after_seconds", 0))
         self.status = "IDLE" if live else "OK"
@@ -355,8 +410,11 @@ def serve(runner: Runner, port: int) -> http.server.ThreadingHTTPServer:
 
         def log_message(self, fmt: str, *args: object) -> None:
             if not self.path.startswith("/health"):
-                log("INFO", f'{self.client_address[0]}:{self.client_address[1]} - "{self.requestline}" '
-                            f"{args[1] if len(args) > 1 else ''}")
+                log(
+                    "INFO",
+                    f'{self.client_address[0]}:{self.client_address[1]} - "{self.requestline}" '
+                    f"{args[1] if len(args) > 1 else ''}",
+                )
 
         def _json(self, code: int, doc: object) -> None:
             body = json.dumps(doc).encode()
@@ -373,9 +431,17 @@ def serve(runner: Runner, port: int) -> http.server.ThreadingHTTPServer:
             elif self.path == "/hardware/info":
                 self._json(200, {**base, "gpu_info": gpu_info()})
             elif self.path == "/hardware/stats":
-                stats = {k: {"id": v["id"], "name": v["name"], "memory_total": v["memory_total"],
-                             "memory_free": v["memory_free"], "utilization_compute": 0, "utilization_memory": 0}
-                         for k, v in gpu_info().items()}
+                stats = {
+                    k: {
+                        "id": v["id"],
+                        "name": v["name"],
+                        "memory_total": v["memory_total"],
+                        "memory_free": v["memory_free"],
+                        "utilization_compute": 0,
+                        "utilization_memory": 0,
+                    }
+                    for k, v in gpu_info().items()
+                }
                 self._json(200, {**base, "gpu_stats": stats})
             elif self.path == "/version":
                 self._json(200, {**base, "version": VERSION})
@@ -388,7 +454,7 @@ def serve(runner: Runner, port: int) -> http.server.ThreadingHTTPServer:
 
 
 def main() -> None:
-    """uvicorn runner.main:app: the import loads the pipeline (failure: traceback, exit 1), then uvicorn serves."""
+    """uvicorn runner.main:app: the import loads the pipeline (failing: traceback, exit 1), then it serves."""
     port = int(os.environ.get("PORT", "8000"))
     done = threading.Event()
 
@@ -417,8 +483,11 @@ def main() -> None:
         log("INFO", f"Started server process [{os.getpid()}]")
         log("INFO", "Waiting for application startup.")
         server = serve(runner, port)
-    app_log("INFO", f"Started up with pipeline={PIPELINE_CLASSES[runner.pipeline]} model_id={runner.model_id}",
-            "app.py:127:lifespan")
+    app_log(
+        "INFO",
+        f"Started up with pipeline={PIPELINE_CLASSES[runner.pipeline]} model_id={runner.model_id}",
+        "app.py:127:lifespan",
+    )
     log("INFO", "Application startup complete.")
     log("INFO", f"Uvicorn running on http://:{port} (Press CTRL+C to quit)")  # the image's CMD: --host ""
     done.wait()
@@ -437,12 +506,16 @@ def _startup(runner: Runner, live: bool) -> None:
     except StartupError as exc:
         runner.failed = True  # type: ignore[attr-defined]
         runner.status = "ERROR"
-        lines = exc.lines if exc.lines[0].startswith("Traceback") else [
-            "Traceback (most recent call last):",
-            '  File "/app/src/runner/main.py", line 3, in <module>',
-            "    app = create_app()",
-            *exc.lines,
-        ]
+        lines = (
+            exc.lines
+            if exc.lines[0].startswith("Traceback")
+            else [
+                "Traceback (most recent call last):",
+                '  File "/app/src/runner/main.py", line 3, in <module>',
+                "    app = create_app()",
+                *exc.lines,
+            ]
+        )
         sys.stderr.write("\n".join(lines) + "\n")
         sys.stderr.flush()
 
