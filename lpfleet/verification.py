@@ -542,8 +542,8 @@ class _Verifier:
             shown = ", ".join(c[:12] for c in drift.foreign[:3]) + (", ..." if len(drift.foreign) > 3 else "")
             hint = (
                 "keep runners off the hub: leave runner_hf_offline on (HF_HUB_OFFLINE=1 reaches warm "
-                "runners only; go-livepeer gives cold ones no flags), make the entry warm or block the node's "
-                "egress to the hub; then run deploy.py (the weights step puts "
+                "runners only; go-livepeer gives cold ones no flags), make the entry warm or block the "
+                "node's egress to the hub; then run deploy.py (the weights step puts "
                 f"refs/{branch} back on {locked[:12]}; weights_prune = true removes the foreign snapshots)"
             )
             self.add(
