@@ -30,6 +30,7 @@ COMMANDS = (
     "bootstrap",
     "diagnose",
     "sandbox",
+    "plan-warm",
 )
 
 #: Exit status for a failure a command did not foresee: its contract's "could not check" code where it has one
@@ -63,9 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"lpfleet.commands.{name}")
+            module = importlib.import_module(f"lpfleet.commands.{name.replace('-', '_')}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"lpfleet.commands.{name}":
+            if exc.name != f"lpfleet.commands.{name.replace('-', '_')}":
                 raise
             continue
         module.register(sub)

@@ -75,6 +75,8 @@ class FleetCheck:
     problems: list[Problem | str] = field(default_factory=list)
     load_failed: bool = False  # the inventory or a group data file raised
     plan: FleetPlan | None = None  # every valid host's NodePlan, and the search paths used
+    # host -> key -> the layer that supplied it ("group x", "host data")
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem | str]:
@@ -167,8 +169,13 @@ def host_layers(
     return layers, ordered_groups, problems
 
 
-def check_host(host: Host, dirs: Sequence[Path] | None = None) -> tuple[NodeSpec | None, list[Problem]]:
+def check_host(
+    host: Host, dirs: Sequence[Path] | None = None, sources: dict[str, str] | None = None
+) -> tuple[NodeSpec | None, list[Problem]]:
+    """The host's spec (None on any error) and its problems; `sources` (when given) gets each key's layer."""
     layers, groups, problems = host_layers(host, dirs)
+    if sources is not None:
+        sources.update(merge_layers(layers)[1])
     spec, spec_problems = check_node_spec(host.name, layers, groups)
     all_problems = list(problems) + spec_problems
     if any(p.severity == "error" for p in all_problems):
@@ -308,7 +315,9 @@ def check_fleet(
         )
         return result
     for host in inventory:
-        spec, problems = check_host(host, plan.paths.group_data)
+        sources: dict[str, str] = {}
+        spec, problems = check_host(host, plan.paths.group_data, sources)
+        result.sources[host.name] = sources
         result.problems.extend(problems)
         if spec is None:
             continue
@@ -320,6 +329,7 @@ def check_fleet(
                 message = message.removeprefix(prefix)
             result.problems.append(Problem(host.name, None, "ai_models_template", message))
             continue
+        result.problems.extend(_overcommit_warnings(spec))
         plan.add(spec, text)
         result.specs[host.name] = spec
     return result
@@ -340,6 +350,23 @@ def inventory_file_problem(inventory_path: str) -> str | None:
             "lpfleet init DIR writes a starter fleet)"
         )
     return None
+
+
+def _overcommit_warnings(spec: NodeSpec) -> list[Problem]:
+    """A warning per GPU the warm set puts more on than gpu_memory_gb (go-livepeer's slot order)."""
+    from lpfleet.placement import node_from_spec, overcommitted_gpus
+
+    key = "ai_models_warm" if spec.placement.warm is not None else "ai_models"
+    return [
+        Problem(
+            spec.host, None, key,
+            f"the warm set puts about {load:g} GB on GPU {spec.gpus[gpu] if gpu < len(spec.gpus) else gpu} "
+            f"(gpu_memory_gb {spec.gpu_memory_gb:g}; go-livepeer places warm runners in file order, one per "
+            "GPU in turn): expect CUDA out of memory; `lpfleet plan-warm` proposes a warm set that fits",
+            severity="warning",
+        )
+        for gpu, load in overcommitted_gpus(node_from_spec(spec))
+    ]
 
 
 def load_fleet(

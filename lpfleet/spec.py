@@ -175,6 +175,16 @@ class RolloutSpec(_Frozen):
     batch_size: int | None = None
     batch_percent: int | None = None
     fail_threshold: int = 0  # failed hosts tolerated per batch before the rollout stops
+    # nodes serving one warm (pipeline, model) that may be down at once; never all of them (lpfleet.rollout)
+    max_unavailable: int | None = Field(default=None, ge=1)
+
+
+class PlacementSpec(_Frozen):
+    """What `lpfleet plan-warm` weighs (lpfleet.placement) and the warm set it asks for."""
+
+    vram_gb: dict[str, float] = Field(default_factory=dict)  # model_id -> GB one runner needs (over the catalog's)
+    demand: dict[str, float] = Field(default_factory=dict)  # "pipeline model_id" -> demand weight
+    warm: tuple[str, ...] | None = None  # "pipeline model_id" of the entries kept warm; None: each entry's `warm`
 
 
 class NodeSpec(_Frozen):
@@ -195,6 +205,7 @@ class NodeSpec(_Frozen):
     worker: WorkerSpec = WorkerSpec()
     verify: VerifySpec = VerifySpec()
     rollout: RolloutSpec = RolloutSpec()
+    placement: PlacementSpec = PlacementSpec()
 
     @property
     def gpu_slots(self) -> int:
@@ -253,6 +264,10 @@ DATA_KEYS: Mapping[str, tuple[str | None, str]] = {
     "rollout_batch_size": ("rollout", "batch_size"),
     "rollout_batch_percent": ("rollout", "batch_percent"),
     "rollout_fail_threshold": ("rollout", "fail_threshold"),
+    "rollout_max_unavailable": ("rollout", "max_unavailable"),
+    "ai_model_vram_gb": ("placement", "vram_gb"),
+    "ai_model_demand": ("placement", "demand"),
+    "ai_models_warm": ("placement", "warm"),
 }
 
 #: Keys lpfleet reads that are not NodeSpec fields: `group` names extra group data files to apply
@@ -272,6 +287,7 @@ _SECTIONS = {
     "worker": WorkerSpec,
     "verify": VerifySpec,
     "rollout": RolloutSpec,
+    "placement": PlacementSpec,
 }
 _FIELD_TO_KEY = {(section, name): key for key, (section, name) in DATA_KEYS.items()}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -536,6 +552,26 @@ def _check_node_values(
             bad("livepeer_network",
                 f"go-livepeer knows {', '.join(LIVEPEER_NETWORKS)}{hint}; another network needs "
                 "-ethController in worker_extra_flags")
+    vram = values.get("ai_model_vram_gb")
+    if vram is not None:
+        if not isinstance(vram, Mapping) or not all(
+            isinstance(k, str) and not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0
+            for k, v in vram.items()
+        ):
+            bad("ai_model_vram_gb", 'must map model ids to GB of GPU memory >= 0, e.g. {"org/name": 14}')
+    warm = values.get("ai_models_warm")
+    if warm is not None and (not isinstance(warm, (list, tuple)) or not all(isinstance(i, str) for i in warm)):
+        bad("ai_models_warm", 'must be a list of "pipeline model_id" strings (lpfleet plan-warm prints it)')
+    demand = values.get("ai_model_demand")
+    if demand is not None:
+        if not isinstance(demand, Mapping):
+            bad("ai_model_demand", 'must map "pipeline model_id" to a weight >= 0, e.g. {"llm org/name": 3}')
+        else:
+            for item, weight in demand.items():
+                if not isinstance(item, str) or len(item.split()) != 2 or item.split()[0] not in PIPELINES:
+                    bad("ai_model_demand", f'key {item!r} is not "pipeline model_id" with a known pipeline')
+                elif isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+                    bad("ai_model_demand", f'the weight of "{item}" must be a number >= 0')
     mode = values.get("worker_mode", "orchestrator")
     if mode == "worker":
         for key in ("orch_addr", "orch_secret"):
@@ -639,13 +675,16 @@ def _build(
 
     sections: dict[str, Any] = {}
     top: dict[str, Any] = {}
+    already_bad = {p.key for p in problems}
     for key, (section, name) in DATA_KEYS.items():
         if key not in values or key == "ai_models":
             continue
+        if section == "placement" and key in already_bad:
+            continue  # its own message says what is wrong; pydantic's would only repeat it vaguer
         value = values[key]
         if key == "orch_secret":
             value = to_secret(value)
-        elif key in ("gpus", "worker_extra_flags") and isinstance(value, list):
+        elif key in ("gpus", "worker_extra_flags", "ai_models_warm") and isinstance(value, list):
             value = tuple(value)
         if section is None:
             top[name] = value
@@ -663,6 +702,9 @@ def _build(
             )
 
     raw_models = values.get("ai_models", [])
+    if "ai_models_warm" in values:
+        raw_models, warm_problems = _apply_warm_list(host, raw_models, values["ai_models_warm"], sources)
+        problems.extend(warm_problems)
     if "ai_models" not in values:
         problems.append(
             Problem(host, None, "ai_models", "not set: the worker gets an empty aiModels.json (no models)",
@@ -734,6 +776,39 @@ def pin_runner_offline(entry: AIModelEntry) -> AIModelEntry:
         return entry
     flags = {**entry.optimization_flags, HUB_OFFLINE_FLAG: "1"}
     return entry.model_copy(update={"optimization_flags": flags})
+
+
+def _apply_warm_list(
+    host: str, raw_models: Any, warm: Any, sources: Mapping[str, str]
+) -> tuple[Any, list[Problem]]:
+    """`ai_models` with `warm` set on exactly the managed entries `ai_models_warm` names ("pipeline model_id").
+
+    External (`url`) entries are left as written. Every name must match a managed entry.
+    """
+    where = sources.get("ai_models_warm")
+    if not isinstance(warm, (list, tuple)) or not all(isinstance(item, str) for item in warm):
+        return raw_models, []  # _check_node_values reports it
+    if not isinstance(raw_models, (list, tuple)):
+        return raw_models, []  # ai_models' own check reports it
+    names = {" ".join(item.split()) for item in warm}
+    managed = {
+        f"{entry.get('pipeline')} {entry.get('model_id')}"
+        for entry in raw_models
+        if isinstance(entry, Mapping) and not entry.get("url")
+    }
+    problems = [
+        Problem(host, where, "ai_models_warm",
+                f'"{name}" is no managed entry of ai_models (write "pipeline model_id" of an entry without url)')
+        for name in sorted(names - managed)
+    ]
+    out = []
+    for entry in raw_models:
+        if isinstance(entry, Mapping) and not entry.get("url"):
+            entry = dict(entry, warm=f"{entry.get('pipeline')} {entry.get('model_id')}" in names)
+            if not entry["warm"]:
+                entry.pop("warm")
+        out.append(entry)
+    return out, problems
 
 
 def node_context(spec: NodeSpec) -> NodeContext:

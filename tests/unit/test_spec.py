@@ -53,7 +53,8 @@ def test_a_valid_host_builds_every_section():
 
 def test_every_documented_key_maps_to_a_spec_field():
     sections = {None: NodeSpec, **{name: type(NodeSpec.model_fields[name].default)
-                                   for name in ("docker", "toolkit", "weights", "worker", "verify", "rollout")}}
+                                   for name in ("docker", "toolkit", "weights", "worker", "verify", "rollout",
+                                                "placement")}}
     for key, (section, field) in DATA_KEYS.items():
         assert field in sections[section].model_fields, key
 
