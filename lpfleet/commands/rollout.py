@@ -3,7 +3,9 @@
 1. Validate every host's spec (nothing is touched when one is wrong).
 2. Ask pyinfra which hosts deploy.py would change (`pyinfra --dry --json`): only those are rolled out;
    converged hosts are left alone (`--every-host` rolls every host).
-3. Cut them into batches (rollout_batch_size / rollout_batch_percent; lpfleet.rollout).
+3. Cut them into batches (rollout_batch_size / rollout_batch_percent; lpfleet.rollout) so that every
+   (pipeline, model_id) warm on two or more hosts keeps a serving host outside each batch
+   (rollout_max_unavailable caps how many of its hosts go at once); hosts alone serving a model go last.
 4. Per batch: `pyinfra -y INVENTORY deploy.py --limit <batch>` (pyinfra's own output, as in a plain run),
    then verify the batch (`lpfleet verify` machinery, waiting for runners that are still loading).
    A host failed when its deploy failed or its verification did not come out healthy.
@@ -25,9 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from lpfleet.commands.verify import default_verify_deploy, pyinfra_command, verify_fleet
+from lpfleet.commands.verify import default_verify_deploy, pyinfra_command, verify_fleet, write_html
 from lpfleet.report import HostResult, to_json, to_junit, to_table
-from lpfleet.rollout import Rollout, fleet_settings, plan_batches
+from lpfleet.rollout import Rollout, fleet_settings
 
 DEFAULT_WAIT_S = 300.0
 
@@ -66,6 +68,16 @@ def hosts_with_changes(inventory: str, deploy: Path) -> tuple[list[str] | None, 
         changed.update(op.get("hosts_with_change") or [])
         changed.update(op.get("hosts_with_conditional_change") or [])
     return sorted(changed), proc.stderr
+
+
+def warm_models(specs) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Every host's warm runners as (pipeline, model_id): what must keep a serving host during the rollout."""
+    from lpfleet.runners import expected_runners
+
+    return {
+        host: tuple(dict.fromkeys((r.pipeline, r.model_id) for r in expected_runners(spec)))
+        for host, spec in specs.items()
+    }
 
 
 def deploy_batch(inventory: str, deploy: Path, hosts: tuple[str, ...], report: str) -> int:
@@ -129,10 +141,11 @@ def run(args: argparse.Namespace) -> int:
             print("lpfleet rollout: pyinfra could not plan the deploy (its output is above)", file=sys.stderr)
             return 2
         targets = [host for host in order if host in changed]
-    rollout = Rollout(
-        plan_batches(targets, settings),
+    rollout = Rollout.plan(
+        targets,
         settings,
-        unchanged=tuple(host for host in order if host not in targets),
+        serving=warm_models(specs),
+        unchanged=[host for host in order if host not in targets],
     )
     for line in rollout.describe_plan():
         say(line)
@@ -143,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="lpfleet-rollout-") as tmp:
         while (step := rollout.next_batch()) is not None:
             index, hosts = step
+            batch_started = time.monotonic()
             say(f"batch {index}/{len(rollout.batches)}: deploying {', '.join(hosts)}")
             report = os.path.join(tmp, f"batch-{index}.json")
             deploy_batch(args.inventory, deploy, hosts, report)
@@ -163,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
             for host in hosts:
                 if host not in verified and host not in failed:
                     failed[host] = "could not be verified"
-            batch = rollout.record(hosts, failed)
+            batch = rollout.record(
+                hosts, failed, batch_started - started, time.monotonic() - batch_started
+            )
             say(rollout.describe_outcome()[batch.index - 1])
 
     results = [verified[h] for h in order if h in verified]
@@ -182,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.junit:
         Path(args.junit).write_text(to_junit(results, suite_name="lpfleet rollout", elapsed_s=elapsed))
+    if args.html:
+        write_html(args.html, results, args.inventory, elapsed, rollout.to_dict(), "lpfleet rollout")
     return 0 if rollout.status == "completed" else 1
 
 
@@ -211,6 +229,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", metavar="FILE", help="write the JSON report (with a `rollout` section)")
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML")
+    parser.add_argument(
+        "--html", metavar="FILE", help="write the fleet page: hosts by checks, problems, the batches as a timeline"
+    )
     parser.add_argument(
         "--deploy", metavar="PATH", help="deploy.py to roll out (default: ./deploy.py or the project's)"
     )

@@ -1,4 +1,4 @@
-"""`lpfleet verify INVENTORY [--json FILE] [--junit FILE] [--wait SECONDS]`: read-only verification.
+"""`lpfleet verify INVENTORY [--json FILE] [--junit FILE] [--html FILE] [--wait SECONDS]`: read-only verification.
 
 Runs `pyinfra -y INVENTORY verify.py` - the same verification as a plain pyinfra run, one code path - with
 its table turned off and its JSON report written to a temporary file, then prints the table itself and
@@ -168,6 +168,24 @@ def write_reports(
         Path(junit_path).write_text(to_junit(results, elapsed_s=elapsed_s))
 
 
+def write_html(
+    path: str,
+    results: list[HostResult],
+    inventory: str,
+    elapsed_s: float,
+    rollout: dict | None = None,
+    title: str = "lpfleet verify",
+) -> None:
+    """The fleet page (lpfleet.fleet_page) to `path`, and its location on stderr."""
+    from lpfleet.fleet_page import render_fleet_page
+
+    Path(path).write_text(
+        render_fleet_page(results, inventory=inventory, elapsed_s=elapsed_s, rollout=rollout, title=title),
+        encoding="utf-8",
+    )
+    print(f"--> fleet page: {Path(path).resolve()}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     deploy = Path(args.deploy) if args.deploy else default_verify_deploy()
     if not Path(args.inventory).is_file():
@@ -201,6 +219,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(outcome.output)
     sys.stdout.write(to_table(outcome.results, elapsed_s=outcome.elapsed_s, compact=not args.all))
     write_reports(outcome.results, outcome.elapsed_s, args.inventory, args.json, args.junit)
+    if args.html:
+        write_html(args.html, outcome.results, args.inventory, outcome.elapsed_s)
     return exit_code(outcome.results)
 
 
@@ -213,6 +233,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("inventory", help="pyinfra inventory file (e.g. inventories/sandbox.py)")
     parser.add_argument("--json", metavar="FILE", help="write the JSON report (schema: docs/verify.md)")
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML (one testsuite per host)")
+    parser.add_argument(
+        "--html", metavar="FILE", help="write the fleet page: one self-contained HTML file (docs/verify.md)"
+    )
     parser.add_argument(
         "--wait",
         metavar="SECONDS",

@@ -1,4 +1,5 @@
-"""`make demo`: from a bare machine to a converged, verified sandbox fleet, one progress line per phase.
+"""`make demo`: from a bare machine to a converged, verified sandbox fleet, one progress line per phase; it ends
+by printing the path of the fleet page (`lpfleet verify --html`).
 
     python -m lpfleet.sandbox.demo [--nodes N] [--keep-going]
 
@@ -35,6 +36,7 @@ class Context:
     env: dict[str, str]
     logs: Path
     notes: list[str] = field(default_factory=list)  # lines for the final report
+    fleet_page: Path | None = None  # the fleet page verify wrote (lpfleet verify --html)
 
 
 @dataclass(frozen=True)
@@ -148,9 +150,12 @@ def deploy_again(ctx: Context) -> Outcome:
 
 def verify(ctx: Context) -> Outcome:
     report = ctx.logs / "verify.json"
+    page = ctx.logs / "fleet.html"
     result = _command(ctx, "verify", str(VENV_BIN / "lpfleet"), "verify", INVENTORY, "--wait", "120",
-                      "--json", str(report))
+                      "--json", str(report), "--html", str(page))
     ctx.notes.append("verification:\n" + (result.stdout.rstrip() or result.stderr.rstrip()))
+    if page.is_file():
+        ctx.fleet_page = page
     if result.returncode != 0:
         return _failed(result, "verify", ctx)
     return Outcome("ok", f"healthy; JSON report {report}")
@@ -215,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     for phase, outcome, took in results:
         print(f"  {phase.name:<14} {outcome.status:<8} {took:6.1f} s")
     print(f"total {total:.1f} s; the sandbox stays up: `LPFLEET_SANDBOX={name} lpfleet sandbox down` removes it")
+    if ctx.fleet_page is not None:
+        print(f"fleet page: {ctx.fleet_page} (open it in a browser; it needs no network)")
     return 1 if failed else 0
 
 
