@@ -30,6 +30,7 @@ COMMANDS = (
     "bootstrap",
     "diagnose",
     "sandbox",
+    "plan",
     "plan-warm",
 )
 

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from io import BytesIO
 
 from pyinfra import host, logger, state
+
+from lpfleet.operations.plan_notes import note
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.api.operation import OperationMeta
 
@@ -34,6 +36,8 @@ def report(message: str) -> None:
     """
     if state.is_executing:
         host.log_styled(f"lpfleet: {message}", fg="yellow", log_func=logger.info)
+    else:
+        note(message)  # `lpfleet plan` (pyinfra --dry): the same words, before anything runs
 
 
 def any_changed(operations: Sequence[OperationMeta]) -> bool:

@@ -6,7 +6,9 @@ world-readable until a later chmod; `secret_file` does neither.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import os
 import posixpath
 from collections.abc import Sequence
 from io import BytesIO
@@ -24,6 +26,8 @@ from pyinfra.api.util import format_text
 from pyinfra.operations.util.files import generate_color_diff
 
 from lpfleet.facts.files import FileDigest, MaskedFileContents
+from lpfleet.operations.plan_notes import ENV as PLAN_NOTES_ENV
+from lpfleet.operations.plan_notes import note
 from lpfleet.secrets import mask, reveal
 
 
@@ -41,6 +45,11 @@ def _octal(mode: str | int) -> str:
 def temp_path(dest: str) -> str:
     """The temporary file beside `dest` (same filesystem, so the final mv is an atomic rename)."""
     return posixpath.join(posixpath.dirname(dest) or ".", f".{posixpath.basename(dest)}.lpfleet-tmp")
+
+
+def planning_notes() -> bool:
+    """`lpfleet plan` is recording (a dry run with LPFLEET_PLAN_NOTES set)."""
+    return bool(os.environ.get(PLAN_NOTES_ENV)) and not state.is_executing
 
 
 @operation()
@@ -88,6 +97,13 @@ def secret_file(
         if not changed:
             host.noop(f"{dest} is up to date")
         return
+
+    if planning_notes():
+        old = host.get_fact(MaskedFileContents, path=dest) if current is not None else []
+        old_lines = [mask(line, masks) for line in old or []]
+        new_lines = mask(text, masks).splitlines()
+        diff = list(difflib.unified_diff(old_lines, new_lines, dest, dest, lineterm="", n=1))[2:]
+        note(f"{'modify' if current is not None else 'create'} {dest} (secrets masked)", diff)
 
     if state.config.DIFF:
         old = host.get_fact(MaskedFileContents, path=dest) if current is not None else []

@@ -32,6 +32,7 @@ from lpfleet.checks import Cause, Check, HostResult, exit_code, unchecked
 from lpfleet.facts.verify import NodeVerification, encode_params
 from lpfleet.fleet import fleet_plan
 from lpfleet.lock import models_for_node
+from lpfleet.operations.plan_notes import note
 from lpfleet.probe import probe
 from lpfleet.report import to_json, to_junit, to_table
 from lpfleet.spec import NodeSpec
@@ -236,6 +237,7 @@ def node_verified(
     summary = "; ".join(f"{check.check}: {check.detail}" for check in bad[:3])
     if len(bad) > 3:
         summary += f"; and {len(bad) - 3} more"
+    note(f"fails verification now (checked again after the steps above): {summary}")
     yield StringCommand("echo", QuoteString(f"verification failed: {summary}"[:1500]), ">&2;", "exit", "1")
 
 

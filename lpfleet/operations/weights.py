@@ -36,8 +36,9 @@ from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCo
 
 from lpfleet.facts.weights import WeightsState, encode_params
 from lpfleet.lock import LockedModel
+from lpfleet.operations.plan_notes import note
 from lpfleet.secrets import Secret, reveal
-from lpfleet.weights import FanoutPlan, WeightsPlan, plan_fanout, plan_node, scan_request
+from lpfleet.weights import FanoutPlan, WeightsPlan, human_bytes, plan_fanout, plan_node, scan_request
 
 RUNTIME_ROOT = "/opt/lpfleet/weights-runtime"
 MIRROR_PORT = 8790  # fan-out: the port a serving node listens on for its peers
@@ -319,6 +320,12 @@ def models_fetched(
         host.noop("weights: " + (", ".join(m.summary() for m in plan.models) or "nothing to fetch"))
         return
     todo = {(m.model.model_id, m.model.commit) for m in plan.incomplete}
+    note(
+        f"fetch {human_bytes(plan.bytes_to_fetch)} ({plan.bytes_to_fetch} bytes) of weights into {models_dir}",
+        [m.summary() for m in plan.incomplete]
+        + [f"from {s.label} {s.endpoint}" for s in sources
+           if any((m.model_id, m.commit) in todo for m in s.models)],
+    )
     for source in sources:
         wanted = [m for m in source.models if (m.model_id, m.commit) in todo]
         if not wanted:

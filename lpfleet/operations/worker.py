@@ -21,6 +21,7 @@ from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.api.command import FileUploadCommand
 
 from lpfleet.facts.worker import WorkerContainerState
+from lpfleet.operations.plan_notes import note
 from lpfleet.worker_plan import SPEC_LABEL, WorkerPlan, sha256_text
 
 
@@ -87,6 +88,7 @@ def worker_container(plan: WorkerPlan, current: WorkerContainerState):
     if action == "none":
         host.noop(f"worker container {plan.name}: {why}")
         return
+    note(f"{action} the worker container {plan.name} ({plan.image}): {why}")
     if action == "start":
         command = "unpause" if current.status == "paused" else "start"
         yield StringCommand("docker", command, QuoteString(plan.name))

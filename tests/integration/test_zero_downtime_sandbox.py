@@ -26,6 +26,7 @@ VENV_BIN = Path(sys.executable).parent
 SHARED = ("text-to-image", "ByteDance/SDXL-Lightning")
 PROBE_EVERY_S = 0.5
 STOP_FILE = "/tmp/lpfleet-probe.stop"
+ARTIFACTS = ROOT / "reports" / "zero-downtime"  # the rollout's fleet page and its screenshot
 
 # Runs inside a node (python3 and the node's own dockerd there): every 0.5 s, list go-livepeer's runner containers
 # (label creator=ai-worker, as go-livepeer's docker.go labels them) and GET each one's /health on its published
@@ -207,13 +208,16 @@ def test_a_shared_warm_model_keeps_a_healthy_runner_through_the_rollout(fleet, t
     assert f"zero downtime: {shared} is warm on {names}: at most {len(consumers) - 1} of them in a batch" in dry.stderr
     assert f"rollout plan: {len(consumers)} hosts to converge in {len(consumers)} batches of up to 1" in dry.stderr
 
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     prober = Prober(fleet)
     prober.start()
     try:
         time.sleep(3)  # every node probed before the rollout starts
         started = time.time()
         report = tmp_path / "rollout.json"
-        result = run([VENV_BIN / "lpfleet", "rollout", inventory, "--json", report, "--wait", "240"], fleet.env)
+        page = ARTIFACTS / "rollout.html"
+        result = run([VENV_BIN / "lpfleet", "rollout", inventory, "--json", report, "--wait", "240",
+                      "--html", page], fleet.env)
         ended = time.time()
         time.sleep(1)
     finally:
@@ -222,6 +226,15 @@ def test_a_shared_warm_model_keeps_a_healthy_runner_through_the_rollout(fleet, t
     plan = json.loads(report.read_text())["rollout"]
     assert [b["hosts"] for b in plan["batches"]] == [[n.name] for n in consumers]
     assert plan["coverage"]["shared"][0]["model"] == shared
+    html = page.read_text()
+    for node in fleet.nodes:
+        assert f'<tr data-host="{node.name}"' in html
+    assert html.count('data-batch="') == len(consumers) and 'data-state="fail"' not in html
+    browser = shutil.which("chromium")
+    if browser:  # the screenshot kept beside the page (docs/img/fleet-page.png is one of these)
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        f"--user-data-dir={ARTIFACTS / 'profile'}", f"--screenshot={ARTIFACTS / 'rollout.png'}",
+                        "--window-size=1280,1100", page.as_uri()], capture_output=True, timeout=120)
 
     nodes = [n.name for n in fleet.nodes]
     gaps, timeline = coverage_gaps(prober.records, nodes, prefixes, started, ended)
@@ -230,7 +243,10 @@ def test_a_shared_warm_model_keeps_a_healthy_runner_through_the_rollout(fleet, t
     rounds = {n: sum(1 for r in prober.records if r["node"] == n and started <= r["t"] <= ended) for n in nodes}
     print(f"\nprobe record: {len(prober.records)} rounds ({rounds} during the rollout of {ended - started:.1f} s), "
           f"every {PROBE_EVERY_S} s per node; full record: {record_file}")
+    served = {(node, model) for _, node, model, healthy, _ in timeline if healthy}
     for t, node, model, healthy, states in timeline:
+        if (node, model) not in served:
+            continue  # this node never serves that model
         print(f"  {t - started:+8.1f} s  {node:<28} {model:<55} {'healthy' if healthy else 'NOT healthy':<12} {states}")
     print(f"  instants with no healthy runner for a model in the config: {len(gaps)}")
 
