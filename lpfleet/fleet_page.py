@@ -41,8 +41,9 @@ font-weight:600;margin:8px 0}
 .v-unchecked{background:#6e40c9;color:#fff}
 .counts span{margin-right:14px;font-size:13px}
 .grid{border-collapse:collapse;font-size:12px} .grid th,.grid td{border:1px solid #d0d7de;padding:4px 6px}
-.grid th.check{writing-mode:vertical-rl;transform:rotate(180deg);text-align:left;max-height:260px;
-white-space:nowrap;font-weight:500}
+.grid th.check{vertical-align:bottom;font-weight:500;padding:4px 2px}
+.grid th.check div{writing-mode:vertical-rl;transform:rotate(180deg);max-height:230px;overflow:hidden;
+text-overflow:ellipsis;white-space:nowrap;margin:0 auto}
 .grid th.host{text-align:left;white-space:nowrap}
 .cell{text-align:center;font-weight:600;min-width:28px} .none{background:#f6f8fa;color:#8c959f}
 .problem{border:1px solid #d0d7de;border-left:6px solid;border-radius:6px;padding:8px 12px;margin:8px 0}
@@ -53,9 +54,9 @@ white-space:pre-wrap;word-break:break-all;font-size:12px}
 .fix{color:#1a7f37} .legend span{display:inline-block;padding:1px 8px;margin-right:6px;border-radius:3px;
 font-size:12px}
 .timeline{position:relative;border:1px solid #d0d7de;border-radius:6px;padding:8px;font-size:12px}
-.lane{position:relative;height:30px;margin:4px 0} .lane .label{position:absolute;left:0;width:150px;
+.lane{position:relative;height:30px;margin:4px 0} .lane .label{position:absolute;left:0;width:250px;
 line-height:30px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
-.lane .track{position:absolute;left:160px;right:0;top:0;bottom:0;background:#f6f8fa;border-radius:3px}
+.lane .track{position:absolute;left:260px;right:0;top:0;bottom:0;background:#f6f8fa;border-radius:3px}
 .bar{position:absolute;box-sizing:border-box;top:3px;bottom:3px;border-radius:3px;color:#fff;padding:0 6px;line-height:24px;
 white-space:nowrap;overflow:hidden;text-overflow:ellipsis;min-width:4px}
 .notes{font-size:13px} .notes li{margin:2px 0}
@@ -82,7 +83,7 @@ def _columns(hosts: Sequence[HostResult]) -> list[str]:
 def _grid(hosts: Sequence[HostResult]) -> list[str]:
     columns = _columns(hosts)
     out = ['<table class="grid" id="grid">', "<thead><tr><th class=\"host\">host</th><th>status</th>"]
-    out += [f'<th class="check" title="{_e(c)}">{_e(c)}</th>' for c in columns]
+    out += [f'<th class="check" title="{_e(c)}"><div>{_e(c)}</div></th>' for c in columns]
     out.append("</tr></thead><tbody>")
     for host in hosts:
         by_name = {c.check: c for c in host.checks}
@@ -173,7 +174,7 @@ def _timeline(rollout: Mapping) -> list[str]:
             f'{_e(" - " + timing) if timing else ""}</div></div></div>'
         )
         for host, why in failed.items():
-            out.append(f'<div class="meta" style="margin-left:160px">{_e(host)}: {_e(why)}</div>')
+            out.append(f'<div class="meta" style="margin-left:260px">{_e(host)}: {_e(why)}</div>')
     out.append("</div>")
     notes = []
     coverage = rollout.get("coverage") or {}
