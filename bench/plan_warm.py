@@ -3,11 +3,11 @@
     .venv/bin/python bench/plan_warm.py                       # 1000 nodes x 50 models, 5 runs
     .venv/bin/python bench/plan_warm.py --nodes 200 --models 20 --runs 3
 
-The fleet: four GPU classes in equal parts (1x24 GB, 1 container per GPU; 2x48 GB, 2 per GPU; 4x80 GB, 2 per GPU;
-8x80 GB, 1 per GPU), each class's ai_models a random subset of the M models (the larger classes carry more of
-them) in a random order, VRAM needs drawn from 4-40 GB, a quarter of the models warm now, and Zipf-like demand.
-Prints min / median / max wall time of the in-process planning (the fleet's specs already built), the covered
-demand against its upper bound, and whether the search proved the plan optimal.
+The fleet: four GPU classes in equal parts (1x24 GB, 1 container per GPU; 2x48 GB, 2 per GPU; 4x80 GB, 2 per
+GPU; 8x80 GB, 1 per GPU), each class's ai_models a random subset of the M models (the larger classes carry
+more of them) in a random order, VRAM needs drawn from 4-40 GB, a quarter of the models warm now, and
+Zipf-like demand. Prints min / median / max wall time of the in-process planning (the fleet's specs already
+built), the covered demand against its upper bound, and whether the search proved the plan optimal.
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ def generate(nodes: int, models: int, seed: int = 1):
         warm_now = set(rng.sample(listed, max(1, len(listed) // 4)))
         candidates = tuple(Candidate(k, vram[k], warm_now=k in warm_now) for k in listed)
         count = nodes // len(CLASSES) + (1 if index < nodes % len(CLASSES) else 0)
-        fleet += [PlacementNode(f"{group}-{n}", group, gpus, per_gpu, memory, candidates) for n in range(count)]
+        fleet += [
+            PlacementNode(f"{group}-{n}", group, gpus, per_gpu, memory, candidates) for n in range(count)
+        ]
     return fleet, demand
 
 

@@ -52,14 +52,19 @@ def build_plan(
         by_key.setdefault(key, []).append(Note(str(record.get("text", "")), tuple(record.get("lines") or ())))
     plans = {name: HostPlan(name) for name in hosts}
     for op in pyinfra_plan:
-        for conditional, names in ((False, op.get("hosts_with_change") or []),
-                                   (True, op.get("hosts_with_conditional_change") or [])):
+        for conditional, names in (
+            (False, op.get("hosts_with_change") or []),
+            (True, op.get("hosts_with_conditional_change") or []),
+        ):
             for name in names:
                 if name not in plans:
                     plans[name] = HostPlan(name)
                 key = (name, op.get("op_hash"))
-                plans[name].steps.append(StepChange(str(op.get("name") or op.get("op_hash")), conditional,
-                                                    list(by_key.get(key, []))))
+                plans[name].steps.append(
+                    StepChange(
+                        str(op.get("name") or op.get("op_hash")), conditional, list(by_key.get(key, []))
+                    )
+                )
     return list(plans.values())
 
 
@@ -104,8 +109,11 @@ def to_json(plans: Sequence[HostPlan], *, inventory: str = "") -> str:
                 "host": p.host,
                 "changes": p.changes,
                 "steps": [
-                    {"step": s.step, "conditional": s.conditional,
-                     "notes": [{"text": n.text, "lines": list(n.lines)} for n in s.notes]}
+                    {
+                        "step": s.step,
+                        "conditional": s.conditional,
+                        "notes": [{"text": n.text, "lines": list(n.lines)} for n in s.notes],
+                    }
                     for s in p.steps
                 ],
             }
@@ -122,7 +130,12 @@ def _md(text: str) -> str:
 
 def to_markdown(plans: Sequence[HostPlan], *, inventory: str = "") -> str:
     """For a pull-request comment: a table of host, step and change, diffs folded under each host."""
-    out = [f"### lpfleet plan{(' for `' + inventory + '`') if inventory else ''}", "", summary_line(plans), ""]
+    out = [
+        f"### lpfleet plan{(' for `' + inventory + '`') if inventory else ''}",
+        "",
+        summary_line(plans),
+        "",
+    ]
     changing = [p for p in plans if p.changes]
     if changing:
         out += ["| host | step | change |", "|---|---|---|"]
@@ -137,7 +150,14 @@ def to_markdown(plans: Sequence[HostPlan], *, inventory: str = "") -> str:
             for step, note in details:
                 fence = "```"
                 body = "\n".join(note.lines).replace(fence, "`` `")
-                out += ["", f"<details><summary>{_md(plan.host)}: {_md(note.text)}</summary>", "",
-                        f"{fence}diff" if any(x[:1] in "+-@" for x in note.lines) else fence, body, fence,
-                        "", "</details>"]
+                out += [
+                    "",
+                    f"<details><summary>{_md(plan.host)}: {_md(note.text)}</summary>",
+                    "",
+                    f"{fence}diff" if any(x[:1] in "+-@" for x in note.lines) else fence,
+                    body,
+                    fence,
+                    "",
+                    "</details>",
+                ]
     return "\n".join(out) + "\n"

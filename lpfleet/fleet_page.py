@@ -1,9 +1,10 @@
-"""The fleet page: one self-contained HTML file of a verification (and a rollout), for people and CI artifacts.
+"""The fleet page: one self-contained HTML file of a verification (and a rollout), for people and CI
+artifacts.
 
 Pure: no I/O. `lpfleet verify --html FILE` and `lpfleet rollout --html FILE` write what `render_fleet_page`
-returns. The page needs nothing but itself: CSS inline, no script, no font, image or link to fetch, so it opens
-offline from a CI artifact store. Every value that reaches it is escaped: evidence lines are log text from
-nodes and may hold anything.
+returns. The page needs nothing but itself: CSS inline, no script, no font, image or link to fetch, so it
+opens offline from a CI artifact store. Every value that reaches it is escaped: evidence lines are log text
+from nodes and may hold anything.
 
 Layout: a header (inventory, verdict, when it was taken and how long it took), the grid of hosts by checks
 coloured by state, every check that is not ok with its detail and each diagnosed cause (evidence line, cause,
@@ -57,7 +58,8 @@ font-size:12px}
 .lane{position:relative;height:30px;margin:4px 0} .lane .label{position:absolute;left:0;width:250px;
 line-height:30px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .lane .track{position:absolute;left:260px;right:0;top:0;bottom:0;background:#f6f8fa;border-radius:3px}
-.bar{position:absolute;box-sizing:border-box;top:3px;bottom:3px;border-radius:3px;color:#fff;padding:0 6px;line-height:24px;
+.bar{position:absolute;box-sizing:border-box;top:3px;bottom:3px;border-radius:3px;color:#fff;padding:0 6px;
+line-height:24px;
 white-space:nowrap;overflow:hidden;text-overflow:ellipsis;min-width:4px}
 .notes{font-size:13px} .notes li{margin:2px 0}
 """
@@ -82,7 +84,7 @@ def _columns(hosts: Sequence[HostResult]) -> list[str]:
 
 def _grid(hosts: Sequence[HostResult]) -> list[str]:
     columns = _columns(hosts)
-    out = ['<table class="grid" id="grid">', "<thead><tr><th class=\"host\">host</th><th>status</th>"]
+    out = ['<table class="grid" id="grid">', '<thead><tr><th class="host">host</th><th>status</th>']
     out += [f'<th class="check" title="{_e(c)}"><div>{_e(c)}</div></th>' for c in columns]
     out.append("</tr></thead><tbody>")
     for host in hosts:
@@ -102,7 +104,8 @@ def _grid(hosts: Sequence[HostResult]) -> list[str]:
             bg, fg, label = _COLOURS[check.state]
             out.append(
                 f'<td class="cell" data-check="{_e(name)}" data-state="{_e(check.state)}" '
-                f'style="background:{bg};color:{fg}" title="{_e(name + ": " + check.detail)}">{_e(label)}</td>'
+                f'style="background:{bg};color:{fg}" '
+                f'title="{_e(name + ": " + check.detail)}">{_e(label)}</td>'
             )
         out.append("</tr>")
     out.append("</tbody></table>")
@@ -120,7 +123,8 @@ def _problem(check: Check) -> list[str]:
     ]
     for cause in check.causes:
         out += [
-            f'<div class="cause" data-cause="{_e(cause.cause)}">cause <code>{_e(cause.cause)}</code>, evidence:',
+            f'<div class="cause" data-cause="{_e(cause.cause)}">'
+            f"cause <code>{_e(cause.cause)}</code>, evidence:",
             f"<pre>{_e(cause.line.rstrip())}</pre>",
             f'<div class="fix">fix: {_e(cause.hint)}</div></div>',
         ]
@@ -171,7 +175,7 @@ def _timeline(rollout: Mapping) -> list[str]:
             f'<div class="track"><div class="bar" data-batch="{_e(index)}" data-state="{_e(state)}" '
             f'style="left:{left:.2f}%;width:{width:.2f}%;background:{bg};color:{fg}" '
             f'title="{_e(label + (" (" + timing + ")" if timing else ""))}">{_e(label)}'
-            f'{_e(" - " + timing) if timing else ""}</div></div></div>'
+            f"{_e(' - ' + timing) if timing else ''}</div></div></div>"
         )
         for host, why in failed.items():
             out.append(f'<div class="meta" style="margin-left:260px">{_e(host)}: {_e(why)}</div>')
@@ -184,7 +188,9 @@ def _timeline(rollout: Mapping) -> list[str]:
             f"{item['max_in_batch']} of them in a batch"
         )
     for item in coverage.get("single_node") or []:
-        notes.append(f"{item['model']} is warm on {item['host']} only: down while it converges (changed last)")
+        notes.append(
+            f"{item['model']} is warm on {item['host']} only: down while it converges (changed last)"
+        )
     if rollout.get("untouched"):
         notes.append("not touched: " + ", ".join(rollout["untouched"]))
     if rollout.get("unchanged"):
@@ -212,7 +218,8 @@ def render_fleet_page(
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         # nothing may be fetched: the page is opened offline from CI artifacts
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+        "<meta http-equiv=\"Content-Security-Policy\" "
+        "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
         f"<title>{_e(title)}{(' - ' + _e(inventory)) if inventory else ''}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
@@ -221,12 +228,16 @@ def render_fleet_page(
         + (f" &middot; took {elapsed_s:.1f} s" if elapsed_s is not None else "")
         + "</div>",
         f'<div class="verdict v-{_e(status)}" id="verdict">{_e(status)}: {counts["hosts"]} hosts, '
-        f'{counts["healthy"]} healthy, {counts["problems"]} with problems, {counts["unchecked"]} unchecked</div>',
+        f"{counts['healthy']} healthy, {counts['problems']} with problems, "
+        f"{counts['unchecked']} unchecked</div>",
         '<div class="counts">'
         + "".join(f"<span>{_e(state)}: {counts['checks'][state]}</span>" for state in STATES)
         + "</div>",
         '<div class="legend meta">'
-        + "".join(f'<span style="background:{bg};color:{fg}">{_e(label)}</span>' for bg, fg, label in _COLOURS.values())
+        + "".join(
+            f'<span style="background:{bg};color:{fg}">{_e(label)}</span>'
+            for bg, fg, label in _COLOURS.values()
+        )
         + "</div>",
         "<h2>Hosts by checks</h2>",
         *_grid(hosts),

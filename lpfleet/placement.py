@@ -17,15 +17,16 @@ The model:
 - Demand: a weight per (pipeline, model_id) (a CSV or `ai_model_demand`; without any, every model weighs 1;
   with one, an unlisted model weighs 0).
 - The objective, compared in this order: (1) covered demand: the summed weight of models warm on at least one
-  node; (2) replicated demand: the sum over models of weight x nodes keeping it warm (spare slots go to what is
-  asked for most); (3) churn: the number of nodes whose warm set stays as it is now.
+  node; (2) replicated demand: the sum over models of weight x nodes keeping it warm (spare slots go to what
+  is asked for most); (3) churn: the number of nodes whose warm set stays as it is now.
 
 Search: branch and bound over nodes, each node taking one of its inclusion-maximal fitting warm sets (adding a
 model never lowers the objective), identical nodes taken in a fixed order, an incumbent from the greedy
 heuristic and an upper bound per branch (plus the node's current warm set: keeping it may beat a larger set
 that adds no demand). It is exact when it finishes within `max_expansions` (small fleets
-always do; the exact search is tried for up to 200 nodes of up to 12 candidate entries each, and at most 64 distinct
-node shapes of that size); larger fleets get the best plan found, which is at least the greedy heuristic's:
+always do; the exact search is tried for up to 200 nodes of up to 12 candidate entries each, and at most 64
+distinct node shapes of that size); larger fleets get the best plan found, which is at least the greedy
+heuristic's:
   1. coverage: models by weight (heaviest first), each onto the node that can take it with the most free
      slots (a node keeping it warm now first);
   2. replicas: every node fills its remaining slots with its heaviest candidates that still fit.
@@ -52,12 +53,12 @@ DEFAULT_MAX_EXPANSIONS = 50_000
 
 
 def key_text(key: ModelKey) -> str:
-    """"pipeline model_id", the form `ai_models_warm` and `ai_model_demand` use."""
+    """ "pipeline model_id", the form `ai_models_warm` and `ai_model_demand` use."""
     return f"{key[0]} {key[1]}"
 
 
 def parse_key(text: str) -> ModelKey | None:
-    """"pipeline model_id" back into a key; None when it is not two words."""
+    """ "pipeline model_id" back into a key; None when it is not two words."""
     parts = text.split()
     if len(parts) != 2:
         return None
@@ -93,10 +94,12 @@ class PlacementNode:
 
 
 def node_from_spec(spec: NodeSpec, ai_models_source: str | None = None) -> PlacementNode:
-    """The node as the planner sees it: its managed entries in file order, VRAM from group data or the catalog.
+    """The node as the planner sees it: its managed entries in file order, VRAM from group data or the
+    catalog.
 
-    `ai_models_source` is the data layer `ai_models` came from ("group consumer_24gb", "host data"): the change
-    goes to that group's file, or to the host's data when it is not a group; without it, the node's last group.
+    `ai_models_source` is the data layer `ai_models` came from ("group consumer_24gb", "host data"): the
+    change goes to that group's file, or to the host's data when it is not a group; without it, the node's
+    last group.
     """
     candidates = []
     for entry in spec.models:
@@ -106,7 +109,7 @@ def node_from_spec(spec: NodeSpec, ai_models_source: str | None = None) -> Place
         candidates.append(Candidate((entry.pipeline, entry.model_id), need, entry.capacity or 1, entry.warm))
     groups = [g for g in spec.groups if g != "all"]
     if ai_models_source is not None:
-        group = ai_models_source[len("group "):] if ai_models_source.startswith("group ") else ""
+        group = ai_models_source[len("group ") :] if ai_models_source.startswith("group ") else ""
     else:
         group = groups[-1] if groups else "all"
     return PlacementNode(
@@ -155,7 +158,8 @@ def gpu_loads(node: PlacementNode, chosen: Iterable[int]) -> list[float] | None:
 
 
 def fits(node: PlacementNode, chosen: Iterable[int]) -> bool:
-    """Whether the warm set fits the node's slots and GPU memory and keeps each model id all-warm or all-cold."""
+    """Whether the warm set fits the node's slots and GPU memory and keeps each model id all-warm or
+    all-cold."""
     chosen = set(chosen)
     loads = gpu_loads(node, chosen)
     if loads is None:
@@ -171,10 +175,10 @@ def fits(node: PlacementNode, chosen: Iterable[int]) -> bool:
 def maximal_fitting_sets(node: PlacementNode) -> list[frozenset[int]]:
     """Every fitting warm set to which no further entry (with its model id's other entries) can be added.
 
-    Exhaustive over the node's candidates: for nodes with few of them. Fitting is not downward-closed (dropping
-    an entry moves the later ones to other GPUs), so this may keep a few sets that are contained in others;
-    that only costs search time. Every fitting set is contained in one of these, and adding a model never
-    lowers the objective, so searching these alone loses nothing.
+    Exhaustive over the node's candidates: for nodes with few of them. Fitting is not downward-closed
+    (dropping an entry moves the later ones to other GPUs), so this may keep a few sets that are contained in
+    others; that only costs search time. Every fitting set is contained in one of these, and adding a model
+    never lowers the objective, so searching these alone loses nothing.
     """
     n = len(node.candidates)
     groups = [frozenset(_group_of(node, i)) for i in range(n)]
@@ -453,7 +457,9 @@ def _branch_and_bound(
             chosen, mask, keys_rep, _, is_now = options[i][k]
             choice[i] = k
             new = mask & ~covered
-            search(i + 1, covered | mask, cov_w + _mask_weight(new, weight), rep + keys_rep, kept + int(is_now))
+            search(
+                i + 1, covered | mask, cov_w + _mask_weight(new, weight), rep + keys_rep, kept + int(is_now)
+            )
         choice[i] = 0
 
     search(0, 0, 0, 0, 0)

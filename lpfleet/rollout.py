@@ -8,10 +8,10 @@ Settings come from group data (`rollout_batch_size`, `rollout_batch_percent`, `r
 careful: the smallest batch any host asks for and the smallest failure tolerance. A percentage is of the hosts
 being rolled (rounded up, at least one host). With neither set, the whole rollout is one batch.
 
-Zero downtime: given which hosts serve which (pipeline, model_id) warm (`serving`), batches are composed so that
-every model served warm by two or more hosts keeps at least one serving host out of the batch at every moment
-(at most `rollout_max_unavailable` of its hosts in one batch, never all of them), whatever the batch size
-allows. A host serving a model no other host serves cannot be changed without that model going down: such
+Zero downtime: given which hosts serve which (pipeline, model_id) warm (`serving`), batches are composed so
+that every model served warm by two or more hosts keeps at least one serving host out of the batch at every
+moment (at most `rollout_max_unavailable` of its hosts in one batch, never all of them), whatever the batch
+size allows. A host serving a model no other host serves cannot be changed without that model going down: such
 hosts are changed last, and the plan warns about each of those models.
 """
 
@@ -82,7 +82,8 @@ class Coverage:
         return cls({key: tuple(hosts) for key, hosts in servers.items()}, max_unavailable)
 
     def limit(self, key: ModelKey) -> int:
-        """Serving hosts of `key` one batch may hold: all but one (capped by max_unavailable); 1 when alone."""
+        """Serving hosts of `key` one batch may hold: all but one (capped by max_unavailable); 1 when
+        alone."""
         count = len(self.servers.get(key, ()))
         if count <= 1:
             return 1
@@ -159,7 +160,8 @@ class BatchResult:
 
 @dataclass
 class Rollout:
-    """Progress through a plan: record each batch's failures; it stops once a batch fails beyond the threshold."""
+    """Progress through a plan: record each batch's failures; it stops once a batch fails beyond the
+    threshold."""
 
     batches: list[tuple[str, ...]]
     settings: RolloutSettings
@@ -331,7 +333,11 @@ class Rollout:
         targets = [h for b in self.batches for h in b]
         return {
             "shared": [
-                {"model": f"{k[0]} {k[1]}", "hosts": list(coverage.servers[k]), "max_in_batch": coverage.limit(k)}
+                {
+                    "model": f"{k[0]} {k[1]}",
+                    "hosts": list(coverage.servers[k]),
+                    "max_in_batch": coverage.limit(k),
+                }
                 for k in coverage.shared(targets)
             ],
             "single_node": [

@@ -182,9 +182,11 @@ class RolloutSpec(_Frozen):
 class PlacementSpec(_Frozen):
     """What `lpfleet plan-warm` weighs (lpfleet.placement) and the warm set it asks for."""
 
-    vram_gb: dict[str, float] = Field(default_factory=dict)  # model_id -> GB one runner needs (over the catalog's)
+    # model_id -> GB one runner needs (over the catalog's estimate)
+    vram_gb: dict[str, float] = Field(default_factory=dict)
     demand: dict[str, float] = Field(default_factory=dict)  # "pipeline model_id" -> demand weight
-    warm: tuple[str, ...] | None = None  # "pipeline model_id" of the entries kept warm; None: each entry's `warm`
+    # "pipeline model_id" of the entries kept warm; None: each entry's own `warm`
+    warm: tuple[str, ...] | None = None
 
 
 class NodeSpec(_Frozen):
@@ -560,7 +562,8 @@ def _check_node_values(
         ):
             bad("ai_model_vram_gb", 'must map model ids to GB of GPU memory >= 0, e.g. {"org/name": 14}')
     warm = values.get("ai_models_warm")
-    if warm is not None and (not isinstance(warm, (list, tuple)) or not all(isinstance(i, str) for i in warm)):
+    listed = isinstance(warm, (list, tuple)) and all(isinstance(item, str) for item in warm)
+    if warm is not None and not listed:
         bad("ai_models_warm", 'must be a list of "pipeline model_id" strings (lpfleet plan-warm prints it)')
     demand = values.get("ai_model_demand")
     if demand is not None:
@@ -781,9 +784,10 @@ def pin_runner_offline(entry: AIModelEntry) -> AIModelEntry:
 def _apply_warm_list(
     host: str, raw_models: Any, warm: Any, sources: Mapping[str, str]
 ) -> tuple[Any, list[Problem]]:
-    """`ai_models` with `warm` set on exactly the managed entries `ai_models_warm` names ("pipeline model_id").
+    """`ai_models` with `warm` set on exactly the managed entries `ai_models_warm` names.
 
-    External (`url`) entries are left as written. Every name must match a managed entry.
+    Names are "pipeline model_id". External (`url`) entries are left as written; every name must match a
+    managed entry.
     """
     where = sources.get("ai_models_warm")
     if not isinstance(warm, (list, tuple)) or not all(isinstance(item, str) for item in warm):
@@ -798,7 +802,8 @@ def _apply_warm_list(
     }
     problems = [
         Problem(host, where, "ai_models_warm",
-                f'"{name}" is no managed entry of ai_models (write "pipeline model_id" of an entry without url)')
+                f'"{name}" is no managed entry of ai_models '
+                '(write "pipeline model_id" of an entry without url)')
         for name in sorted(names - managed)
     ]
     out = []

@@ -1,10 +1,10 @@
 """`lpfleet plan INVENTORY [--json|--markdown]`: what a converge would change, per host and step, in words.
 
-Runs pyinfra's own dry run of deploy.py (`pyinfra --dry --json INVENTORY deploy.py`: facts are gathered, nothing
-is changed) with LPFLEET_PLAN_NOTES set, so lpfleet's operations record what they would do (package versions,
-daemon.json keys, a masked diff of aiModels.json, weights to fetch with their bytes, the worker to recreate and
-why); then prints it per host and step (lpfleet.change_plan). `--markdown` is for a pull-request comment.
-Exit 0 when planned (changes or not), 2 when the specs are invalid or pyinfra could not plan.
+Runs pyinfra's own dry run of deploy.py (`pyinfra --dry --json INVENTORY deploy.py`: facts are gathered,
+nothing is changed) with LPFLEET_PLAN_NOTES set, so lpfleet's operations record what they would do (package
+versions, daemon.json keys, a masked diff of aiModels.json, weights to fetch with their bytes, the worker to
+recreate and why); then prints it per host and step (lpfleet.change_plan). `--markdown` is for a pull-request
+comment. Exit 0 when planned (changes or not), 2 when the specs are invalid or pyinfra could not plan.
 """
 
 from __future__ import annotations
@@ -22,16 +22,23 @@ from lpfleet.commands.verify import pyinfra_command
 
 
 def failure_lines(output: str) -> list[str]:
-    """What to show of a failed pyinfra run: its own error lines, else the last lines that are not a traceback."""
+    """What to show of a failed pyinfra run: its own error lines, else the last lines that are not a
+    traceback."""
     lines = [line.rstrip() for line in output.splitlines() if line.strip()]
     errors = [
-        line.strip() for line in lines
-        if "pyinfra error" in line or line.lstrip().startswith("lpfleet")
+        line.strip()
+        for line in lines
+        if "pyinfra error" in line
+        or line.lstrip().startswith("lpfleet")
         or (line.lstrip().startswith("[") and any(w in line for w in ("Could not", "rror", "ailed")))
     ]
     if errors:
         return list(dict.fromkeys(errors))
-    plain = [line for line in lines if not line.startswith(("Traceback", "  File ", "    ")) and "Error" not in line[:1]]
+    plain = [
+        line
+        for line in lines
+        if not line.startswith(("Traceback", "  File ", "    ")) and "Error" not in line[:1]
+    ]
     return plain[-12:]
 
 
@@ -67,8 +74,10 @@ def run(args: argparse.Namespace) -> int:
         except (ValueError, KeyError, TypeError):
             for line in failure_lines(proc.stderr + proc.stdout):
                 print(f"  {line}", file=sys.stderr)
-            print("lpfleet plan: pyinfra could not plan the deploy (why is above); nothing was changed",
-                  file=sys.stderr)
+            print(
+                "lpfleet plan: pyinfra could not plan the deploy (why is above); nothing was changed",
+                file=sys.stderr,
+            )
             return 2
         notes = []
         if os.path.exists(notes_path):
@@ -94,7 +103,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("inventory", help="pyinfra inventory file")
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="print the plan as JSON (schema lpfleet.plan/1)")
-    form.add_argument("--markdown", action="store_true", help="print the plan as Markdown (a pull-request comment)")
-    parser.add_argument("--limit", action="append", metavar="HOST_OR_GROUP", help="only these hosts (repeatable)")
-    parser.add_argument("--deploy", metavar="PATH", help="deploy.py to plan (default: ./deploy.py or the project's)")
+    form.add_argument(
+        "--markdown", action="store_true", help="print the plan as Markdown (a pull-request comment)"
+    )
+    parser.add_argument(
+        "--limit", action="append", metavar="HOST_OR_GROUP", help="only these hosts (repeatable)"
+    )
+    parser.add_argument(
+        "--deploy", metavar="PATH", help="deploy.py to plan (default: ./deploy.py or the project's)"
+    )
     parser.set_defaults(func=run)

@@ -2,10 +2,10 @@
 
 Reads every host's spec (GPUs, GPU memory, containers per GPU, its ai_models), each model's VRAM need
 (`ai_model_vram_gb`, else the catalog's estimate) and the demand per (pipeline, model_id) (a CSV given with
-`--demand`, else `ai_model_demand` in group data, else every model the same), and prints the placement serving the
-most demand within every node's slots and GPU memory (lpfleet.placement; docs/plan-warm.md), then the group data
-change that applies it (`ai_models_warm`). Connects to nothing. Exit 0 planned, 2 when the fleet or the demand
-file is invalid (nothing is planned then).
+`--demand`, else `ai_model_demand` in group data, else every model the same), and prints the placement serving
+the most demand within every node's slots and GPU memory (lpfleet.placement; docs/plan-warm.md), then the
+group data change that applies it (`ai_models_warm`). Connects to nothing. Exit 0 planned, 2 when the fleet or
+the demand file is invalid (nothing is planned then).
 """
 
 from __future__ import annotations
@@ -42,13 +42,17 @@ def read_demand(path: str, known_pipelines) -> dict[ModelKey, float]:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DemandError(f"{path}: cannot read the demand file: {exc.__class__.__name__}: {exc}") from None
-    rows = list(csv.reader(line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")))
+    rows = list(
+        csv.reader(line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+    )
     if not rows or [c.strip() for c in rows[0]] != ["pipeline", "model_id", "weight"]:
         raise DemandError(f"{path}: line 1: the header must be `pipeline,model_id,weight`")
     demand: dict[ModelKey, float] = {}
     for number, row in enumerate(rows[1:], 2):
         if len(row) != 3:
-            raise DemandError(f"{path}: row {number}: expected 3 columns (pipeline,model_id,weight), got {len(row)}")
+            raise DemandError(
+                f"{path}: row {number}: expected 3 columns (pipeline,model_id,weight), got {len(row)}"
+            )
         pipeline, model_id, weight = (c.strip() for c in row)
         if pipeline not in known_pipelines:
             raise DemandError(f"{path}: row {number}: pipeline: unknown pipeline {pipeline!r}")
@@ -82,14 +86,16 @@ def to_table(nodes: list[PlacementNode], plan: Placement, changes: list[WarmChan
     for node in nodes:
         now = tuple(c.key for c in node.candidates if c.warm_now)
         planned = plan.warm.get(node.name, ())
-        rows.append((
-            node.name,
-            node.group or "(host data)",
-            f"{_containers(node, planned)}/{node.slots}",
-            _loads_text(node, planned),
-            ", ".join(key_text(k) for k in now) or "-",
-            ("(same) " if planned == now else "") + (", ".join(key_text(k) for k in planned) or "-"),
-        ))
+        rows.append(
+            (
+                node.name,
+                node.group or "(host data)",
+                f"{_containers(node, planned)}/{node.slots}",
+                _loads_text(node, planned),
+                ", ".join(key_text(k) for k in now) or "-",
+                ("(same) " if planned == now else "") + (", ".join(key_text(k) for k in planned) or "-"),
+            )
+        )
     out = _columns(rows)
     out.append("")
     replicas_now: dict[ModelKey, int] = {}
@@ -100,13 +106,21 @@ def to_table(nodes: list[PlacementNode], plan: Placement, changes: list[WarmChan
     planned_replicas = plan.replicas()
     model_rows = [("MODEL", "DEMAND", "WARM NODES NOW", "PLANNED")]
     for key in sorted(plan.weights, key=lambda k: (-plan.weights[k], k)):
-        model_rows.append((key_text(key), f"{plan.weights[key]:g}", str(replicas_now.get(key, 0)),
-                           str(planned_replicas.get(key, 0))))
+        model_rows.append(
+            (
+                key_text(key),
+                f"{plan.weights[key]:g}",
+                str(replicas_now.get(key, 0)),
+                str(planned_replicas.get(key, 0)),
+            )
+        )
     out += _columns(model_rows)
     out.append("")
     out.append(verdict(plan))
     for key in plan.unhostable:
-        out.append(f"warning: {key_text(key)} fits no node (GPU memory or slots): it cannot be kept warm anywhere")
+        out.append(
+            f"warning: {key_text(key)} fits no node (GPU memory or slots): it cannot be kept warm anywhere"
+        )
     out.append("")
     if not changes:
         out.append("change to apply: none (every node already keeps its planned warm set)")
@@ -125,7 +139,8 @@ def verdict(plan: Placement) -> str:
     gap = plan.covered_bound - plan.covered
     return text + (
         f"; heuristic plan (fleet too large for the exact search): no placement covers more than "
-        f"{plan.covered_bound:g}" + (f" (gap {gap:g})" if gap > 0 else ", so its coverage is the best possible")
+        f"{plan.covered_bound:g}"
+        + (f" (gap {gap:g})" if gap > 0 else ", so its coverage is the best possible")
     )
 
 
@@ -144,8 +159,9 @@ def to_json(nodes: list[PlacementNode], plan: Placement, changes: list[WarmChang
                 "gpu_memory_gb": node.gpu_memory_gb,
                 "warm_now": [key_text(c.key) for c in node.candidates if c.warm_now],
                 "warm_planned": [key_text(k) for k in plan.warm.get(node.name, ())],
-                "gpu_load_gb": gpu_loads(node, [i for i, c in enumerate(node.candidates)
-                                                if c.key in plan.warm.get(node.name, ())]),
+                "gpu_load_gb": gpu_loads(
+                    node, [i for i, c in enumerate(node.candidates) if c.key in plan.warm.get(node.name, ())]
+                ),
             }
             for node in nodes
         ],
@@ -155,7 +171,12 @@ def to_json(nodes: list[PlacementNode], plan: Placement, changes: list[WarmChang
         ],
         "unhostable": [key_text(k) for k in plan.unhostable],
         "changes": [
-            {"where": c.where, "name": c.name, "hosts": list(c.hosts), "ai_models_warm": [key_text(k) for k in c.warm]}
+            {
+                "where": c.where,
+                "name": c.name,
+                "hosts": list(c.hosts),
+                "ai_models_warm": [key_text(k) for k in c.warm],
+            }
             for c in changes
         ],
     }
@@ -179,8 +200,11 @@ def run(args: argparse.Namespace) -> int:
     if result.errors or not result.specs:
         for problem in result.errors:
             print(problem.format() if isinstance(problem, Problem) else problem, file=sys.stderr)
-        print(f"lpfleet plan-warm: {args.inventory}: "
-              + ("fix the problems above first" if result.errors else "the inventory holds no host"), file=sys.stderr)
+        print(
+            f"lpfleet plan-warm: {args.inventory}: "
+            + ("fix the problems above first" if result.errors else "the inventory holds no host"),
+            file=sys.stderr,
+        )
         return 2
     specs = list(result.specs.values())
     if args.demand:
@@ -209,8 +233,11 @@ def register(subparsers: Any) -> None:
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     parser.add_argument("inventory", help="inventory file")
-    parser.add_argument("--demand", metavar="FILE",
-                        help="CSV `pipeline,model_id,weight` (default: ai_model_demand, else every model the same)")
+    parser.add_argument(
+        "--demand",
+        metavar="FILE",
+        help="CSV `pipeline,model_id,weight` (default: ai_model_demand, else every model the same)",
+    )
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     add_data_arguments(parser)
     parser.set_defaults(func=run)

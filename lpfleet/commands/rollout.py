@@ -230,7 +230,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", metavar="FILE", help="write the JSON report (with a `rollout` section)")
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML")
     parser.add_argument(
-        "--html", metavar="FILE", help="write the fleet page: hosts by checks, problems, the batches as a timeline"
+        "--html",
+        metavar="FILE",
+        help="write the fleet page: hosts by checks, problems, the batches as a timeline",
     )
     parser.add_argument(
         "--deploy", metavar="PATH", help="deploy.py to roll out (default: ./deploy.py or the project's)"

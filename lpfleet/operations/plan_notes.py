@@ -4,8 +4,9 @@ pyinfra's own dry run (`pyinfra --dry`) already decides, per host and operation,
 anything; it cannot say what. Operations call `note(text, lines)` on their change path, before their first
 command: pyinfra runs that part while it plans (to learn whether the operation changes anything), so a dry run
 records it without touching the node. Notes go to the JSON-lines file named by LPFLEET_PLAN_NOTES (set by
-`lpfleet plan`); without it, `note` does nothing. Each note carries the host and the operation's hash, which is
-how `lpfleet plan` joins it with pyinfra's `--json` plan. Notes never hold a secret: callers pass masked text.
+`lpfleet plan`); without it, `note` does nothing. Each note carries the host and the operation's hash, which
+is how `lpfleet plan` joins it with pyinfra's `--json` plan. Notes never hold a secret: callers pass masked
+text.
 """
 
 from __future__ import annotations

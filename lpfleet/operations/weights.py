@@ -321,7 +321,8 @@ def models_fetched(
         return
     todo = {(m.model.model_id, m.model.commit) for m in plan.incomplete}
     note(
-        f"fetch {human_bytes(plan.bytes_to_fetch)} ({plan.bytes_to_fetch} bytes) of weights into {models_dir}",
+        f"fetch {human_bytes(plan.bytes_to_fetch)} ({plan.bytes_to_fetch} bytes) of weights "
+        f"into {models_dir}",
         [m.summary() for m in plan.incomplete]
         + [f"from {s.label} {s.endpoint}" for s in sources
            if any((m.model_id, m.commit) in todo for m in s.models)],

@@ -1,8 +1,8 @@
-"""`lpfleet plan` on the sandbox: from pyinfra's own dry run, what a converge would change per host and step, in
-words; a converged fleet plans no change, and planning changes nothing on any node.
+"""`lpfleet plan` on the sandbox: from pyinfra's own dry run, what a converge would change per host and step,
+in words; a converged fleet plans no change, and planning changes nothing on any node.
 
-A copy of inventories/ gets an edited consumer group (a new price on the shared warm model, a new cold model to
-fetch, an external entry holding a token), as a pull request would change it.
+A copy of inventories/ gets an edited consumer group (a new price on the shared warm model, a new cold model
+to fetch, an external entry holding a token), as a pull request would change it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 TOKEN = "plan-test-byoc-token-4f1c9a"
 EDIT = f"""
-ai_models = [dict(e, price_per_unit=4768372) if e["pipeline"] == "text-to-image" else e for e in ai_models] + [
+ai_models = [
+    dict(e, price_per_unit=4768372) if e["pipeline"] == "text-to-image" else e for e in ai_models
+] + [
     {{"pipeline": "upscale", "model_id": "lpfleet-sandbox/tiny-model"}},
     {{"pipeline": "llm", "model_id": "org/byoc-llm", "url": "http://byoc.lan:9000", "token": "{TOKEN}"}},
 ]
@@ -27,7 +29,9 @@ ai_models = [dict(e, price_per_unit=4768372) if e["pipeline"] == "text-to-image"
 
 
 def run(args, env, timeout=900):
-    return subprocess.run([str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +45,11 @@ def snapshot(sandbox) -> dict:
     """What planning must not change: each node's aiModels.json, worker container and models dir."""
     out = {}
     for node in sandbox.nodes:
-        rc, text = sandbox.exec(node, "sha256sum /root/.lpData/aiModels.json; "
-                                      "docker inspect -f '{{.Id}}' livepeer_ai_worker; ls /root/.lpData/models")
+        rc, text = sandbox.exec(
+            node,
+            "sha256sum /root/.lpData/aiModels.json; "
+            "docker inspect -f '{{.Id}}' livepeer_ai_worker; ls /root/.lpData/models",
+        )
         assert rc == 0, text
         out[node.name] = text
     return out
@@ -86,7 +93,10 @@ def test_a_change_is_planned_in_words_and_nothing_is_touched(fleet, tmp_path):
         assert '+    "model_id": "lpfleet-sandbox/tiny-model"' in diff
         assert '+    "token": "***"' in diff
         fetch = next(n for step, n in notes.items() if step.startswith("Model weights") and n)
-        assert fetch[0]["text"].startswith("fetch ") and " bytes) of weights into /root/.lpData/models" in fetch[0]["text"]
+        assert (
+            fetch[0]["text"].startswith("fetch ")
+            and " bytes) of weights into /root/.lpData/models" in fetch[0]["text"]
+        )
         planned_bytes = int(fetch[0]["text"].split("(")[1].split(" bytes")[0])
         assert planned_bytes > 0 and "lpfleet-sandbox/tiny-model" in fetch[0]["lines"][0]
         assert "lpfleet-sandbox/tiny-model" in lock_text

@@ -1,10 +1,10 @@
 """Zero-downtime rollout on the sandbox: the consumer nodes share a warm model; its entry changes and
-`lpfleet rollout` converges them while a prober hits every runner's /health on every node every 0.5 s. There must
-never be an instant without a healthy runner for a model that stays in the config.
+`lpfleet rollout` converges them while a prober hits every runner's /health on every node every 0.5 s. There
+must never be an instant without a healthy runner for a model that stays in the config.
 
-No batch size is set, so without the coverage rule the rollout would take both consumer nodes (every runner of the
-shared model) down in one batch. The probe record is printed (run with -s to see it) and kept as JSON beside the
-test's temporary files.
+No batch size is set, so without the coverage rule the rollout would take both consumer nodes (every runner of
+the shared model) down in one batch. The probe record is printed (run with -s to see it) and kept as JSON
+beside the test's temporary files.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ PROBE_EVERY_S = 0.5
 STOP_FILE = "/tmp/lpfleet-probe.stop"
 ARTIFACTS = ROOT / "reports" / "zero-downtime"  # the rollout's fleet page and its screenshot
 
-# Runs inside a node (python3 and the node's own dockerd there): every 0.5 s, list go-livepeer's runner containers
-# (label creator=ai-worker, as go-livepeer's docker.go labels them) and GET each one's /health on its published
-# 127.0.0.1 port; one JSON line per round on stdout. Stops when STOP_FILE exists (or after 20 minutes).
+# Runs inside a node (python3 and the node's own dockerd there): every 0.5 s, list go-livepeer's runner
+# containers (label creator=ai-worker, as go-livepeer's docker.go labels them) and GET each one's /health on
+# its published 127.0.0.1 port; one JSON line per round on stdout. Stops when STOP_FILE exists (or after 20
+# minutes).
 PROBER = r"""
 import http.client, json, os, socket, sys, time
 
@@ -87,7 +88,9 @@ while not os.path.exists(STOP) and time.time() < deadline:
 
 
 def run(args, env, timeout=900):
-    return subprocess.run([str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 class Prober:
@@ -103,7 +106,9 @@ class Prober:
         for node in self.sandbox.nodes:
             proc = subprocess.Popen(
                 ["docker", "exec", node.container, "python3", "-c", PROBER, STOP_FILE, str(PROBE_EVERY_S)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             thread = threading.Thread(target=self._read, args=(node.name, proc), daemon=True)
             thread.start()
@@ -135,7 +140,9 @@ def copy_inventory(tmp: Path, consumer_edit: str) -> Path:
     target = tmp / "inventories"
     shutil.copytree(ROOT / "inventories", target, ignore=shutil.ignore_patterns("_*", "__pycache__"))
     group = target / "group_data" / "sandbox_consumer.py"
-    group.write_text(group.read_text() + "\n# --- edited by test_zero_downtime_sandbox\n" + consumer_edit + "\n")
+    group.write_text(
+        group.read_text() + "\n# --- edited by test_zero_downtime_sandbox\n" + consumer_edit + "\n"
+    )
     return target / "sandbox.py"
 
 
@@ -169,8 +176,11 @@ def coverage_gaps(records: list[dict], nodes: list[str], prefixes: dict[str, str
                 name.startswith(prefix + "_") and r["healthy"] for name, r in record["runners"].items()
             )
             if latest.get((node, model)) != healthy:
-                states = [f"{r['state']}/{r['http']}/{r['health']}" for name, r in record["runners"].items()
-                          if name.startswith(prefix + "_")] or ["no runner"]
+                states = [
+                    f"{r['state']}/{r['http']}/{r['health']}"
+                    for name, r in record["runners"].items()
+                    if name.startswith(prefix + "_")
+                ] or ["no runner"]
                 timeline.append((record["t"], node, model, healthy, ", ".join(states)))
             latest[(node, model)] = healthy
         if start <= record["t"] <= end and seen_nodes == set(nodes):
@@ -189,10 +199,14 @@ def test_a_shared_warm_model_keeps_a_healthy_runner_through_the_rollout(fleet, t
     for spec in specs.values():
         for entry in spec.models:
             if entry.warm and not entry.url:
-                prefixes[f"{entry.pipeline} {entry.model_id}"] = container_name(entry.pipeline, entry.model_id, 0).rsplit("_", 1)[0]
+                prefixes[f"{entry.pipeline} {entry.model_id}"] = container_name(
+                    entry.pipeline, entry.model_id, 0
+                ).rsplit("_", 1)[0]
     shared = f"{SHARED[0]} {SHARED[1]}"
     assert shared in prefixes
-    assert all(any(e.warm and (e.pipeline, e.model_id) == SHARED for e in specs[n.name].models) for n in consumers)
+    assert all(
+        any(e.warm and (e.pipeline, e.model_id) == SHARED for e in specs[n.name].models) for n in consumers
+    )
 
     # the shared model's entry changes (a price): the consumer nodes' aiModels.json, so their workers restart
     inventory = copy_inventory(
@@ -205,8 +219,14 @@ def test_a_shared_warm_model_keeps_a_healthy_runner_through_the_rollout(fleet, t
     dry = run([VENV_BIN / "lpfleet", "rollout", inventory, "--dry"], fleet.env)
     assert dry.returncode == 0, dry.stderr
     names = ", ".join(n.name for n in consumers)
-    assert f"zero downtime: {shared} is warm on {names}: at most {len(consumers) - 1} of them in a batch" in dry.stderr
-    assert f"rollout plan: {len(consumers)} hosts to converge in {len(consumers)} batches of up to 1" in dry.stderr
+    assert (
+        f"zero downtime: {shared} is warm on {names}: at most {len(consumers) - 1} of them in a batch"
+        in dry.stderr
+    )
+    assert (
+        f"rollout plan: {len(consumers)} hosts to converge in {len(consumers)} batches of up to 1"
+        in dry.stderr
+    )
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     prober = Prober(fleet)
@@ -216,8 +236,10 @@ def test_a_shared_warm_model_keeps_a_healthy_runner_through_the_rollout(fleet, t
         started = time.time()
         report = tmp_path / "rollout.json"
         page = ARTIFACTS / "rollout.html"
-        result = run([VENV_BIN / "lpfleet", "rollout", inventory, "--json", report, "--wait", "240",
-                      "--html", page], fleet.env)
+        result = run(
+            [VENV_BIN / "lpfleet", "rollout", inventory, "--json", report, "--wait", "240", "--html", page],
+            fleet.env,
+        )
         ended = time.time()
         time.sleep(1)
     finally:
@@ -232,22 +254,42 @@ def test_a_shared_warm_model_keeps_a_healthy_runner_through_the_rollout(fleet, t
     assert html.count('data-batch="') == len(consumers) and 'data-state="fail"' not in html
     browser = shutil.which("chromium")
     if browser:  # the screenshot kept beside the page (docs/img/fleet-page.png is one of these)
-        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        f"--user-data-dir={ARTIFACTS / 'profile'}", f"--screenshot={ARTIFACTS / 'rollout.png'}",
-                        "--window-size=1280,1100", page.as_uri()], capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                f"--user-data-dir={ARTIFACTS / 'profile'}",
+                f"--screenshot={ARTIFACTS / 'rollout.png'}",
+                "--window-size=1280,1100",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            timeout=120,
+        )
 
     nodes = [n.name for n in fleet.nodes]
     gaps, timeline = coverage_gaps(prober.records, nodes, prefixes, started, ended)
     record_file = tmp_path / "probes.json"
     record_file.write_text(json.dumps(prober.records))
-    rounds = {n: sum(1 for r in prober.records if r["node"] == n and started <= r["t"] <= ended) for n in nodes}
-    print(f"\nprobe record: {len(prober.records)} rounds ({rounds} during the rollout of {ended - started:.1f} s), "
-          f"every {PROBE_EVERY_S} s per node; full record: {record_file}")
+    rounds = {
+        n: sum(1 for r in prober.records if r["node"] == n and started <= r["t"] <= ended) for n in nodes
+    }
+    print(
+        f"\nprobe record: {len(prober.records)} rounds ({rounds} during the rollout of "
+        f"{ended - started:.1f} s), "
+        f"every {PROBE_EVERY_S} s per node; full record: {record_file}"
+    )
     served = {(node, model) for _, node, model, healthy, _ in timeline if healthy}
     for t, node, model, healthy, states in timeline:
         if (node, model) not in served:
             continue  # this node never serves that model
-        print(f"  {t - started:+8.1f} s  {node:<28} {model:<55} {'healthy' if healthy else 'NOT healthy':<12} {states}")
+        print(
+            f"  {t - started:+8.1f} s  {node:<28} {model:<55} "
+            f"{'healthy' if healthy else 'NOT healthy':<12} {states}"
+        )
     print(f"  instants with no healthy runner for a model in the config: {len(gaps)}")
 
     expected_rounds = (ended - started) / PROBE_EVERY_S
@@ -255,6 +297,8 @@ def test_a_shared_warm_model_keeps_a_healthy_runner_through_the_rollout(fleet, t
     assert not any("error" in r for r in prober.records if started <= r["t"] <= ended)
     # the test can fail: every consumer node's runner of the shared model really went down during the rollout
     for node in consumers:
-        assert any(t >= started and n == node.name and m == shared and not healthy
-                   for t, n, m, healthy, _ in timeline), f"{node.name}'s runner never went down"
+        assert any(
+            t >= started and n == node.name and m == shared and not healthy
+            for t, n, m, healthy, _ in timeline
+        ), f"{node.name}'s runner never went down"
     assert gaps == [], gaps[:20]

@@ -1,8 +1,8 @@
 """The fleet page (lpfleet.fleet_page): self-contained, everything escaped, and rendered by a real headless
 Chromium whose DOM lists every host and every failing check. The screenshot is kept under reports/fleet-page/.
 
-Chromium: Debian's `chromium` (scripts/host-deps installs it; `make test` runs host-deps). Without it the browser
-tests fail saying so - never a silent skip."""
+Chromium: Debian's `chromium` (scripts/host-deps installs it; `make test` runs host-deps). Without it the
+browser tests fail saying so - never a silent skip."""
 
 from __future__ import annotations
 
@@ -27,39 +27,69 @@ WHEN = datetime(2026, 11, 30, 10, 30, 0, tzinfo=timezone.utc)
 
 def fleet() -> list[HostResult]:
     return [
-        HostResult("gpu-c01", ("consumer",), (
-            Check("gpu-c01", "gpus", "ok", "1 GPU: NVIDIA GeForce RTX 4090 (24564 MiB)"),
-            Check("gpu-c01", "runner text-to-image_ByteDance-SDXL-Lightning_8000", "ok", "OK"),
-            Check("gpu-c01", "weights ByteDance/SDXL-Lightning", "ok", "complete"),
-        )),
-        HostResult("gpu-c02", ("consumer",), (
-            Check("gpu-c02", "gpus", "ok", "1 GPU"),
-            Check("gpu-c02", "runner text-to-image_ByteDance-SDXL-Lightning_8000", "fail",
-                  "restart loop: restarting, 3 restarts",
-                  (Cause("cuda-oom", "torch.OutOfMemoryError: CUDA out of memory. " + HOSTILE,
-                         "use a smaller model or fewer containers per GPU"),)),
-            Check("gpu-c02", "weights ByteDance/SDXL-Lightning", "warn", "1 file larger than locked <b>"),
-        )),
-        HostResult("gpu-d01 <&>", ("datacenter",), (
-            Check("gpu-d01 <&>", "gpus", "unknown", "unreachable: ssh timed out"),
-        )),
+        HostResult(
+            "gpu-c01",
+            ("consumer",),
+            (
+                Check("gpu-c01", "gpus", "ok", "1 GPU: NVIDIA GeForce RTX 4090 (24564 MiB)"),
+                Check("gpu-c01", "runner text-to-image_ByteDance-SDXL-Lightning_8000", "ok", "OK"),
+                Check("gpu-c01", "weights ByteDance/SDXL-Lightning", "ok", "complete"),
+            ),
+        ),
+        HostResult(
+            "gpu-c02",
+            ("consumer",),
+            (
+                Check("gpu-c02", "gpus", "ok", "1 GPU"),
+                Check(
+                    "gpu-c02",
+                    "runner text-to-image_ByteDance-SDXL-Lightning_8000",
+                    "fail",
+                    "restart loop: restarting, 3 restarts",
+                    (
+                        Cause(
+                            "cuda-oom",
+                            "torch.OutOfMemoryError: CUDA out of memory. " + HOSTILE,
+                            "use a smaller model or fewer containers per GPU",
+                        ),
+                    ),
+                ),
+                Check("gpu-c02", "weights ByteDance/SDXL-Lightning", "warn", "1 file larger than locked <b>"),
+            ),
+        ),
+        HostResult(
+            "gpu-d01 <&>",
+            ("datacenter",),
+            (Check("gpu-d01 <&>", "gpus", "unknown", "unreachable: ssh timed out"),),
+        ),
     ]
 
 
 def rollout_dict() -> dict:
     settings = RolloutSettings()
-    rollout = Rollout.plan(["gpu-c01", "gpu-c02"], settings,
-                           {"gpu-c01": (("text-to-image", "ByteDance/SDXL-Lightning"),),
-                            "gpu-c02": (("text-to-image", "ByteDance/SDXL-Lightning"),)},
-                           unchanged=["gpu-d01 <&>"])
+    rollout = Rollout.plan(
+        ["gpu-c01", "gpu-c02"],
+        settings,
+        {
+            "gpu-c01": (("text-to-image", "ByteDance/SDXL-Lightning"),),
+            "gpu-c02": (("text-to-image", "ByteDance/SDXL-Lightning"),),
+        },
+        unchanged=["gpu-d01 <&>"],
+    )
     rollout.record(("gpu-c01",), {}, 0.0, 42.0)
     rollout.record(("gpu-c02",), {"gpu-c02": "runner ...: restart loop"}, 42.5, 61.0)
     return rollout.to_dict()
 
 
 def page() -> str:
-    return render_fleet_page(fleet(), inventory="inventories/sandbox.py", generated_at=WHEN, elapsed_s=3.25,
-                             rollout=rollout_dict(), title="lpfleet rollout")
+    return render_fleet_page(
+        fleet(),
+        inventory="inventories/sandbox.py",
+        generated_at=WHEN,
+        elapsed_s=3.25,
+        rollout=rollout_dict(),
+        title="lpfleet rollout",
+    )
 
 
 class Collect(HTMLParser):
@@ -100,7 +130,9 @@ def test_header_grid_problems_and_timeline():
     cells = re.findall(r'<td class="cell" data-check="([^"]+)" data-state="([^"]+)"', html)
     assert ("runner text-to-image_ByteDance-SDXL-Lightning_8000", "fail") in cells
     assert len(cells) == 7
-    problems = re.findall(r'<div class="problem" data-host="([^"]+)" data-check="([^"]+)" data-state="([^"]+)"', html)
+    problems = re.findall(
+        r'<div class="problem" data-host="([^"]+)" data-check="([^"]+)" data-state="([^"]+)"', html
+    )
     assert problems == [
         ("gpu-c02", "runner text-to-image_ByteDance-SDXL-Lightning_8000", "fail"),
         ("gpu-d01 &lt;&amp;&gt;", "gpus", "unknown"),
@@ -128,9 +160,19 @@ def chromium() -> str:
 
 def browser(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-         "--no-first-run", "--user-data-dir=" + str(ARTIFACTS / "profile"), *args],
-        capture_output=True, text=True, timeout=120,
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--user-data-dir=" + str(ARTIFACTS / "profile"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -145,8 +187,11 @@ def test_chromium_renders_every_host_and_failing_check_and_keeps_a_screenshot():
     parser.feed(dom)
     rows = [a["data-host"] for t, a in parser.tags if t == "tr" and "data-host" in a]
     assert rows == ["gpu-c01", "gpu-c02", "gpu-d01 <&>"]  # every host, as the browser parsed it
-    failing = {(a.get("data-check"), a.get("data-state")) for t, a in parser.tags
-               if t == "td" and a.get("data-state") in ("fail", "unknown")}
+    failing = {
+        (a.get("data-check"), a.get("data-state"))
+        for t, a in parser.tags
+        if t == "td" and a.get("data-state") in ("fail", "unknown")
+    }
     assert failing == {("runner text-to-image_ByteDance-SDXL-Lightning_8000", "fail"), ("gpus", "unknown")}
     assert not any(t in ("script", "img") for t, _ in parser.tags)  # the hostile evidence stayed text
     assert 'alert("x")' in dom  # ... shown as text in the page

@@ -1,5 +1,6 @@
-"""`lpfleet plan-warm` on the example fleet: the plan, the change it prints applies (ai_models_warm), a second plan
-proposes nothing; demand from a CSV or group data; bad input is one line; `validate` warns about overcommit.
+"""`lpfleet plan-warm` on the example fleet: the plan, the change it prints applies (ai_models_warm), a second
+plan proposes nothing; demand from a CSV or group data; bad input is one line; `validate` warns about
+overcommit.
 
 The loader imports pyinfra_cli (gevent patching): these run the CLI in a child process, as operators do."""
 
@@ -59,13 +60,17 @@ def apply(fleet_dir: Path, changes: list[dict]) -> None:
 def test_the_printed_change_applies_and_a_second_plan_changes_nothing(fleet_dir):
     first = plan(fleet_dir)
     assert first["optimal"] and first["covered_demand"] == first["total_demand"]
-    assert first["changes"], "the example fleet keeps one model warm on every consumer node: a plan spreads them"
+    assert first["changes"], (
+        "the example fleet keeps one model warm on every consumer node: a plan spreads them"
+    )
     apply(fleet_dir, first["changes"])
     valid = lpfleet(fleet_dir, "validate", "inventory.py")
     assert valid.returncode == 0, valid.stdout + valid.stderr
     second = plan(fleet_dir)
     assert second["changes"] == []
-    assert {n["host"]: n["warm_now"] for n in second["nodes"]} == {n["host"]: n["warm_planned"] for n in first["nodes"]}
+    assert {n["host"]: n["warm_now"] for n in second["nodes"]} == {
+        n["host"]: n["warm_planned"] for n in first["nodes"]
+    }
     rendered = lpfleet(fleet_dir, "render", "inventory.py", first["nodes"][2]["host"], "--masked")
     entries = json.loads(rendered.stdout)
     assert sorted(f"{e['pipeline']} {e['model_id']}" for e in entries if e.get("warm")) == sorted(
@@ -106,12 +111,18 @@ def test_demand_from_group_data(fleet_dir):
     assert models["upscale stabilityai/stable-diffusion-x4-upscaler"]["warm_nodes"] == 3
 
 
-@pytest.mark.parametrize("content, message", [
-    ("model,weight\nx,1\n", "line 1: the header must be `pipeline,model_id,weight`"),
-    ("pipeline,model_id,weight\ntext-to-img,org/a,1\n", "row 2: pipeline: unknown pipeline 'text-to-img'"),
-    ("pipeline,model_id,weight\nllm,org/a,-1\n", "row 2: weight: must be a finite number >= 0"),
-    ("pipeline,model_id,weight\nllm,org/a,lots\n", "row 2: weight: 'lots' is not a number"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("model,weight\nx,1\n", "line 1: the header must be `pipeline,model_id,weight`"),
+        (
+            "pipeline,model_id,weight\ntext-to-img,org/a,1\n",
+            "row 2: pipeline: unknown pipeline 'text-to-img'",
+        ),
+        ("pipeline,model_id,weight\nllm,org/a,-1\n", "row 2: weight: must be a finite number >= 0"),
+        ("pipeline,model_id,weight\nllm,org/a,lots\n", "row 2: weight: 'lots' is not a number"),
+    ],
+)
 def test_a_bad_demand_file_is_one_line(fleet_dir, content, message):
     (fleet_dir / "demand.csv").write_text(content)
     proc = lpfleet(fleet_dir, "plan-warm", "inventory.py", "--demand", "demand.csv")
@@ -130,17 +141,21 @@ def test_a_missing_inventory_or_demand_file(fleet_dir):
 def test_validate_warns_when_the_warm_set_overcommits_a_gpu(fleet_dir):
     # two containers per GPU on one 24 GB GPU, two 12 GB warm models plus the per-model override to 14 GB
     inventory = fleet_dir / "inventory.py"
-    inventory.write_text(inventory.read_text().replace(
-        '("gpu-c02.fleet.example", {"gpus": [0, 1]})',
-        '("gpu-c02.fleet.example", {"gpus": [0], "runner_containers_per_gpu": 2, '
-        '"ai_model_vram_gb": {"SG161222/RealVisXL_V4.0_Lightning": 14, "timbrooks/instruct-pix2pix": 14}, '
-        '"ai_models_warm": ["text-to-image SG161222/RealVisXL_V4.0_Lightning", '
-        '"image-to-image timbrooks/instruct-pix2pix"]})',
-    ))
+    inventory.write_text(
+        inventory.read_text().replace(
+            '("gpu-c02.fleet.example", {"gpus": [0, 1]})',
+            '("gpu-c02.fleet.example", {"gpus": [0], "runner_containers_per_gpu": 2, '
+            '"ai_model_vram_gb": {"SG161222/RealVisXL_V4.0_Lightning": 14, '
+            '"timbrooks/instruct-pix2pix": 14}, '
+            '"ai_models_warm": ["text-to-image SG161222/RealVisXL_V4.0_Lightning", '
+            '"image-to-image timbrooks/instruct-pix2pix"]})',
+        )
+    )
     proc = lpfleet(fleet_dir, "validate", "inventory.py")
     assert proc.returncode == 0, proc.stdout
     assert (
-        "gpu-c02.fleet.example: ai_models_warm: warning: the warm set puts about 28 GB on GPU 0 (gpu_memory_gb 24"
+        "gpu-c02.fleet.example: ai_models_warm: warning: the warm set puts about 28 GB on GPU 0 "
+        "(gpu_memory_gb 24"
         in proc.stdout
     )
     result = plan(fleet_dir)
@@ -154,7 +169,8 @@ def test_ai_models_warm_naming_no_entry_is_an_error(fleet_dir):
     proc = lpfleet(fleet_dir, "validate", "inventory.py")
     assert proc.returncode == 1
     assert (
-        'gpu-c01.fleet.example (group consumer_24gb): ai_models_warm: "text-to-image org/not-listed" is no managed '
+        "gpu-c01.fleet.example (group consumer_24gb): ai_models_warm: "
+        '"text-to-image org/not-listed" is no managed '
         "entry of ai_models" in proc.stdout
     )
     proc = lpfleet(fleet_dir, "plan-warm", "inventory.py")

@@ -122,7 +122,7 @@ def check_plan(hosts, serving, targets, settings):
 
 
 def test_zero_downtime_batches_exhaustively_on_small_fleets():
-    """Every way 4 hosts can serve 2 models warm x every subset of them rolled x batch size x max_unavailable."""
+    """Every way 4 hosts serve 2 models warm x every subset of them rolled x batch size x max_unavailable."""
     hosts = ["h1", "h2", "h3", "h4"]
     subsets = [(), (A,), (B,), (A, B)]
     plans = 0
@@ -158,8 +158,10 @@ def test_one_batch_covering_a_group_is_split_so_its_shared_model_stays_up():
     lines = rollout.describe_plan()
     assert lines[0] == ("rollout plan: 2 hosts to converge in 2 batches of up to 1; a batch with more than 0 "
                         "failed hosts stops the rollout")
-    assert "  zero downtime: text-to-image org/a is warm on c1, c2: at most 1 of them in a batch, so one always serves" \
-        in lines
+    assert (
+        "  zero downtime: text-to-image org/a is warm on c1, c2: at most 1 of them in a batch, so one "
+        "always serves" in lines
+    )
     assert rollout.to_dict()["coverage"]["shared"] == [{"model": "text-to-image org/a", "hosts": ["c1", "c2"],
                                                          "max_in_batch": 1}]
     # a host that is not rolled but serves A lets both rolled ones go together
@@ -174,8 +176,10 @@ def test_a_model_on_one_node_only_is_changed_last_with_a_warning():
     serving = {"n1": (C,), "n2": (A,), "n3": (A,)}
     rollout = Rollout.plan(["n1", "n2", "n3"], RolloutSettings(), serving)
     assert rollout.batches == [("n2",), ("n3",), ("n1",)]
-    assert ("  WARNING: llm org/c is warm on n1 only: it is unavailable while n1 converges (changed last); keep it "
-            "warm on a second node to avoid that") in rollout.describe_plan()
+    assert (
+        "  WARNING: llm org/c is warm on n1 only: it is unavailable while n1 converges (changed last); "
+        "keep it warm on a second node to avoid that"
+    ) in rollout.describe_plan()
     assert rollout.to_dict()["coverage"]["single_node"] == [{"model": "llm org/c", "host": "n1"}]
 
 
