@@ -1,5 +1,4 @@
-"""`lpfleet verify INVENTORY [--json FILE] [--junit FILE] [--html FILE] [--wait SECONDS]`: read-only
-verification.
+"""`lpfleet verify INVENTORY [--json FILE] [--junit FILE] [--html FILE] [--wait S]`: read-only verification.
 
 Runs `pyinfra -y INVENTORY verify.py` - the same verification as a plain pyinfra run, one code path - with
 its table turned off and its JSON report written to a temporary file, then prints the table itself and
@@ -36,8 +35,7 @@ class VerifyRun:
 
 
 def pyinfra_command() -> list[str]:
-    """The pyinfra CLI beside this Python (the script, by name: lpfleet.fleet's inventory guard looks for
-    it)."""
+    """The pyinfra CLI beside this Python (the script, by name: lpfleet.fleet's inventory guard looks for it)."""
     script = Path(sys.executable).parent / "pyinfra"
     return [str(script)] if script.is_file() else [sys.executable, "-m", "pyinfra"]
 

@@ -1,12 +1,11 @@
-"""`make demo`: from a bare machine to a converged, verified sandbox fleet, one progress line per phase; it
-ends by printing the path of the fleet page (`lpfleet verify --html`).
+"""`make demo`: from a bare machine to a converged, verified sandbox fleet, one progress line per phase;
+it ends by printing the path of the fleet page (`lpfleet verify --html`).
 
     python -m lpfleet.sandbox.demo [--nodes N] [--keep-going]
 
 Phases are data (PHASES): each names what it needs (modules, files); a phase whose pieces do not exist yet is
-skipped with a line saying which, never faked. Output of every command goes to
-.sandbox/<name>/demo-<phase>.log; its tail is shown when the phase fails. The sandbox stays up afterwards
-(`lpfleet sandbox down` removes it).
+skipped with a line saying which, never faked. Output of every command goes to .sandbox/<name>/demo-<phase>.log;
+its tail is shown when the phase fails. The sandbox stays up afterwards (`lpfleet sandbox down` removes it).
 """
 
 from __future__ import annotations
@@ -99,8 +98,7 @@ def changed_operations(output: str) -> int | None:
     return 0 if match.group(1) == "-" else int(match.group(1))
 
 
-# --- phases
-# -----------------------------------------------------------------------------------------------------
+# --- phases -----------------------------------------------------------------------------------------------------
 
 def host_deps(ctx: Context) -> Outcome:
     result = _command(ctx, "host-deps", str(ROOT / "scripts" / "host-deps"))
