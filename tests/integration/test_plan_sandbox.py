@@ -18,19 +18,24 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 TOKEN = "plan-test-byoc-token-4f1c9a"
+TOKEN_ENV = "LPFLEET_PLAN_TEST_BYOC_TOKEN"  # group data reads secrets from the controller's environment
 EDIT = f"""
+from lpfleet.spec import env_secret
+
 ai_models = [
     dict(e, price_per_unit=4768372) if e["pipeline"] == "text-to-image" else e for e in ai_models
 ] + [
     {{"pipeline": "upscale", "model_id": "lpfleet-sandbox/tiny-model"}},
-    {{"pipeline": "llm", "model_id": "org/byoc-llm", "url": "http://byoc.lan:9000", "token": "{TOKEN}"}},
+    {{"pipeline": "llm", "model_id": "org/byoc-llm", "url": "http://byoc.lan:9000",
+     "token": env_secret("{TOKEN_ENV}")}},
 ]
 """
 
 
 def run(args, env, timeout=900):
     return subprocess.run(
-        [str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        [str(a) for a in args], cwd=ROOT, env={**env, TOKEN_ENV: TOKEN}, capture_output=True, text=True,
+        timeout=timeout,
     )
 
 
@@ -72,6 +77,9 @@ def test_a_change_is_planned_in_words_and_nothing_is_touched(fleet, tmp_path):
     inventory = target / "sandbox.py"
     locked = run([VENV_BIN / "lpfleet", "lock", inventory], fleet.env)
     assert locked.returncode == 0, locked.stdout + locked.stderr
+    for node in fleet.nodes:  # as if never fetched (an earlier test may have rolled it out)
+        rc, out = fleet.exec(node, "rm -rf /root/.lpData/models/models--lpfleet-sandbox--tiny-model")
+        assert rc == 0, out
     before = snapshot(fleet)
 
     result = run([VENV_BIN / "lpfleet", "plan", inventory, "--json"], fleet.env)
