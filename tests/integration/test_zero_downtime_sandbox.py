@@ -2,8 +2,8 @@
 `lpfleet rollout` converges them while a prober hits every runner's /health on every node every 0.5 s. There
 must never be an instant without a healthy runner for a model that stays in the config.
 
-No batch size is set, so without the coverage rule the rollout would take both consumer nodes (every runner of
-the shared model) down in one batch. The probe record is printed (run with -s to see it) and kept as JSON
+Batches may hold the whole fleet (rollout_batch_size 10, rollout_batch_percent 100), so without the coverage
+rule the rollout would take both consumer nodes (every runner of the shared model) down in one batch. The probe record is printed (run with -s to see it) and kept as JSON
 beside the test's temporary files.
 """
 
@@ -143,6 +143,9 @@ def copy_inventory(tmp: Path, consumer_edit: str) -> Path:
     group.write_text(
         group.read_text() + "\n# --- edited by test_zero_downtime_sandbox\n" + consumer_edit + "\n"
     )
+    # batches as large as the fleet (over group_data/all.py's percentage): only the coverage rule splits them
+    with (target / "group_data" / "sandbox.py").open("a") as handle:
+        handle.write("\nrollout_batch_size = 10\nrollout_batch_percent = 100\n")
     return target / "sandbox.py"
 
 
