@@ -146,8 +146,7 @@ def to_markdown(plans: Sequence[HostPlan], *, inventory: str = "") -> str:
                     words += " (if an earlier step changes)"
                 out.append(f"| {_md(plan.host)} | {_md(step.step)} | {_md(words)} |")
         for plan in changing:
-            details = [(s.step, n) for s in plan.steps for n in s.notes if n.lines]
-            for step, note in details:
+            for note in (n for s in plan.steps for n in s.notes if n.lines):
                 fence = "```"
                 body = "\n".join(note.lines).replace(fence, "`` `")
                 out += [

@@ -14,6 +14,7 @@ import argparse
 import csv
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +184,7 @@ def to_json(nodes: list[PlacementNode], plan: Placement, changes: list[WarmChang
     return json.dumps(document, indent=2) + "\n"
 
 
-def _columns(rows: list[tuple[str, ...]]) -> list[str]:
+def _columns(rows: Sequence[tuple[str, ...]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 
@@ -209,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     specs = list(result.specs.values())
     if args.demand:
         try:
-            demand = read_demand(args.demand, PIPELINES)
+            demand: dict[ModelKey, float] | None = read_demand(args.demand, PIPELINES)
         except DemandError as exc:
             print(f"lpfleet plan-warm: {exc}", file=sys.stderr)
             return 2

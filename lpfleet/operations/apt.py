@@ -12,13 +12,12 @@ from collections.abc import Sequence
 from io import BytesIO
 
 from pyinfra import host, logger, state
-
-from lpfleet.operations.plan_notes import note
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.api.operation import OperationMeta
 
 from lpfleet.facts.docker import ContainerHostState, Download, DownloadedFile
 from lpfleet.openpgp import OpenPGPError, check_key, normalize_fingerprint
+from lpfleet.operations.plan_notes import note
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 APT_GET = ("apt-get", "-q", "-y", "-o", "DPkg::Lock::Timeout=300")
