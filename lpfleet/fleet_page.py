@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from html import escape
 from typing import Mapping, Sequence
 
-from lpfleet.report import STATES, Check, HostResult, overall_status, summary
+from lpfleet.checks import STATES, Check, HostResult, overall_status, summary
 
 # state -> (background, text colour, label)
 _COLOURS = {

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from lpfleet.checks import Cause, Check, HostResult
 from lpfleet.fleet_page import render_fleet_page
-from lpfleet.report import Cause, Check, HostResult
 from lpfleet.rollout import Rollout, RolloutSettings
 
 ROOT = Path(__file__).resolve().parents[2]
