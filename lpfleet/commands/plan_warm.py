@@ -192,15 +192,15 @@ def _columns(rows: Sequence[tuple[str, ...]]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from lpfleet.catalog import PIPELINES
     from lpfleet.fleet import check_fleet
-    from lpfleet.spec import Problem
+    from lpfleet.spec import format_problems
 
     if not Path(args.inventory).is_file():
         print(f"lpfleet plan-warm: inventory {args.inventory} not found", file=sys.stderr)
         return 2
     result = check_fleet(args.inventory, override_data(args), args.group_data)
     if result.errors or not result.specs:
-        for problem in result.errors:
-            print(problem.format() if isinstance(problem, Problem) else problem, file=sys.stderr)
+        for line in format_problems(result.errors):  # one line per mistake, its hosts named together
+            print(line, file=sys.stderr)
         print(
             f"lpfleet plan-warm: {args.inventory}: "
             + ("fix the problems above first" if result.errors else "the inventory holds no host"),
