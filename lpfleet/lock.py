@@ -1,13 +1,14 @@
 """`models.lock`: every model the fleet needs, pinned to a commit and a file list with hashes.
 
 Pure: no I/O, no network, no pyinfra (it runs on nodes too, inside the weights runtime, where only the standard
-library, PyYAML and huggingface_hub are shipped). `lpfleet lock` fills it from the hub (`lpfleet.hub`); the
+library and PyYAML are shipped). `lpfleet lock` fills it from the hub (`lpfleet.hub`); the
 weights step fetches exactly what it lists; verification checks nodes against it. Format: docs/weights.md.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -15,13 +16,75 @@ from dataclasses import dataclass, field
 import yaml
 
 LOCK_VERSION = 1
-HEX40 = re.compile(r"^[0-9a-f]{40}$")
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# Always used with `fullmatch` (a bare `$` also matches before a trailing newline).
+HEX40 = re.compile(r"[0-9a-f]{40}")
+HEX64 = re.compile(r"[0-9a-f]{64}")
+# huggingface_hub's repo id grammar (`validate_repo_id`): org/name, word characters, "-" and ".", at most 96 each,
+# no "--" or ".." anywhere, not starting or ending with "-" or ".".
+_ID_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+MODEL_ID = re.compile(rf"{_ID_PART}/{_ID_PART}")
+MAX_PATH = 4096
+MAX_FILE_SIZE = 1 << 50  # 1 PiB: more than any model file; a bigger size is a broken or hostile listing
 HEADER = "# models.lock: written by `lpfleet lock`, read by the weights step. Do not edit; see docs/weights.md.\n"
 
 
 class LockError(ValueError):
     """models.lock is unreadable or inconsistent; the message names the entry and field."""
+
+
+# --- the one check of every value a hub, a mirror, a peer or a lock file hands us (it becomes a path on nodes)
+
+
+def model_id_problem(model_id: object) -> str | None:
+    """Why `model_id` is not a hub repo id (org/name), or None."""
+    if not isinstance(model_id, str) or not MODEL_ID.fullmatch(model_id):
+        return "expected org/name (letters, digits, '_', '-', '.'; at most 96 characters each)"
+    if "--" in model_id or ".." in model_id:
+        return "'--' and '..' are not allowed in a repo id"
+    return None
+
+
+def commit_problem(commit: object) -> str | None:
+    if not isinstance(commit, str) or not HEX40.fullmatch(commit):
+        return "expected 40 lowercase hex digits"
+    return None
+
+
+def path_problem(path: object) -> str | None:
+    """Why a file path of a repo listing cannot become a path under `snapshots/<commit>/`, or None.
+
+    Relative, normalised, no empty, "." or ".." segment, no backslash, no NUL or other control character."""
+    if not isinstance(path, str) or not path:
+        return "expected a non-empty string"
+    if len(path) > MAX_PATH:
+        return f"longer than {MAX_PATH} characters"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+        return "contains a control character"
+    if "\\" in path:
+        return "contains a backslash"
+    if path.startswith("/"):
+        return "is absolute"
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        return "has an empty, '.' or '..' segment"
+    if posixpath.normpath(path) != path:
+        return "is not normalised"
+    return None
+
+
+def file_problem(path: object, size: object, sha256: object, git_blob: object) -> str | None:
+    """Why one listed file is unusable, naming the field; None when it is fine."""
+    problem = path_problem(path)
+    if problem:
+        return f"path {path!r}: {problem}"
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_FILE_SIZE:
+        return f"{path}: size: expected an integer from 0 to {MAX_FILE_SIZE}, got {size!r}"
+    if (sha256 is None) == (git_blob is None):
+        return f"{path}: exactly one of sha256 / git_blob"
+    if sha256 is not None and not (isinstance(sha256, str) and HEX64.fullmatch(sha256)):
+        return f"{path}: sha256: expected 64 lowercase hex digits, got {str(sha256)[:80]!r}"
+    if git_blob is not None and not (isinstance(git_blob, str) and HEX40.fullmatch(git_blob)):
+        return f"{path}: git_blob: expected 40 lowercase hex digits, got {str(git_blob)[:80]!r}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -233,24 +296,31 @@ def _model_from_dict(item: dict, where: str) -> LockedModel:
     if unknown:
         raise LockError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     model_id = str(need("id", str))
+    problem = model_id_problem(model_id)
+    if problem:
+        raise LockError(f"{where}: id: {problem}")
     commit = str(need("commit", str))
-    if not HEX40.match(commit):
+    if commit_problem(commit):
         raise LockError(f"{where}: commit: expected 40 hex digits, got {commit!r}")
     include = item.get("include")
     if include is not None and (not isinstance(include, list) or not all(isinstance(p, str) for p in include)):
         raise LockError(f"{where}: include: expected a list of globs or null")
     files = []
+    seen: set[str] = set()
     for n, f in enumerate(need("files", list)):  # type: ignore[arg-type]
         fwhere = f"{where}: files[{n}]"
         if not isinstance(f, dict) or not isinstance(f.get("path"), str) or not isinstance(f.get("size"), int):
             raise LockError(f"{fwhere}: expected path (string) and size (integer)")
+        unknown_keys = set(f) - {"path", "size", "sha256", "git_blob"}
+        if unknown_keys:
+            raise LockError(f"{fwhere}: unknown field(s) {', '.join(sorted(unknown_keys))}")
         sha256, blob = f.get("sha256"), f.get("git_blob")
-        if (sha256 is None) == (blob is None):
-            raise LockError(f"{fwhere} {f['path']}: exactly one of sha256 / git_blob")
-        if sha256 is not None and not HEX64.match(str(sha256)):
-            raise LockError(f"{fwhere} {f['path']}: sha256: expected 64 hex digits")
-        if blob is not None and not HEX40.match(str(blob)):
-            raise LockError(f"{fwhere} {f['path']}: git_blob: expected 40 hex digits")
+        problem = file_problem(f["path"], f["size"], sha256, blob)
+        if problem:
+            raise LockError(f"{fwhere} {problem}" if problem.startswith(f["path"]) else f"{fwhere}: {problem}")
+        if f["path"] in seen or any(p.startswith(f["path"] + "/") or f["path"].startswith(p + "/") for p in seen):
+            raise LockError(f"{fwhere} {f['path']}: listed twice, or both a file and a folder")
+        seen.add(f["path"])
         files.append(LockedFile(f["path"], f["size"], sha256, blob))
     gated = item.get("gated")
     return LockedModel(

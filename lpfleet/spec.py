@@ -126,6 +126,8 @@ class WeightsSpec(_Frozen):
     mirror_port: int = Field(default=8790, ge=1, le=65535)  # fanout: where this node serves its peers
     prune: bool = False  # remove snapshots and blobs of locked repos that the lock no longer names
     runner_offline: bool = True  # warm managed runners get HF_HUB_OFFLINE=1: only the locked snapshot loads
+    # Each file's deadline is max(120 s, size / min_rate): a stalled or drip-feeding source is cut and reported.
+    min_rate: int = Field(default=1_000_000, ge=1_000, le=100_000_000_000)  # bytes per second
 
 
 class WorkerSpec(_Frozen):
@@ -246,6 +248,7 @@ DATA_KEYS: Mapping[str, tuple[str | None, str]] = {
     "weights_mirror_port": ("weights", "mirror_port"),
     "weights_prune": ("weights", "prune"),
     "runner_hf_offline": ("weights", "runner_offline"),
+    "weights_min_rate": ("weights", "min_rate"),
     "worker_mode": ("worker", "mode"),
     "worker_image": ("worker", "image"),
     "runner_image": ("worker", "runner_image"),

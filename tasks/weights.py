@@ -28,6 +28,7 @@ from lpfleet.operations.weights import (
     runtime_installed,
 )
 from lpfleet.secrets import Secret, to_secret
+from lpfleet.weights_fetch import display_url
 
 
 def locked_models(plan: NodePlan) -> list[LockedModel]:
@@ -70,15 +71,15 @@ def fetch_weights(plan: NodePlan) -> None:
     plan = fleet.plans.get(host.name)
     needs_work = plan is None or not plan.complete
     common: dict[str, Any] = {"models": models, "models_dir": spec.models_dir}
+    fetch = {**common, "branch": weights.branch, "min_rate": weights.min_rate}
 
     if weights.mode == "direct":
         if needs_work:
-            runtime_installed(name="Weights: runtime (lpfleet + huggingface_hub) on the node", **common)
+            runtime_installed(name="Weights: runtime (lpfleet weights modules) on the node", **common)
         models_fetched(
-            name=f"Weights: fetch from {weights.hf_endpoint}",
-            branch=weights.branch,
+            name=f"Weights: fetch from {display_url(weights.hf_endpoint)}",
             sources=[FetchSource(weights.hf_endpoint, token, tuple(models), "upstream", weights.hf_token_env)],
-            **common,
+            **fetch,
         )
         return
 
@@ -87,22 +88,23 @@ def fetch_weights(plan: NodePlan) -> None:
     peers = fanout.from_peers(host.name)
     serving = fanout.serving(host.name)
     if seeds or peers or serving or needs_work:
-        runtime_installed(name="Weights: runtime (lpfleet + huggingface_hub) on the node", **common)
+        runtime_installed(name="Weights: runtime (lpfleet weights modules) on the node", **common)
     models_fetched(
-        name=f"Weights: fetch from {weights.hf_endpoint} (upstream, once per fleet)",
-        branch=weights.branch,
+        name=f"Weights: fetch from {display_url(weights.hf_endpoint)} (upstream, once per fleet)",
         sources=[FetchSource(weights.hf_endpoint, token, tuple(seeds), "upstream", weights.hf_token_env)],
-        **common,
+        **fetch,
     )
+    peer_count = sum(1 for h in fleet.fanout.sources for p in fleet.fanout.from_peers(h) if p == host.name)
     mirror_serving(name="Weights: serve verified copies to peers", models_dir=spec.models_dir, serve=serving,
-                   token=Secret(fleet.mirror_token), port=weights.mirror_port)
+                   token=Secret(fleet.mirror_token(host.name)), bind=weights.lan_address or host.name,
+                   run_id=fleet.run_id, port=weights.mirror_port, peers=peer_count, min_rate=weights.min_rate)
     models_fetched(
         name="Weights: copy from peers over the LAN",
-        branch=weights.branch,
         sources=[
-            FetchSource(peer_endpoint(peer), Secret(fleet.mirror_token), tuple(peer_models), f"peer {peer}")
+            FetchSource(peer_endpoint(peer), Secret(fleet.mirror_token(peer)), tuple(peer_models),
+                        f"peer {peer}")
             for peer, peer_models in sorted(peers.items())
         ],
-        **common,
+        **fetch,
     )
-    mirror_stopped(name="Weights: stop serving peers", serving=bool(serving))
+    mirror_stopped(name="Weights: stop serving peers", serving=bool(serving), run_id=fleet.run_id)

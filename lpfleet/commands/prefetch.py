@@ -29,7 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="only files matching (repeatable; default: the catalog's patterns, else all)")
     parser.add_argument("--token-stdin", action="store_true", help="read the HF token from stdin's first line")
     parser.add_argument("--plan-stdin", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no per-file progress lines")
+    parser.add_argument("--min-rate", type=float, default=1_000_000.0, metavar="BYTES_PER_S",
+                        help="each file's deadline is max(--deadline-floor, size / this); default 1000000 (1 MB/s)")
+    parser.add_argument("--deadline-floor", type=float, default=120.0, metavar="SECONDS",
+                        help="the shortest per-file deadline (default 120)")
     parser.set_defaults(func=run)
 
 
@@ -38,22 +42,60 @@ def _err(message: str) -> None:
     sys.stderr.flush()
 
 
+def _limits(args: argparse.Namespace, plan: dict | None = None):
+    from lpfleet.weights_fetch import FetchLimits
+
+    base = FetchLimits.from_plan(plan or {})
+    if plan is None:
+        base = FetchLimits.from_plan({"min_rate": args.min_rate, "deadline_floor": args.deadline_floor})
+    return base
+
+
 def run(args: argparse.Namespace) -> int:
     os.umask(0o022)  # files readable by runner containers whatever user they run as
     if args.plan_stdin:
-        return _run_plan(args, json.loads(sys.stdin.read() or "{}"))
+        try:
+            plan = json.loads(sys.stdin.read() or "{}")
+        except ValueError as exc:
+            _err(f"the plan on stdin is not JSON: {exc}")
+            return 2
+        if not isinstance(plan, dict):
+            _err("the plan on stdin is not a JSON object")
+            return 2
+        return _run_plan(args, plan)
     if not args.model_ids:
         _err("give at least one MODEL_ID")
+        return 2
+    if not (args.min_rate > 0 and args.deadline_floor > 0):
+        _err("--min-rate and --deadline-floor must be positive numbers")
         return 2
     token = os.environ.get("HF_TOKEN") or None
     if args.token_stdin:
         token = sys.stdin.readline().strip() or None
     endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
     from lpfleet import catalog
-    from lpfleet.hub import HubError, ensure_model, lock_model, recorded_model
-    from lpfleet.lock import ModelRequest
+    from lpfleet.hub import HubError, display_url, endpoint_problem, ensure_model, lock_model, recorded_model
+    from lpfleet.lock import ModelRequest, model_id_problem
     from lpfleet.weights import human_bytes
+    from lpfleet.weights_fetch import branch_problem
 
+    problem = endpoint_problem(endpoint)
+    if problem:
+        _err(f"HF_ENDPOINT {display_url(endpoint)!r}: {problem} (set it to an http(s) URL such as "
+             "https://huggingface.co, or unset it)")
+        return 2
+    if branch_problem(args.branch) or (args.revision is not None and branch_problem(args.revision)):
+        _err("--branch/--revision: expected a ref name or a commit (letters, digits, '_', '-', '.', '/')")
+        return 2
+    bad = [(m, model_id_problem(m)) for m in args.model_ids if model_id_problem(m)]
+    if bad:
+        for model_id, why in bad:
+            _err(f"{model_id[:100]!r}: not a model id: {why} (use the id as the model's page shows it)")
+        return 2
+    if os.path.exists(args.models_dir) and not os.path.isdir(args.models_dir):
+        _err(f"--models-dir {args.models_dir}: exists and is not a directory (give a directory)")
+        return 2
+    limits = _limits(args)
     revision = args.revision or args.branch
     failed = 0
     for model_id in args.model_ids:
@@ -66,11 +108,13 @@ def run(args: argparse.Namespace) -> int:
             if model is None or model.include != include:
                 model = lock_model(ModelRequest(model_id, revision, include), endpoint, token)
             result = ensure_model(args.models_dir, model, endpoint=endpoint, token=token, branch=args.branch,
-                                  progress=not args.quiet, log=print)
+                                  progress=not args.quiet, log=print, limits=limits)
         except HubError as exc:
             _err(str(exc))
             failed += 1
             continue
+        for note in result.notes:
+            print(f"note: {note}")
         what = (f"fetched {result.fetched_files} file(s), {human_bytes(result.fetched_bytes)}"
                 if result.fetched_files else "already complete")
         print(f"{model_id}@{model.commit[:12]}: {len(model.files)} files verified ({what}); "
@@ -79,27 +123,35 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_plan(args: argparse.Namespace, plan: dict) -> int:
-    """Node mode: {"endpoint", "token", "branch", "models": [LockedModel dicts]} on stdin; one JSON line out."""
-    from lpfleet.hub import HubError, ensure_model
-    from lpfleet.lock import load_model_dict
+    """Node mode: {"endpoint", "token", "branch", "min_rate", "models": [LockedModel dicts]} on stdin; one JSON
+    line out, always (every model is attempted; each failure is one line in "errors")."""
+    from lpfleet.lock import LockError, load_model_dict
+    from lpfleet.weights_fetch import HubError, ensure_model
 
     token = plan.get("token") or None
     endpoint = plan.get("endpoint") or "https://huggingface.co"
     branch = plan.get("branch") or args.branch
-    report = {"models": [], "errors": []}
-    for raw in plan.get("models", []):
-        model = load_model_dict(raw)
+    limits = _limits(args, plan)
+    report: dict = {"models": [], "errors": []}
+    for n, raw in enumerate(plan.get("models") or []):
+        name = raw.get("id", f"models[{n}]") if isinstance(raw, dict) else f"models[{n}]"
         try:
+            model = load_model_dict(raw if isinstance(raw, dict) else {}, f"plan models[{n}] {str(name)[:100]}")
             result = ensure_model(args.models_dir, model, endpoint=endpoint, token=token, branch=branch,
-                                  progress=False, log=print, token_env=plan.get("token_env") or "HF_TOKEN")
-        except HubError as exc:
+                                  progress=False, log=print, token_env=plan.get("token_env") or "HF_TOKEN",
+                                  limits=limits)
+        except (HubError, LockError) as exc:
             report["errors"].append(str(exc))
+            continue
+        except Exception as exc:  # noqa: BLE001 - one model's surprise must not cost the others their fetch
+            text = " ".join(str(exc).split())[:300]
+            report["errors"].append(f"{str(name)[:100]}: unexpected {type(exc).__name__}: {text}")
             continue
         report["models"].append({"id": model.model_id, "commit": model.commit, "fetched_files": result.fetched_files,
                                  "fetched_bytes": result.fetched_bytes, "repaired": result.repaired,
                                  "ref_written": result.ref_written,
                                  "hashed_while_downloading": result.hashed_while_downloading})
-    print("@@lpfleet-weights " + json.dumps(report, sort_keys=True))
+    print("@@lpfleet-weights " + json.dumps(report, sort_keys=True), flush=True)
     for error in report["errors"]:
         _err(error)
     return 1 if report["errors"] else 0

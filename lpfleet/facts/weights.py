@@ -1,10 +1,10 @@
 """What a node's models dir holds, in ONE round-trip: the weights step's only check on a complete node.
 
-The fact ships `lpfleet.hub.scan_models_dir` (stdlib only) to the node and runs it with the node's python3, for
+The fact ships `lpfleet.weights_fetch.scan_models_dir` (stdlib only) to the node and runs it with the node's python3, for
 the repos and commits models.lock names. No hashing here: a blob counts as verified when lpfleet's verification
 record names it with the same stamp (size, mtime, ctime, inode); anything rewritten since is hashed again by the
 fetch step (see `lpfleet.weights`). It also reports the node's python3 version and whether the weights runtime
-(lpfleet + huggingface_hub, shipped by the controller) is installed, so the step knows what it must upload.
+(lpfleet weights modules, shipped by the controller) is installed, so the step knows what it must upload.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ print("@@lpfleet-weights-scan " + _j.dumps(_r, sort_keys=True))
 
 @lru_cache(maxsize=1)
 def _bootstrap() -> str:
-    from lpfleet.hub import scan_models_dir
+    from lpfleet.weights_fetch import scan_models_dir
 
     return pack_program(inspect.getsource(scan_models_dir) + _MAIN)
 

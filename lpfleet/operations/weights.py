@@ -51,14 +51,15 @@ RUNTIME_MODULES = (
     "lpfleet/catalog.py",
     "lpfleet/lock.py",
     "lpfleet/weights.py",
-    "lpfleet/hub.py",
+    "lpfleet/weights_fetch.py",
     "lpfleet/weights_mirror.py",
     "lpfleet/commands/__init__.py",
     "lpfleet/commands/prefetch.py",
 )
-# Distributions shipped with it: huggingface_hub's runtime closure, minus hf-xet (a compiled extension the
-# client does without: plain HTTP downloads) and the CLI's click (never imported by the download path).
-RUNTIME_SKIP = {"hf-xet", "click", "colorama"}
+# Distributions shipped with it: PyYAML (models.lock's parser) and what it needs. The download path itself is
+# the standard library (lpfleet.weights_fetch): huggingface_hub is needed on the controller only.
+RUNTIME_ROOTS = ("PyYAML",)
+RUNTIME_SKIP: set[str] = set()
 
 
 # --- the runtime bundle (built on the controller, cached per content)
@@ -74,21 +75,31 @@ class RuntimeBundle:
         return f"{RUNTIME_ROOT}/{self.digest[:16]}"
 
     @property
-    def path(self) -> str:
-        """The local tar.gz, built on first use (only when some node needs the runtime uploaded)."""
+    def archive(self) -> bytes:
+        """The tar.gz, built in memory on first use (only when some node needs the runtime uploaded)."""
         return runtime_archive(self.digest)
+
+    @property
+    def archive_sha256(self) -> str:
+        """What the node checks the uploaded archive against before extracting it."""
+        return hashlib.sha256(self.archive).hexdigest()
+
+    @property
+    def path(self) -> str:
+        """The tar.gz as a local file (tests, benchmarks), in a private folder of this process."""
+        return _archive_file(self.digest)
 
 
 def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def runtime_distributions(root: str = "huggingface_hub") -> list[metadata.Distribution]:
-    """The installed distributions huggingface_hub needs here (markers evaluated for this interpreter)."""
+def runtime_distributions(roots: Sequence[str] = RUNTIME_ROOTS) -> list[metadata.Distribution]:
+    """The installed distributions the node runtime needs (markers evaluated for this interpreter)."""
     from packaging.requirements import Requirement
 
     seen: dict[str, metadata.Distribution] = {}
-    todo = [root, "PyYAML"]
+    todo = list(roots)
     while todo:
         name = _norm(todo.pop())
         if name in seen or name in RUNTIME_SKIP:
@@ -138,15 +149,11 @@ def runtime_bundle() -> RuntimeBundle:
 
 
 @lru_cache(maxsize=2)
-def runtime_archive(digest: str) -> str:
-    """A reproducible tar.gz of the runtime files (same inputs, same bytes), cached by the runtime's digest."""
+def runtime_archive(digest: str) -> bytes:
+    """A reproducible tar.gz of the runtime files (same inputs, same bytes), built in memory: nothing on the
+    controller's disk that another local user could swap for their own code."""
     import gzip
 
-    folder = Path(tempfile.gettempdir()) / "lpfleet-weights-runtime"
-    folder.mkdir(exist_ok=True)
-    path = folder / f"{digest}.tar.gz"
-    if path.exists():
-        return str(path)
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as gz, \
             tarfile.open(fileobj=gz, mode="w") as tar:
@@ -155,9 +162,16 @@ def runtime_archive(digest: str) -> str:
             info = tarfile.TarInfo(rel)
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
+    return buffer.getvalue()
+
+
+@lru_cache(maxsize=2)
+def _archive_file(digest: str) -> str:
+    folder = tempfile.mkdtemp(prefix="lpfleet-runtime-")  # 0700, ours, new: never a name someone else chose
+    path = Path(folder) / f"{digest[:16]}.tar.gz"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(runtime_archive(digest))
     return str(path)
 
 
@@ -250,7 +264,7 @@ def _python_ok(scan: Mapping[str, Any], bundle: RuntimeBundle) -> None:
 @operation()
 def runtime_installed(models: Sequence[LockedModel], models_dir: str):
     """
-    Install the weights runtime (lpfleet + huggingface_hub from the controller) on the node.
+    Install the weights runtime (lpfleet weights modules + PyYAML from the controller) on the node.
 
     + models: the locked models the node needs (for the shared scan)
     + models_dir: the node's models dir
@@ -262,27 +276,34 @@ def runtime_installed(models: Sequence[LockedModel], models_dir: str):
     if scan.get("runtime"):
         host.noop(f"weights runtime {bundle.digest[:16]} is installed")
         return
-    archive = f"{bundle.remote_dir}.tar.gz"
-    yield StringCommand("mkdir", "-p", QuoteString(RUNTIME_ROOT))
-    yield FileUploadCommand(bundle.path, archive)
+    run_id = secrets.token_hex(6)  # names unique per run: two runs never share a temp file or folder
+    archive = f"{bundle.remote_dir}.{run_id}.tar.gz"
+    unpacked = f"{bundle.remote_dir}.{run_id}.new"
+    yield StringCommand("mkdir", "-p", "-m", "0755", QuoteString(RUNTIME_ROOT))
+    yield FileUploadCommand(io.BytesIO(bundle.archive), archive)
     yield StringCommand(
-        "rm", "-rf", QuoteString(bundle.remote_dir), "&&",
-        "mkdir", "-p", QuoteString(bundle.remote_dir), "&&",
-        "tar", "-xzf", QuoteString(archive), "-C", QuoteString(bundle.remote_dir), "&&",
+        # the archive is checked against the sha256 the controller computed before anything is extracted
+        "printf", QuoteString("%s  %s\n"), QuoteString(bundle.archive_sha256), QuoteString(archive), "|",
+        "sha256sum", "-c", "--status", "-", "||", "{", "rm", "-f", QuoteString(archive), ";",
+        "echo", QuoteString("weights runtime archive does not match its sha256; not extracted"), ">&2", ";",
+        "exit", "1", ";", "}", ";",
+        "mkdir", "-m", "0755", QuoteString(unpacked), "&&",
+        "tar", "--no-same-owner", "-xzf", QuoteString(archive), "-C", QuoteString(unpacked), "&&",
         "rm", "-f", QuoteString(archive), "&&",
-        # bytecode now, once: the first fetch on a fresh node should not pay for compiling huggingface_hub
-        "python3", "-m", "compileall", "-q", QuoteString(bundle.remote_dir), ">/dev/null", "&&",
-        "touch", QuoteString(f"{bundle.remote_dir}/.complete"), "&&",
+        # bytecode now, once: the first fetch on a fresh node should not pay for compiling
+        "python3", "-m", "compileall", "-q", QuoteString(unpacked), ">/dev/null", "&&",
+        "touch", QuoteString(f"{unpacked}/.complete"), "&&",
+        "rm", "-rf", QuoteString(bundle.remote_dir), "&&",
+        "mv", "-T", QuoteString(unpacked), QuoteString(bundle.remote_dir), "&&",
         # older runtimes of earlier lpfleet versions go
-        "find", QuoteString(RUNTIME_ROOT), "-mindepth", "1", "-maxdepth", "1",
-        "!", "-name", QuoteString(bundle.digest[:16]), "-exec", "rm", "-rf", "{}", "+",
+        "find", QuoteString(RUNTIME_ROOT), "-mindepth", "1", "-maxdepth", "1", "!", "-name",
+        QuoteString(f"{bundle.digest[:16]}*"), "-mmin", "+60", "-exec", "rm", "-rf", "{}", "+",
     )
 
 
 def _runtime_command(bundle: RuntimeBundle, *args: Any) -> StringCommand:
     return StringCommand(
-        "env", QuoteString(f"PYTHONPATH={bundle.remote_dir}"), "HF_HUB_DISABLE_TELEMETRY=1",
-        "HF_HUB_DISABLE_PROGRESS_BARS=1", "HF_HUB_DISABLE_XET=1", "python3", "-m", *args,
+        "env", QuoteString(f"PYTHONPATH={bundle.remote_dir}"), "python3", "-m", *args,
     )
 
 
@@ -297,12 +318,23 @@ class FetchSource:
     token_env: str = "HF_TOKEN"
 
 
+ATTEMPTS = 3  # rounds lpfleet.weights_fetch makes per model
+
+
+def fetch_timeout(models: Sequence[LockedModel], min_rate: int) -> int:
+    """A backstop for the whole fetch command (pyinfra `_timeout`): every file at its deadline, every round,
+    one after another, plus slack. The per-file deadlines on the node end a stalled transfer long before."""
+    per_round = sum(max(120.0, f.size / max(min_rate, 1)) for m in models for f in m.files)
+    return int(ATTEMPTS * per_round + 600)
+
+
 @operation()
 def models_fetched(
     models: Sequence[LockedModel],
     models_dir: str,
     branch: str,
     sources: Sequence[FetchSource],
+    min_rate: int = 1_000_000,
 ):
     """
     Fetch the node's incomplete models from the given sources, verified by hash, refs written last.
@@ -311,6 +343,7 @@ def models_fetched(
     + models_dir: the node's models dir (a host path, mounted at /models in runners)
     + branch: the ref the runner reads
     + sources: which models to take from which endpoint (each model once)
+    + min_rate: bytes/s; each file's deadline on the node is max(120 s, size / min_rate)
     """
     bundle = runtime_bundle()
     scan = host_scan(models, models_dir)
@@ -336,12 +369,14 @@ def models_fetched(
             "token": reveal(source.token),
             "token_env": source.token_env,
             "branch": branch,
+            "min_rate": int(min_rate),
             "models": [m.to_dict() for m in wanted],
         }
         yield StringCommand(
             _runtime_command(bundle, "lpfleet.commands.prefetch", "--plan-stdin", "--models-dir",
                              QuoteString(models_dir)),
             _stdin=json.dumps(payload),
+            _timeout=fetch_timeout(wanted, min_rate),
         )
 
 
