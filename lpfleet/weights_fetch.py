@@ -476,9 +476,9 @@ def fetch_file(model: LockedModel, locked: LockedFile, staging: Path, source: _S
     tmp = staging / f"{secrets.token_hex(8)}.part"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     deadline = time.monotonic() + limits.deadline(locked.size)
-    box = [_new_digest(locked)]  # the digest of exactly the bytes in the file (replaced on a restart)
-    written = 0
+    got = _Progress(_new_digest(locked))
     cuts = 0
+    last = ""  # the last transport problem, for the message when the deadline ends it
     ok = False
     try:
         while True:
@@ -487,24 +487,25 @@ def fetch_file(model: LockedModel, locked: LockedFile, staging: Path, source: _S
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _Rejected(f"not complete within its deadline of {limits.deadline(locked.size):.0f} s "
-                                f"({human_bytes(written)} of {human_bytes(locked.size)}; weights_min_rate "
-                                f"{human_bytes(int(limits.min_rate))}/s)")
-            headers = {"Range": f"bytes={written}-"} if written else {}
+                                f"({human_bytes(got.written)} of {human_bytes(locked.size)}; weights_min_rate "
+                                f"{human_bytes(int(limits.min_rate))}/s)" + (f"; last problem: {last}" if last else ""))
+            headers = {"Range": f"bytes={got.written}-"} if got.written else {}
             try:
                 conn, resp = _open(url, source.endpoint, source.token, headers, min(limits.read_timeout, remaining))
                 try:
-                    written = _receive(model, locked, resp, conn, fd, box, written, deadline, source)
+                    _receive(model, locked, resp, conn, fd, got, deadline, source)
                 finally:
                     conn.close()
             except (OSError, http.client.HTTPException, _Transient) as exc:
                 cuts += 1
+                last = _why(exc)
                 if cuts > limits.resumes:
                     raise _Transient(f"{_why(exc)}; gave up after {limits.resumes} resumes") from None
                 time.sleep(min(0.2 * cuts, 2.0))
                 continue
-            if written == locked.size:
+            if got.written == locked.size:
                 break
-        if box[0].hexdigest() != locked.etag:
+        if got.digest.hexdigest() != locked.etag:
             raise _Rejected(f"content does not match {locked.etag[:12]}")
         os.fsync(fd)
         os.fchmod(fd, 0o644)
@@ -519,6 +520,19 @@ def fetch_file(model: LockedModel, locked: LockedFile, staging: Path, source: _S
                 pass
 
 
+@dataclass
+class _Progress:
+    """The bytes in the temp file and their digest: always exactly in step (both restart together)."""
+
+    digest: Any
+    written: int = 0
+
+    def restart(self, fd: int, locked: LockedFile) -> None:
+        os.ftruncate(fd, 0)
+        self.digest = _new_digest(locked)
+        self.written = 0
+
+
 def _why(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout):
         return "stalled (no byte within the read timeout)"
@@ -527,26 +541,23 @@ def _why(exc: BaseException) -> str:
 
 
 def _receive(model: LockedModel, locked: LockedFile, resp: http.client.HTTPResponse,
-             conn: http.client.HTTPConnection, fd: int, digest_box: list, written: int, deadline: float,
-             source: _Source) -> int:
-    """Read one answer into `fd` from offset `written`; the new offset. The digest restarts when the answer
-    starts from 0 (a 200 to a range request): the hash always covers exactly the bytes in the file."""
+             conn: http.client.HTTPConnection, fd: int, got: _Progress, deadline: float, source: _Source) -> None:
+    """Read one answer into `fd` from offset `got.written`, updating `got` with every chunk (also when the
+    answer is cut). The file and its digest restart together when the answer starts from 0 (a 200 to a range
+    request): the hash always covers exactly the bytes in the file."""
     size = locked.size
     status = resp.status
     if status == 206:
         match = _CONTENT_RANGE.fullmatch((resp.getheader("Content-Range") or "").strip())
-        if not match or int(match.group(1)) != written or int(match.group(2)) != size - 1 \
+        if not match or int(match.group(1)) != got.written or int(match.group(2)) != size - 1 \
                 or match.group(3) not in (str(size), "*"):
-            raise _Rejected(f"range answer {resp.getheader('Content-Range')!r} does not continue at {written} "
-                            f"of {size}")
+            raise _Rejected(f"range answer {str(resp.getheader('Content-Range'))[:80]!r} does not continue at "
+                            f"{got.written} of {size}")
     elif status == 200:
-        if written:  # the server ignored the range: everything again, hash included
-            os.ftruncate(fd, 0)
-            digest_box[0] = _new_digest(locked)
-            written = 0
-    elif status == 416 and written:
-        os.ftruncate(fd, 0)
-        digest_box[0] = _new_digest(locked)
+        if got.written:  # the server ignored the range: everything again, hash included
+            got.restart(fd, locked)
+    elif status == 416 and got.written:
+        got.restart(fd, locked)
         raise _Transient("range not satisfiable; starting the file again")
     else:
         raise _status_error(model, locked, resp, source)
@@ -556,30 +567,28 @@ def _receive(model: LockedModel, locked: LockedFile, resp: http.client.HTTPRespo
             announced = int(length)
         except ValueError:
             raise _Rejected(f"unreadable Content-Length {length[:40]!r}") from None
-        if announced != size - written:
-            raise _Rejected(f"the server announces {announced + written} bytes, the lock says {size}")
-    os.lseek(fd, written, os.SEEK_SET)
-    digest = digest_box[0]
+        if announced != size - got.written:
+            raise _Rejected(f"the server announces {announced + got.written} bytes, the lock says {size}")
+    os.lseek(fd, got.written, os.SEEK_SET)
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or source.cancel.is_set():
-            return written  # the caller reports the deadline / cancel
+            return  # the caller reports the deadline / cancel
         if conn.sock is not None:
             conn.sock.settimeout(min(source.limits.read_timeout, remaining))
         chunk = resp.read1(READ_CHUNK)
         if not chunk:
             break
-        if written + len(chunk) > size:
+        if got.written + len(chunk) > size:
             raise _Rejected(f"the body is longer than the locked size {size}; cut")
         view = memoryview(chunk)
         while view:
             done = os.write(fd, view)
             view = view[done:]
-        digest.update(chunk)
-        written += len(chunk)
-    if written < size:
-        raise _Transient(f"connection closed after {written} of {size} bytes")
-    return written
+        got.digest.update(chunk)
+        got.written += len(chunk)
+    if got.written < size:
+        raise _Transient(f"connection closed after {got.written} of {size} bytes")
 
 
 # --- one model

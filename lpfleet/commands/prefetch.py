@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no per-file progress lines")
     parser.add_argument("--min-rate", type=float, default=1_000_000.0, metavar="BYTES_PER_S",
                         help="each file's deadline is max(--deadline-floor, size / this); default 1000000 (1 MB/s)")
+    parser.add_argument("--attempts", type=int, default=3, metavar="N",
+                        help="rounds over the files that are still missing (default 3)")
     parser.add_argument("--deadline-floor", type=float, default=120.0, metavar="SECONDS",
                         help="the shortest per-file deadline (default 120)")
     parser.set_defaults(func=run)
@@ -66,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.model_ids:
         _err("give at least one MODEL_ID")
         return 2
-    if not (args.min_rate > 0 and args.deadline_floor > 0):
-        _err("--min-rate and --deadline-floor must be positive numbers")
+    if not (args.min_rate > 0 and args.deadline_floor > 0 and 1 <= args.attempts <= 20):
+        _err("--min-rate and --deadline-floor must be positive numbers, --attempts from 1 to 20")
         return 2
     token = os.environ.get("HF_TOKEN") or None
     if args.token_stdin:
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             if model is None or model.include != include:
                 model = lock_model(ModelRequest(model_id, revision, include), endpoint, token)
             result = ensure_model(args.models_dir, model, endpoint=endpoint, token=token, branch=args.branch,
-                                  progress=not args.quiet, log=print, limits=limits)
+                                  progress=not args.quiet, log=print, limits=limits, attempts=args.attempts)
         except HubError as exc:
             _err(str(exc))
             failed += 1
@@ -132,6 +134,7 @@ def _run_plan(args: argparse.Namespace, plan: dict) -> int:
     endpoint = plan.get("endpoint") or "https://huggingface.co"
     branch = plan.get("branch") or args.branch
     limits = _limits(args, plan)
+    attempts = plan.get("attempts") if isinstance(plan.get("attempts"), int) and 1 <= plan["attempts"] <= 20 else 3
     report: dict = {"models": [], "errors": []}
     for n, raw in enumerate(plan.get("models") or []):
         name = raw.get("id", f"models[{n}]") if isinstance(raw, dict) else f"models[{n}]"
@@ -139,7 +142,7 @@ def _run_plan(args: argparse.Namespace, plan: dict) -> int:
             model = load_model_dict(raw if isinstance(raw, dict) else {}, f"plan models[{n}] {str(name)[:100]}")
             result = ensure_model(args.models_dir, model, endpoint=endpoint, token=token, branch=branch,
                                   progress=False, log=print, token_env=plan.get("token_env") or "HF_TOKEN",
-                                  limits=limits)
+                                  limits=limits, attempts=attempts)
         except (HubError, LockError) as exc:
             report["errors"].append(str(exc))
             continue
