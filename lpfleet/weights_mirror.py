@@ -5,29 +5,52 @@ Why a mirror and not rsync: peers then fetch with the very same code path as fro
 no node needs SSH access to another, and a seed can only hand out what it has verified: the mirror serves
 exactly the files of the verification records (`.lpfleet/verified/...`) of the models it was started for.
 
-    python3 -m lpfleet.weights_mirror serve --models-dir DIR --port P --pid-file F   (stdin: {"token", "models"})
-    python3 -m lpfleet.weights_mirror stop --pid-file F
+    python3 -m lpfleet.weights_mirror serve --models-dir DIR --host ADDR --port P --pid-file F --run-id R
+        (stdin: {"token", "models"})
+    python3 -m lpfleet.weights_mirror stop --pid-file F --run-id R
 
-`serve` binds the port, then detaches (the SSH command returns once the port accepts connections) and exits by
-itself after `--idle-exit` seconds without a request or `--max-life` seconds in all, so an aborted deploy never
-leaves it running for long. Every request must carry the run's random token (`Authorization: Bearer`): gated
-weights never become readable by whoever reaches the port.
+`serve` binds ADDR:P (the node's LAN address; never a wildcard address), then detaches (the SSH command returns
+once the port accepts connections) and exits by itself after `--idle-exit` seconds without an authenticated
+request and with no transfer in flight, or after `--max-life` seconds in all, so an aborted deploy never leaves it
+running for long. Every request must carry this mirror's own random token (`Authorization: Bearer`), checked
+before anything else: gated weights never become readable by whoever reaches the port, and an unauthenticated
+request neither keeps the mirror alive nor reaches the router. Connections are capped and time out.
+
+One mirror per node at a time: the serving process holds an exclusive `flock` on `--lock-file` for its whole
+life. A second run's `serve` waits up to `--wait` seconds for it and then stops with a message; it never kills
+another run's mirror. `stop` stops only the mirror of its own `--run-id`.
+
+What is served: only files of the verification records of the models asked for, read from `blobs/<locked hash>`
+itself (never through a snapshot link, never a symlink: O_NOFOLLOW), and only while the blob is still exactly the
+one that was verified (size, mtime, ctime, inode).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import fcntl
 import hmac
+import ipaddress
 import json
 import os
+import re
 import signal
+import socket
+import stat
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-CHUNK = 1024 * 1024
+CHUNK = 8 * 1024 * 1024  # sendfile per call: activity is noted between calls
+MAX_CONNECTIONS = 64
+CONNECTION_TIMEOUT = 60.0  # seconds a connection may sit without sending or receiving
+HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+RUN_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+MODEL_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9_][A-Za-z0-9_.-]{0,95}")
 
 
 def _folder(model_id: str) -> str:
@@ -41,14 +64,42 @@ class MirrorIndex:
         self.models_dir = models_dir
         self.files: dict[tuple[str, str], dict[str, dict]] = {}
         for model_id, commit in models:
+            if not (isinstance(model_id, str) and MODEL_ID.fullmatch(model_id) and ".." not in model_id
+                    and isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{40}", commit)):
+                raise ValueError(f"not a model id and commit: {str(model_id)[:100]!r} {str(commit)[:60]!r}")
             record_path = os.path.join(models_dir, ".lpfleet", "verified", _folder(model_id), commit + ".json")
             with open(record_path) as handle:
                 record = json.load(handle)
             locked = {f["path"]: f for f in record["model"]["files"]}
             verified = record.get("files", {})
-            self.files[(model_id, commit)] = {
-                p: f for p, f in locked.items() if verified.get(p, {}).get("etag") == (f.get("sha256") or f.get("git_blob"))
-            }
+            served = {}
+            for p, f in locked.items():
+                etag = f.get("sha256") or f.get("git_blob")
+                entry = verified.get(p) or {}
+                if isinstance(etag, str) and HEX.fullmatch(etag) and entry.get("etag") == etag \
+                        and isinstance(f.get("size"), int):
+                    served[p] = {**f, "etag": etag, "stamp": list(entry.get("stamp") or [])}
+            self.files[(model_id, commit)] = served
+
+    def open_blob(self, model_id: str, entry: dict) -> int | None:
+        """A read-only fd of the verified blob itself, or None when it is no longer exactly what was verified."""
+        repo_dir = os.path.join(self.models_dir, _folder(model_id))
+        for folder in (repo_dir, os.path.join(repo_dir, "blobs")):
+            try:
+                if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                    return None
+            except OSError:
+                return None
+        try:
+            fd = os.open(os.path.join(repo_dir, "blobs", entry["etag"]), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] != entry["stamp"] \
+                or st.st_size != entry["size"]:
+            os.close(fd)
+            return None
+        return fd
 
     def tree(self, model_id: str, commit: str) -> list[dict] | None:
         files = self.files.get((model_id, commit))
@@ -67,6 +118,7 @@ class MirrorIndex:
 
 class MirrorHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = CONNECTION_TIMEOUT  # socket timeout of every connection (an idle one is dropped)
     server: MirrorServer
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
@@ -95,11 +147,12 @@ class MirrorHandler(BaseHTTPRequestHandler):
         self._route()
 
     def _route(self) -> None:
-        self.server.touch()
         header = self.headers.get("Authorization") or ""
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self.server.token.encode()):
+            self.close_connection = True
             return self._error(401, None, "lpfleet mirror: token required")
+        self.server.touch()  # only an authenticated request counts as activity
         url = urlsplit(self.path)
         parts = [unquote(p) for p in url.path.split("/") if p]
         index = self.server.index
@@ -125,10 +178,18 @@ class MirrorHandler(BaseHTTPRequestHandler):
         entry = files.get(path)
         if entry is None:
             return self._error(404, "EntryNotFound", f"{path} not served here")
-        local = os.path.join(self.server.index.models_dir, _folder(model_id), "snapshots", commit, path)
+        fd = self.server.index.open_blob(model_id, entry)
+        if fd is None:
+            return self._error(404, "EntryNotFound", f"{path}: the blob changed since it was verified; not served")
+        try:
+            self._send_blob(fd, commit, entry)
+        finally:
+            os.close(fd)
+
+    def _send_blob(self, fd: int, commit: str, entry: dict) -> None:
         size = entry["size"]
         start, end, status = 0, size - 1, 200
-        headers = {"X-Repo-Commit": commit, "ETag": '"%s"' % (entry.get("sha256") or entry.get("git_blob")),
+        headers = {"X-Repo-Commit": commit, "ETag": '"%s"' % entry["etag"],
                    "Accept-Ranges": "bytes"}
         rng = self.headers.get("Range") if self.command == "GET" else None
         if rng and rng.startswith("bytes="):
@@ -151,24 +212,68 @@ class MirrorHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        with open(local, "rb") as handle:
-            self.wfile.flush()
-            self.connection.sendfile(handle, offset=start, count=end - start + 1)
-            self.server.touch()
+        self.wfile.flush()
+        with self.server.transfer(), os.fdopen(fd, "rb", closefd=False) as handle:
+            offset, left = start, end - start + 1
+            while left > 0:  # socket.sendfile waits for the socket within its timeout (os.sendfile would not)
+                sent = self.connection.sendfile(handle, offset=offset, count=min(CHUNK, left))
+                if sent == 0:
+                    break
+                offset += sent
+                left -= sent
+                self.server.touch()
 
 
 class MirrorServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], index: MirrorIndex, token: str) -> None:
+    def __init__(self, address: tuple[str, int], index: MirrorIndex, token: str, family: int = socket.AF_INET,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        self.address_family = family
         super().__init__(address, MirrorHandler)
         self.index = index
         self.token = token
         self.last_request = time.monotonic()
+        self.active = 0  # transfers in flight: the mirror never exits idle while one runs
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._lock = threading.Lock()
 
     def touch(self) -> None:
         self.last_request = time.monotonic()
+
+    class _Transfer:
+        def __init__(self, server: MirrorServer) -> None:
+            self.server = server
+
+        def __enter__(self) -> None:
+            with self.server._lock:
+                self.server.active += 1
+
+        def __exit__(self, *exc: object) -> None:
+            with self.server._lock:
+                self.server.active -= 1
+            self.server.touch()
+
+    def transfer(self) -> MirrorServer._Transfer:
+        return MirrorServer._Transfer(self)
+
+    def process_request(self, request, client_address) -> None:  # noqa: ANN001
+        """At most `max_connections` at once: one more is closed at once instead of getting a thread."""
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 def _watchdog(server: MirrorServer, idle_exit: float, max_life: float) -> None:
@@ -176,28 +281,95 @@ def _watchdog(server: MirrorServer, idle_exit: float, max_life: float) -> None:
     while True:
         time.sleep(1.0)
         now = time.monotonic()
-        if now - server.last_request > idle_exit or now - started > max_life:
+        idle = now - server.last_request > idle_exit and server.active == 0
+        if idle or now - started > max_life:
             server.shutdown()
             return
 
 
+def bind_address(host: str, port: int) -> tuple[int, tuple]:
+    """(family, sockaddr) for `host`: an IP address or a host name resolved on this node; never a wildcard."""
+    if not (HOSTNAME.fullmatch(host) or _is_ip(host)):
+        raise ValueError(f"--host {host[:80]!r} is not a host name or an IP address")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ValueError(f"--host {host}: does not resolve on this node ({exc})") from None
+    family, _, _, _, sockaddr = infos[0]
+    if ipaddress.ip_address(sockaddr[0]).is_unspecified:
+        raise ValueError(f"--host {host} resolves to the wildcard address {sockaddr[0]}; give the LAN address "
+                         "peers reach this node at (weights_lan_address)")
+    return family, sockaddr
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _take_node_lock(lock_file: str, wait: float) -> int | None:
+    """The node's mirror lock (an fd holding an exclusive flock), waiting up to `wait` s; None when taken."""
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.5)
+
+
+def _read_pid_file(pid_file: str) -> tuple[int, str] | None:
+    try:
+        with open(pid_file) as handle:
+            pid, _, run_id = handle.read().strip().partition(" ")
+        return int(pid), run_id
+    except (OSError, ValueError):
+        return None
+
+
 def serve(args: argparse.Namespace) -> int:
-    request = json.loads(sys.stdin.read() or "{}")
+    try:
+        request = json.loads(sys.stdin.read() or "{}")
+    except ValueError:
+        request = {}
+    request = request if isinstance(request, dict) else {}
     token = request.get("token") or ""
-    if len(token) < 16:
+    if not isinstance(token, str) or len(token) < 16:
         sys.stderr.write("lpfleet mirror: a token of at least 16 characters is required on stdin\n")
         return 2
-    _stop_existing(args.pid_file)
-    index = MirrorIndex(args.models_dir, request.get("models", []))
-    server = MirrorServer((args.host, args.port), index, token)  # bound now: peers can connect once we return
-    if args.foreground:
-        pid = os.getpid()
-    else:
-        pid = os.fork()
+    if not RUN_ID.fullmatch(args.run_id or ""):
+        sys.stderr.write("lpfleet mirror: --run-id: 8 to 64 letters, digits, '_' or '-'\n")
+        return 2
+    try:
+        family, sockaddr = bind_address(args.host, args.port)
+    except ValueError as exc:
+        sys.stderr.write(f"lpfleet mirror: {exc}\n")
+        return 2
+    lock_fd = _take_node_lock(args.lock_file, args.wait)
+    if lock_fd is None:
+        other = _read_pid_file(args.pid_file)
+        sys.stderr.write("lpfleet mirror: another lpfleet run's weights mirror is serving on this node"
+                         + (f" (pid {other[0]})" if other else "") + f"; waited {args.wait:.0f} s. It stops by "
+                         "itself when idle; run the deploy again then (it is never stopped by another run)\n")
+        return 3
+    try:
+        index = MirrorIndex(args.models_dir, request.get("models", []))
+        server = MirrorServer(sockaddr[:2], index, token, family)  # bound now: peers can connect once we return
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        sys.stderr.write(f"lpfleet mirror: cannot serve on {args.host}:{args.port}: {exc}\n")
+        os.close(lock_fd)
+        return 1
+    pid = os.getpid() if args.foreground else os.fork()
     if pid and not args.foreground:
-        with open(args.pid_file, "w") as handle:
-            handle.write(f"{pid}\n")
-        print(f"lpfleet mirror: serving {len(index.files)} model(s) on port {args.port} (pid {pid})")
+        os.close(lock_fd)  # the child holds the lock now
+        print(f"lpfleet mirror: serving {len(index.files)} model(s) on {args.host}:{args.port} (pid {pid})")
         return 0
     if not args.foreground:
         os.setsid()
@@ -206,21 +378,24 @@ def serve(args: argparse.Namespace) -> int:
         os.dup2(null, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)
-    else:
-        with open(args.pid_file, "w") as handle:
-            handle.write(f"{os.getpid()}\n")
+    tmp = f"{args.pid_file}.{os.getpid()}.tmp"
+    with open(tmp, "w") as handle:
+        handle.write(f"{os.getpid()} {args.run_id}\n")
+    os.replace(tmp, args.pid_file)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     threading.Thread(target=_watchdog, args=(server, args.idle_exit, args.max_life), daemon=True).start()
     try:
         server.serve_forever()
     finally:
         server.server_close()
-        try:
-            with open(args.pid_file) as handle:
-                if handle.read().strip() == str(os.getpid()):
-                    os.unlink(args.pid_file)
-        except OSError:
-            pass
+        mine = _read_pid_file(args.pid_file)
+        if mine and mine[0] == os.getpid():
+            try:
+                os.unlink(args.pid_file)
+            except OSError:
+                pass
+    if args.foreground:
+        return 0
     os._exit(0)
 
 
@@ -232,30 +407,20 @@ def _is_mirror(pid: int) -> bool:
         return False
 
 
-def _stop_existing(pid_file: str) -> bool:
-    """Stop the mirror named by the pid file (only if that pid really is one); True when one was stopped."""
-    try:
-        with open(pid_file) as handle:
-            pid = int(handle.read().strip())
-    except (OSError, ValueError):
-        return False
-    stopped = False
+def stop(args: argparse.Namespace) -> int:
+    """Stop the mirror this run started (pid file names it with the run id); any other run's is left alone."""
+    current = _read_pid_file(args.pid_file)
+    if current is None or current[1] != args.run_id:
+        print("lpfleet mirror: this run's mirror is not running")
+        return 0
+    pid = current[0]
     if _is_mirror(pid):
         os.kill(pid, signal.SIGTERM)
-        for _ in range(50):
+        for _ in range(100):
             if not _is_mirror(pid):
                 break
             time.sleep(0.1)
-        stopped = True
-    try:
-        os.unlink(pid_file)
-    except OSError:
-        pass
-    return stopped
-
-
-def stop(args: argparse.Namespace) -> int:
-    print("lpfleet mirror: stopped" if _stop_existing(args.pid_file) else "lpfleet mirror: was not running")
+    print("lpfleet mirror: stopped")
     return 0
 
 
@@ -264,9 +429,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_serve = sub.add_parser("serve")
     p_serve.add_argument("--models-dir", required=True)
-    p_serve.add_argument("--host", default="0.0.0.0")
+    p_serve.add_argument("--host", required=True, help="the LAN address to bind (never 0.0.0.0)")
     p_serve.add_argument("--port", type=int, required=True)
     p_serve.add_argument("--pid-file", required=True)
+    p_serve.add_argument("--lock-file", required=True, help="the node-wide mirror lock (flock)")
+    p_serve.add_argument("--run-id", required=True)
+    p_serve.add_argument("--wait", type=float, default=60.0, help="seconds to wait for another run's mirror")
     p_serve.add_argument("--log-file", default="/dev/null")
     p_serve.add_argument("--idle-exit", type=float, default=300.0)
     p_serve.add_argument("--max-life", type=float, default=3600.0)
@@ -274,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.set_defaults(func=serve)
     p_stop = sub.add_parser("stop")
     p_stop.add_argument("--pid-file", required=True)
+    p_stop.add_argument("--run-id", required=True)
     p_stop.set_defaults(func=stop)
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

@@ -43,6 +43,7 @@ from lpfleet.weights import FanoutPlan, WeightsPlan, human_bytes, plan_fanout, p
 RUNTIME_ROOT = "/opt/lpfleet/weights-runtime"
 MIRROR_PORT = 8790  # fan-out: the port a serving node listens on for its peers
 MIRROR_PID_FILE = "/run/lpfleet-weights-mirror.pid"
+MIRROR_LOCK_FILE = "/run/lpfleet-weights-mirror.lock"
 MIRROR_LOG_FILE = "/var/log/lpfleet-weights-mirror.log"
 
 # lpfleet modules the node runs (nothing that imports pyinfra, pydantic or docker).
@@ -180,12 +181,17 @@ def _archive_file(digest: str) -> str:
 
 @dataclass
 class FleetWeights:
-    """Every host's scan and weights plan, the fan-out plan, and this run's mirror token."""
+    """Every host's scan and weights plan, the fan-out plan, and this run's id and mirror tokens (one per
+    serving node: a peer's token opens only the mirror it was given for)."""
 
     scans: dict[str, dict[str, Any]] = field(default_factory=dict)
     plans: dict[str, WeightsPlan] = field(default_factory=dict)
     fanout: FanoutPlan = field(default_factory=FanoutPlan)
-    mirror_token: str = field(default_factory=lambda: secrets.token_hex(24))
+    run_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    mirror_tokens: dict[str, str] = field(default_factory=dict)
+
+    def mirror_token(self, serving_host: str) -> str:
+        return self.mirror_tokens.setdefault(serving_host, secrets.token_hex(24))
 
 
 _fleets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -380,17 +386,34 @@ def models_fetched(
         )
 
 
+def mirror_max_life(models: Sequence[LockedModel], peers: int, min_rate: int) -> int:
+    """How long a mirror may live at most: every peer copying every byte at the minimum rate, plus slack."""
+    total = sum(f.size for m in models for f in m.files)
+    return int(max(3600.0, max(peers, 1) * total / max(min_rate, 1) + 600))
+
+
 @operation()
 def mirror_serving(
-    models_dir: str, serve: Sequence[LockedModel], token: Secret | None, port: int = MIRROR_PORT
+    models_dir: str,
+    serve: Sequence[LockedModel],
+    token: Secret | None,
+    bind: str,
+    run_id: str,
+    port: int = MIRROR_PORT,
+    peers: int = 1,
+    min_rate: int = 1_000_000,
 ):
     """
     Serve this node's verified copies of `serve` to its peers for the rest of the run (fan-out mode).
 
     + models_dir: the node's models dir
     + serve: the models peers copy from this node
-    + token: the run's mirror token (peers send it; it reaches the node on stdin)
+    + token: this mirror's own token (its peers send it; it reaches the node on stdin)
+    + bind: the LAN address to listen on (weights_lan_address, else the inventory name); never a wildcard
+    + run_id: this run's id (the mirror's pid file names it; `mirror_stopped` stops only that one)
     + port: where peers connect
+    + peers: how many peers copy from it (sizes its maximum life)
+    + min_rate: bytes/s, the slowest copy expected (sizes its maximum life)
     """
     if not serve:
         host.noop("weights: no peer needs a model from this node")
@@ -399,21 +422,24 @@ def mirror_serving(
     payload = {"token": reveal(token), "models": [[m.model_id, m.commit] for m in serve]}
     yield StringCommand(
         _runtime_command(bundle, "lpfleet.weights_mirror", "serve", "--models-dir", QuoteString(models_dir),
-                         "--port", str(int(port)), "--pid-file", QuoteString(MIRROR_PID_FILE),
+                         "--host", QuoteString(bind), "--port", str(int(port)),
+                         "--pid-file", QuoteString(MIRROR_PID_FILE), "--lock-file", QuoteString(MIRROR_LOCK_FILE),
+                         "--run-id", QuoteString(run_id), "--max-life", str(mirror_max_life(serve, peers, min_rate)),
                          "--log-file", QuoteString(MIRROR_LOG_FILE)),
         _stdin=json.dumps(payload),
     )
 
 
 @operation()
-def mirror_stopped(serving: bool):
+def mirror_stopped(serving: bool, run_id: str = ""):
     """
-    Stop the node's weights mirror once every peer has its copy.
+    Stop this run's weights mirror on the node once every peer has its copy (never another run's).
 
     + serving: whether this run started one on this node
+    + run_id: this run's id
     """
     if not serving:
         host.noop("weights: no mirror to stop")
         return
     yield _runtime_command(runtime_bundle(), "lpfleet.weights_mirror", "stop", "--pid-file",
-                           QuoteString(MIRROR_PID_FILE))
+                           QuoteString(MIRROR_PID_FILE), "--run-id", QuoteString(run_id))
