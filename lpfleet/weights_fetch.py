@@ -641,11 +641,13 @@ def ensure_model(
     limits = limits or FetchLimits(read_timeout=_env_timeout(FetchLimits.read_timeout))
     try:
         models_dir = Path(models_dir).resolve()
+        if models_dir.exists() and not models_dir.is_dir():
+            raise HubAccessError(model.model_id, f"{models_dir} exists and is not a directory",
+                                 "give a directory as the models dir")
+        os.listdir(models_dir) if models_dir.exists() else None
     except (OSError, RuntimeError) as exc:
-        raise HubError(model.model_id, f"models dir {models_dir}: {exc}") from None
-    if models_dir.exists() and not models_dir.is_dir():
-        raise HubAccessError(model.model_id, f"{models_dir} exists and is not a directory",
-                             "give a directory as the models dir")
+        raise HubAccessError(model.model_id, f"models dir {models_dir}: {_why(exc)}",
+                             "run as a user that can read the models dir") from None
     result = EnsureResult(model, repaired=[])
     plan = _plan(models_dir, model, branch)
     if plan.problems:

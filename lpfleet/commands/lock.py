@@ -4,8 +4,11 @@ Reads the inventory and its group data like pyinfra (every host's spec validated
 every managed aiModels.json entry plus the extra models their pipelines load (the catalog), asks the hub
 (`hf_lock_endpoint`, else `hf_endpoint`; token from the controller env var named by `hf_token_env`), and writes
 `models.lock` next to the inventory (or where `models_lock` says). Fails, naming every bad model, before any node
-is touched: id not found, id differing in case from the hub's canonical id, gated without a token or access.
-Rewrites nothing when nothing changed. `--check` only says whether the lock is current (exit 1 when not).
+is touched: id not found, id differing in case from the hub's canonical id, gated without a token or access, the
+endpoint unreachable or answering values that cannot be right. Writes only when every model resolved, atomically
+(a synced temp file renamed over the old one), after printing every change (models added, moved, removed);
+never a lock that lacks a model the inventory names; never over an existing lock it cannot parse. Rewrites
+nothing when nothing changed. `--check` only says whether the lock is current (exit 1 when not).
 """
 
 from __future__ import annotations
@@ -75,17 +78,26 @@ def run(args: argparse.Namespace) -> int:
             for note in model.unchecked:
                 print(f"note: {model.model_id}: not checked: {note}")
         if errors:
-            sys.stderr.write(f"lpfleet lock: {len(errors)} model(s) cannot be locked; {path} left unchanged, "
-                             "no node touched:\n" + "".join(f"  {e}\n" for e in errors))
+            sys.stderr.write(f"lpfleet lock: {len(errors)} of {len(requests)} model(s) cannot be locked; {path} "
+                             "left unchanged, no node touched:\n" + "".join(f"  {e}\n" for e in errors))
             status = 1
             continue
         new = merge_for_write(resolved)
+        dropped = sorted(set(requests) - {m.key for m in new.models})
+        if dropped:  # cannot happen when every request resolved; a lock must never lose a model still named
+            sys.stderr.write(f"lpfleet lock: {path}: would drop {', '.join(f'{m} ({r})' for m, r in dropped)} "
+                             "that the inventory still names; not written\n")
+            status = 1
+            continue
         old = None
         if path.exists():
             try:
                 old = load(path.read_text(), str(path))
-            except LockError as exc:
-                print(f"note: replacing unreadable {path}: {exc}")
+            except (LockError, OSError, UnicodeDecodeError) as exc:
+                sys.stderr.write(f"lpfleet lock: cannot read the existing {path} ({exc}); left untouched: move it "
+                                 "away to have a new one written\n")
+                status = 1
+                continue
         changes = diff(old, new)
         text = dump(new)
         if not changes.changed and path.exists() and path.read_text() == text:
@@ -97,14 +109,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path}: not current; run `lpfleet lock {args.inventory}`")
             status = max(status, 1)
             continue
-        _write(path, text)
+        try:
+            _write(path, text)
+        except OSError as exc:
+            sys.stderr.write(f"lpfleet lock: cannot write {path}: {exc.strerror or exc}; the old lock is left as "
+                             "it was (check the folder's permissions and free space)\n")
+            status = 1
+            continue
         print(f"{path}: written ({len(new.models)} models, {human_bytes(new.unique_bytes)})")
     return status
 
 
 def _write(path: Path, text: str) -> None:
+    """Atomically: a unique temp file in the same folder, synced, renamed over the old lock, folder synced."""
+    from lpfleet.weights_fetch import write_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_atomic(path, text)
