@@ -9,13 +9,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
-import posixpath
 from collections.abc import Sequence
-from io import BytesIO
 
 from pyinfra import host, logger, state
 from pyinfra.api import (
-    FileUploadCommand,
     HiddenValue,
     OperationTypeError,
     QuoteString,
@@ -42,9 +39,23 @@ def _octal(mode: str | int) -> str:
     return format(value, "o")
 
 
-def temp_path(dest: str) -> str:
-    """The temporary file beside `dest` (same filesystem, so the final mv is an atomic rename)."""
-    return posixpath.join(posixpath.dirname(dest) or ".", f".{posixpath.basename(dest)}.lpfleet-tmp")
+# Writes stdin (base64: pyinfra ends every stdin line with a newline) into a unique 0600 temp file beside the
+# destination, created under umask 077 (so the bytes are never readable by others, also under sudo: pyinfra's
+# own upload would pass them through a predictable 0644 file in /tmp), synced, then renamed over it.
+_STDIN_WRITE = (
+    'd=$(dirname "$1") && mkdir -p "$d" && umask 077 && '
+    't=$(mktemp "$d/.$(basename "$1").lpfleet-XXXXXXXX") && '
+    '{ base64 -d > "$t" && { [ -z "$2" ] || chown "$2" "$t"; } && chmod "$3" "$t" && '
+    '{ sync "$t" 2>/dev/null || true; } && mv -f "$t" "$1"; } || { rm -f "$t"; exit 1; }'
+)
+
+
+def stdin_write(dest: str, data: bytes, mode: str, owner: str = "") -> StringCommand:
+    """Write `data` to `dest` atomically with the bytes on the command's stdin, never in its argv or /tmp."""
+    import base64
+
+    return StringCommand("sh", "-c", QuoteString(_STDIN_WRITE), "lpfleet-write", QuoteString(dest),
+                         QuoteString(owner), QuoteString(mode), _stdin=base64.b64encode(data).decode("ascii"))
 
 
 def planning_notes() -> bool:
@@ -115,15 +126,6 @@ def secret_file(
             logger.info("  %s", line)
         logger.info("")
 
-    tmp = temp_path(dest)
-    parent = posixpath.dirname(dest)
-    if parent:
-        yield StringCommand("mkdir", "-p", QuoteString(parent))
-    # the temp file exists with mode 0600 before any byte is written into it (an upload into an
-    # existing file keeps its mode, over SFTP and with the local connector's cp)
-    yield StringCommand("(", "umask", "077", "&&", "rm", "-f", QuoteString(tmp), "&&", ":", ">", QuoteString(tmp), ")")
-    yield FileUploadCommand(BytesIO(data), tmp, remote_temp_filename=host.get_temp_filename(dest))
-    if user or group:
-        owner = f"{user or ''}:{group or ''}" if user else f":{group}"
-        yield StringCommand("chown", QuoteString(owner), QuoteString(tmp))
-    yield StringCommand("chmod", want_mode, QuoteString(tmp), "&&", "mv", "-f", QuoteString(tmp), QuoteString(dest))
+    owner = (f"{user or ''}:{group or ''}" if user else f":{group}") if (user or group) else ""
+    yield stdin_write(dest, data, want_mode, owner)
+

@@ -6,19 +6,17 @@ aiModels.json content it reads and of the orch secret - and the container carrie
 then one comparison: the same hash, image id and a running container is "No changes"; otherwise the container
 is recreated (or started, when only stopped).
 
-The orchestrator secret never appears on a command line: it is uploaded into a 0600 file in the folder that
+The orchestrator secret never appears on a command line: it is written from stdin into a 0600 file in the folder that
 is mounted into the container, and `-orchSecret` names that file (go-livepeer reads a file path there).
 """
 
 from __future__ import annotations
 
-import io
 import posixpath
 
 from pydantic import SecretStr
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
-from pyinfra.api.command import FileUploadCommand
 
 from lpfleet.facts.worker import WorkerContainerState
 from lpfleet.operations.plan_notes import note
@@ -131,12 +129,7 @@ def orch_secret_file(path: str, secret: SecretStr | None, current_sha256: str | 
             return
         yield StringCommand("chmod", "600", QuoteString(path))
         return
-    folder = posixpath.dirname(path)
-    staging = posixpath.join(folder, ".lpfleet-staging")
-    # A 0700 staging folder: the upload lands there before its mode is 0600.
-    yield StringCommand("mkdir", "-p", QuoteString(folder), "&&", "mkdir", "-p", "-m", "700", QuoteString(staging),
-                        "&&", "chmod", "700", QuoteString(staging))
-    staged = posixpath.join(staging, posixpath.basename(path))
-    yield FileUploadCommand(io.BytesIO(value.encode()), staged)
-    yield StringCommand("chmod", "600", QuoteString(staged), "&&", "mv", "-f", QuoteString(staged), QuoteString(path),
-                        "&&", "rmdir", QuoteString(staging))
+    from lpfleet.operations.files import stdin_write
+
+    # the bytes travel on stdin into a 0600 temp file beside the target (never argv, never pyinfra's /tmp upload)
+    yield stdin_write(path, value.encode(), "600")

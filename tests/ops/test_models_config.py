@@ -60,7 +60,7 @@ def test_first_run_writes_the_file_private_and_atomically(target):
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     data = json.loads(target.read_text())
     assert data[1]["token"] == TOKEN and data[0]["price_per_unit"] == 4768371
-    assert not list(target.parent.glob(".*lpfleet-tmp"))  # the temp file was renamed, not left behind
+    assert not list(target.parent.glob(".*lpfleet-*"))  # the temp file was renamed, not left behind
 
 
 def test_second_run_changes_nothing(target):

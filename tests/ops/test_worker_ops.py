@@ -76,8 +76,10 @@ def fact_lines(spec: NodeSpec | None, status: str | None = "running", image_id: 
 
 
 class Run:
-    def __init__(self, state: State, commands: list[str], uploads: dict[str, bytes], failed: bool):
+    def __init__(self, state: State, commands: list[str], uploads: dict[str, bytes], failed: bool,
+                 stdins: list | None = None):
         self.state, self.commands, self.uploads, self.failed = state, commands, uploads, failed
+        self.stdins = stdins or []  # (command, _stdin) of every command given input
 
     def changed(self) -> int:
         host = self.state.inventory.get_host("@fake/n1")
@@ -97,6 +99,16 @@ def run(spec: NodeSpec, lines: list[str], monkeypatch) -> Run:
         return True
 
     monkeypatch.setattr(FakeConnector, "put_file", put_file)
+    stdins: list = []
+    real_run = FakeConnector.run_shell_command
+
+    def run_shell_command(self, command, *args, **arguments):
+        if arguments.get("_stdin") is not None:
+            stdins.append((command.get_masked_value() if hasattr(command, "get_masked_value") else command,
+                           arguments["_stdin"]))
+        return real_run(self, command, *args, **arguments)
+
+    monkeypatch.setattr(FakeConnector, "run_shell_command", run_shell_command)
     connect_all(state)
     add_deploy(state, run_ai_worker, plan_for_spec(spec, state))
     failed = False
@@ -106,7 +118,7 @@ def run(spec: NodeSpec, lines: list[str], monkeypatch) -> Run:
         failed = True
     host = inventory.get_host("@fake/n1")
     commands = [c for c in host.connector.executed_commands if "lpfleet-worker-fact" not in c]
-    return Run(state, commands, uploads, failed or host in state.failed_hosts)
+    return Run(state, commands, uploads, failed or host in state.failed_hosts, stdins)
 
 
 def run_argv(command: str) -> list[str]:
@@ -221,13 +233,16 @@ def test_stopped_worker_is_started(monkeypatch):
     assert "lpfleet-worker-ready" in result.commands[1]
 
 
-def test_secret_uploaded_0600_and_never_in_a_command(monkeypatch):
+def test_secret_written_from_stdin_0600_and_never_in_a_command(monkeypatch):
+    """No pyinfra upload (under sudo that passes through a 0644 file in /tmp): the bytes go on stdin."""
+    import base64
+
     spec = spec_for("worker", secret=SECRET)
     result = run(spec, fact_lines(spec, status=None), monkeypatch)
-    assert list(result.uploads.values()) == [SECRET.encode()]
-    [staged] = result.uploads
-    assert staged == "/root/.lpData/.lpfleet-staging/.orchSecret"
-    assert any(re.search(r"chmod 600 \S*\.lpfleet-staging/\.orchSecret && mv -f", c) for c in result.commands)
+    assert result.uploads == {}
+    [(command, stdin)] = [(c, i) for c, i in result.stdins if "/root/.lpData/.orchSecret" in c]
+    assert base64.b64decode(stdin) == SECRET.encode()
+    assert "umask 077" in command and re.search(r"lpfleet-write /root/\.lpData/\.orchSecret '' 600", command)
     assert all(SECRET not in command for command in result.commands)
     assert not result.failed
 
