@@ -8,9 +8,11 @@ facts that carry none, and masks known secret values in log lines before they be
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Sequence
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape as _xml_escape
+from xml.sax.saxutils import quoteattr as _xml_quoteattr
 
 from lpfleet.checks import (
     PROBLEM_STATES,
@@ -41,6 +43,25 @@ __all__ = [
     "to_table",
     "verdict",
 ]
+
+
+# ANSI/OSC escape sequences, then every C0/C1 control character but tab and newline: node-supplied text (log
+# lines) must neither break the XML (XML 1.0 forbids them) nor drive the operator's terminal.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` without terminal escape sequences and control characters (tab and newline kept)."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", text))
+
+
+def escape(text: str) -> str:
+    return _xml_escape(printable(text))
+
+
+def quoteattr(text: str) -> str:
+    return _xml_quoteattr(printable(text))
 
 
 def to_json(
@@ -145,10 +166,10 @@ def to_table(
         for check in host.checks:
             if check in folded:
                 continue
-            rows.append((host.host, check.check, _MARK[check.state], check.detail))
+            rows.append((host.host, check.check, _MARK[check.state], printable(check.detail)))
             if check.causes:
                 notes[len(rows) - 1] = [
-                    text
+                    printable(text)
                     for c in check.causes
                     for text in (f"{c.cause}: {c.line.strip()}", f"  fix: {c.hint}")
                 ]

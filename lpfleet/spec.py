@@ -506,23 +506,26 @@ def _check_node_values(
     if pixels is not None and (isinstance(pixels, bool) or not isinstance(pixels, int) or pixels <= 0):
         bad("pixels_per_unit", "must be a positive whole number")
     env = values.get("hf_token_env")
-    if env is not None and (not isinstance(env, str) or not _ENV_NAME.match(env)):
+    if env is not None and (not isinstance(env, str) or not _ENV_NAME.fullmatch(env)):
         bad("hf_token_env", "must be the NAME of an environment variable (not the token)")
     fingerprint = values.get("nvidia_key_fingerprint")
     if fingerprint is not None and (
-        not isinstance(fingerprint, str) or not _FINGERPRINT.match(fingerprint.replace(" ", ""))
+        not isinstance(fingerprint, str) or not _FINGERPRINT.fullmatch(fingerprint.replace(" ", ""))
     ):
         bad("nvidia_key_fingerprint", "must be the key's full 40-hex-digit fingerprint (gpg --show-keys), not a key id")
     version = values.get("nvidia_toolkit_version")
-    if version is not None and (not isinstance(version, str) or not _DEB_VERSION.match(version)):
+    if version is not None and (not isinstance(version, str) or not _DEB_VERSION.fullmatch(version)):
         bad("nvidia_toolkit_version",
                 'must be an exact Debian package version with its revision, such as "1.20.0-1" (apt installs '
                 "pkg=VERSION exactly)")
-    for key in ("hf_endpoint", "hf_lock_endpoint", "gateway_url", "docker_repo_url", "nvidia_key_url",
-                "nvidia_repo_url"):
+    for key in ("hf_endpoint", "hf_lock_endpoint", "gateway_url", "docker_repo_url", "docker_key_url",
+                "nvidia_key_url", "nvidia_repo_url"):
         url = values.get(key)
         if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
             bad(key, "must be an http(s) URL")
+        elif isinstance(url, str) and any(ord(c) <= 0x20 or 0x7F <= ord(c) <= 0x9F for c in url):
+            # a newline would add lines to the apt .sources file (e.g. "Trusted: yes") or to a command
+            bad(key, "must be an http(s) URL with no spaces, newlines or other control characters")
     overrides = values.get("runner_image_overrides")
     if overrides is not None:
         if not isinstance(overrides, Mapping):

@@ -146,7 +146,15 @@ def test_missing_ai_models_is_a_warning_and_an_empty_list():
         ("nvidia_toolkit_version", "latest", "exact Debian package version"),
         ("nvidia_toolkit_version", "1.20.0-1; rm -rf /", "exact Debian package version"),
         ("nvidia_repo_url", "nvidia.github.io/libnvidia-container", "http(s) URL"),
+        ("nvidia_repo_url", "https://mirror.example/deb/$(ARCH)\nTrusted: yes", "with no spaces, newlines"),
+        ("docker_repo_url", "https://mirror.example/linux\rX-Comment:", "with no spaces, newlines"),
+        ("docker_key_url", "https://mirror.example/gpg\tx", "with no spaces, newlines"),
+        ("hf_endpoint", "https://hub.example\n", "with no spaces, newlines"),
+        ("nvidia_toolkit_version", "1.17.8-1\n", "exact Debian package version"),
+        ("hf_token_env", "HF_TOKEN\n", "NAME of an environment variable"),
+        ("nvidia_key_fingerprint", "C95B321B61E88C1809C4F759DDCAE044F796ECB0\n", "40-hex-digit fingerprint"),
         ("weights_mirror_port", 70000, "less than or equal to 65535"),
+        ("weights_min_rate", 10, "greater than or equal to 1000"),
     ],
 )
 def test_node_level_values_are_checked(key, value, words):
