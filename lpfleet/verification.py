@@ -615,6 +615,17 @@ class _Verifier:
                     f"incomplete at {item['commit'][:12]}: {'; '.join(parts)}",
                     [Cause("weights-missing", f"{repo}: {'; '.join(parts)}", hint)],
                 )
+            elif item.get("modified"):
+                changed = item["modified"]
+                shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
+                fix = "run deploy.py: the weights step hashes the changed files again and fetches any that are wrong"
+                self.add(
+                    check,
+                    "fail",
+                    f"{len(changed)} file(s) changed since they were verified ({shown})",
+                    [Cause("weights-modified", f"{repo}: blob of {c} rewritten since it was verified", fix)
+                     for c in changed[:3]],
+                )
             elif item.get("expected_commit") and item["expected_commit"] != item["commit"]:
                 self.add(
                     check,

@@ -110,6 +110,7 @@ class WeightsInfo(TypedDict, total=False):
     bytes: int
     missing: list[str]
     wrong_size: list[list[Any]]  # [path, locked size, size on the node]
+    modified: list[str]  # files whose blob's stamp differs from the weights step's verification record
     expected_commit: Optional[str]
     refs: dict[str, str]  # every ref of the repo (name -> commit): a runner online moves refs/main
     snapshots: list[str]  # every snapshot folder's name

@@ -262,6 +262,7 @@ def gather_weights(models_dir, wanted):
             "bytes": 0,
             "missing": [],
             "wrong_size": [],
+            "modified": [],
             "expected_commit": model.get("commit"),
         }
         if entry["repo_dir"]:  # what else the repo holds: a runner online moves refs and adds snapshots
@@ -295,8 +296,33 @@ def gather_weights(models_dir, wanted):
                 continue
             entry["files"] += 1
             entry["bytes"] += actual
+        entry["modified"] = modified_blobs(models_dir, repo, entry["commit"])
         results.append(entry)
     return results
+
+
+def modified_blobs(models_dir, repo, commit):
+    """Files whose blob is no longer the one lpfleet hashed (its stamp: size, mtime, ctime, inode, differs from
+    the verification record), found without reading a byte of it: a blob rewritten in place with other bytes of
+    the same size."""
+    record = os.path.join(models_dir, ".lpfleet", "verified", os.path.basename(repo), commit + ".json")
+    try:
+        with open(record) as handle:
+            files = json.load(handle).get("files") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    changed = []
+    for rel, seen in sorted(files.items()):
+        etag = seen.get("etag") if isinstance(seen, dict) else None
+        if not isinstance(etag, str) or "/" in etag or etag in ("", ".", ".."):
+            continue
+        try:
+            st = os.lstat(os.path.join(repo, "blobs", etag))
+        except OSError:
+            continue  # a missing blob is reported as missing
+        if [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] != list(seen.get("stamp") or []):
+            changed.append(rel)
+    return changed
 
 
 def gather(params):

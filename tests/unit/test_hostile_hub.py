@@ -358,3 +358,20 @@ def test_olah_offline_answers_fall_back_to_the_revision_endpoint(hub, world):
     assert_only_verified_bytes(models)
     result = run_cli("prefetch", "evil/other", "--models-dir", str(models), "--quiet", endpoint=hub.url)
     assert result.returncode == 1 and "evil/other: not found on" in result.stderr
+
+
+def test_verify_sees_a_blob_rewritten_in_place_without_hashing(hub, tmp_path):
+    """Same size, other bytes: the verify node script compares stamps with the verification record."""
+    from lpfleet.facts.verify_node_script import gather_weights
+
+    models = tmp_path / "m"
+    model = honest_lock(hub)
+    ensure_model(models, model, endpoint=hub.url, token=None, progress=False, limits=FAST)
+    wanted = [{"id": REPO, "branch": "main", "commit": COMMIT, "files": [[f.path, f.size] for f in model.files]}]
+    assert gather_weights(str(models), wanted)[0]["modified"] == []
+    blob = models / FOLDER / "blobs" / sha256(WEIGHTS)
+    data = bytearray(blob.read_bytes())
+    data[10] ^= 0x01
+    blob.write_bytes(bytes(data))
+    entry = gather_weights(str(models), wanted)[0]
+    assert entry["modified"] == ["model.safetensors"] and entry["wrong_size"] == []

@@ -732,3 +732,11 @@ def test_only_the_locked_snapshot_is_green():
     snap = with_commits({"main": LOCKED}, [LOCKED], [LOCKED])
     assert check_snapshot(snap) is snap  # the node script's shape, the repo's commits included
     assert checks_by_name(verify(snap))[f"weights {T2I}"].state == "ok"
+
+
+def test_a_blob_changed_since_it_was_verified_is_weights_modified():
+    snap = healthy_snapshot()
+    snap["weights"][0].update(modified=["unet/model.safetensors"])
+    check = checks_by_name(verify(snap))[f"weights {T2I}"]
+    assert check.state == "fail" and "changed since they were verified (unet/model.safetensors)" in check.detail
+    assert check.causes[0].cause == "weights-modified" and "run deploy.py" in check.causes[0].hint
