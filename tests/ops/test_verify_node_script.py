@@ -285,6 +285,7 @@ def test_everything_in_one_answer(node):
         "bytes": 0,
         "missing": [],
         "wrong_size": [],
+        "modified": [],
         "expected_commit": None,
     }
 
