@@ -60,10 +60,22 @@ def lock_path(sandbox) -> Path:
 
 
 def node_offline_load(sandbox, node, repo: str) -> tuple[int, str]:
-    """huggingface_hub's own offline loader on the node (the runtime the weights step installed)."""
-    code = ("from huggingface_hub import snapshot_download;"
-            f'print(snapshot_download("{repo}", cache_dir="{MODELS_DIR}", local_files_only=True))')
-    return sandbox.exec(node, f"PYTHONPATH=$(ls -d {RUNTIME_ROOT}/*/ | head -1) HF_HUB_OFFLINE=1 python3 -c '{code}'")
+    """huggingface_hub's own offline loader over a copy of the node's models dir (links, refs and all: what
+    the runner reads). The node runtime carries no huggingface_hub any more, so it runs on the controller."""
+    import tempfile
+
+    from huggingface_hub import snapshot_download
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copied = subprocess.run(["docker", "cp", f"{node.container}:{MODELS_DIR}", f"{tmp}/models"],
+                                capture_output=True, text=True, timeout=300)
+        if copied.returncode != 0:
+            return copied.returncode, copied.stderr
+        try:
+            path = snapshot_download(repo, cache_dir=f"{tmp}/models", local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - the test reports what the loader said
+            return 1, f"{type(exc).__name__}: {exc}"
+        return 0, path.replace(f"{tmp}/models", MODELS_DIR) + "\n"
 
 
 @pytest.fixture(scope="module")
