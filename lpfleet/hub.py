@@ -43,8 +43,11 @@ def _hf() -> Any:
         import huggingface_hub
         from huggingface_hub import constants
     except ImportError as exc:
-        raise HubError("lpfleet", f"huggingface_hub is not importable ({exc})",
-                       f"install lpfleet with its dependencies (huggingface_hub{HF_HUB_RANGE})") from None
+        raise HubError(
+            "lpfleet",
+            f"huggingface_hub is not importable ({exc})",
+            f"install lpfleet with its dependencies (huggingface_hub{HF_HUB_RANGE})",
+        ) from None
     constants.HF_HUB_DISABLE_TELEMETRY = True
     return huggingface_hub
 
@@ -67,30 +70,41 @@ def _status(exc: BaseException) -> int | None:
 def _transport(model_id: str, endpoint: str, what: str, exc: BaseException) -> HubError:
     """A failure below HTTP (refused, DNS, TLS, cut, timeout: httpx2's errors, OSError) as one line."""
     text = " ".join(str(exc).split())[:200] or type(exc).__name__
-    return HubError(model_id, f"{what}: cannot reach {display_url(endpoint)} ({type(exc).__name__}: {text})",
-                    "check the endpoint (HF_ENDPOINT / hf_endpoint / hf_lock_endpoint) and the network")
+    return HubError(
+        model_id,
+        f"{what}: cannot reach {display_url(endpoint)} ({type(exc).__name__}: {text})",
+        "check the endpoint (HF_ENDPOINT / hf_endpoint / hf_lock_endpoint) and the network",
+    )
 
 
-def lock_model(request: ModelRequest, endpoint: str, token: str | None, token_env: str = "HF_TOKEN") -> LockedModel:
+def lock_model(
+    request: ModelRequest, endpoint: str, token: str | None, token_env: str = "HF_TOKEN"
+) -> LockedModel:
     """Resolve `request` on the hub: commit, selected files with sha256 / git blob ids.
 
     Checks: the repo exists, its canonical id is exactly `request.model_id`, the revision exists, the include
     globs select something, every selected file's path, size and hash are well-formed, and the token opens the
-    files (a HEAD of one file: gated repos answer 401/403). A missing or refused `/api/models/{repo}` (a mirror:
-    olah offline answers 401 RepoNotFound there) falls back to the revision endpoint before concluding "not
-    found"; what could then not be checked is listed in `unchecked`.
+    files (a HEAD of one file: gated repos answer 401/403). A missing or refused `/api/models/{repo}` (a
+    mirror: olah offline answers 401 RepoNotFound there) falls back to the revision endpoint before concluding
+    "not found"; what could then not be checked is listed in `unchecked`.
     """
     from lpfleet.lock import model_id_problem
 
     model_id = request.model_id
     problem = model_id_problem(model_id)
     if problem:
-        raise HubAccessError(str(model_id)[:100], f"not a valid model id: {problem}",
-                             "use the id as the model's page shows it (org/name, exact case)")
+        raise HubAccessError(
+            str(model_id)[:100],
+            f"not a valid model id: {problem}",
+            "use the id as the model's page shows it (org/name, exact case)",
+        )
     problem = endpoint_problem(endpoint)
     if problem:
-        raise HubAccessError(model_id, f"endpoint {display_url(str(endpoint))!r}: {problem}",
-                             "set HF_ENDPOINT / hf_endpoint to an http(s) URL such as https://huggingface.co")
+        raise HubAccessError(
+            model_id,
+            f"endpoint {display_url(str(endpoint))!r}: {problem}",
+            "set HF_ENDPOINT / hf_endpoint to an http(s) URL such as https://huggingface.co",
+        )
     try:
         return _lock_model(request, endpoint, token, token_env)
     except HubError:
@@ -112,8 +126,9 @@ def _lock_model(request: ModelRequest, endpoint: str, token: str | None, token_e
     api = _api(endpoint, token)
     model_id = request.model_id
     where = display_url(endpoint)
-    not_found = HubAccessError(model_id, f"not found on {where}",
-                               "check the model_id (org/name, exact case) on the model's page")
+    not_found = HubAccessError(
+        model_id, f"not found on {where}", "check the model_id (org/name, exact case) on the model's page"
+    )
     unchecked: list[str] = []
     canonical: str | None = None
     gated: bool | None = None
@@ -125,16 +140,23 @@ def _lock_model(request: ModelRequest, endpoint: str, token: str | None, token_e
     except HfHubHTTPError as exc:  # RepositoryNotFoundError included: a mirror may refuse this endpoint only
         status = _status(exc)
         if status is not None and status >= 500:
-            raise HubError(model_id, f"model info failed on {where}: HTTP {status}", "try again later") from None
-        unchecked.append(f"model info (HTTP {status} from /api/models/{{repo}}): canonical id and gating from "
-                         "the revision answer only")
+            raise HubError(
+                model_id, f"model info failed on {where}: HTTP {status}", "try again later"
+            ) from None
+        unchecked.append(
+            f"model info (HTTP {status} from /api/models/{{repo}}): canonical id and gating from "
+            "the revision answer only"
+        )
     except Exception as exc:  # noqa: BLE001
         raise _transport(model_id, endpoint, "model info", exc) from None
     try:
         rev_info = api.model_info(model_id, revision=request.revision)
     except RevisionNotFoundError:
-        raise HubAccessError(model_id, f"revision {request.revision!r} not found",
-                             "use a branch, tag or commit that exists in the repo") from None
+        raise HubAccessError(
+            model_id,
+            f"revision {request.revision!r} not found",
+            "use a branch, tag or commit that exists in the repo",
+        ) from None
     except GatedRepoError:
         raise _gated_message(model_id, endpoint, token, token_env) from None
     except RepositoryNotFoundError:
@@ -143,13 +165,19 @@ def _lock_model(request: ModelRequest, endpoint: str, token: str | None, token_e
         status = _status(exc)
         if status in (401, 403, 404):
             raise not_found from None
-        raise HubError(model_id, f"resolving revision {request.revision!r} on {where} failed: HTTP {status}") from None
+        raise HubError(
+            model_id, f"resolving revision {request.revision!r} on {where} failed: HTTP {status}"
+        ) from None
     except Exception as exc:  # noqa: BLE001
         raise _transport(model_id, endpoint, f"resolving revision {request.revision!r}", exc) from None
     commit = getattr(rev_info, "sha", None)
     if commit_problem(commit):
-        raise HubError(model_id, f"revision {request.revision!r}: the endpoint answered the commit "
-                       f"{str(commit)[:60]!r}, not 40 hex digits", "the endpoint is broken or hostile") from None
+        raise HubError(
+            model_id,
+            f"revision {request.revision!r}: the endpoint answered the commit "
+            f"{str(commit)[:60]!r}, not 40 hex digits",
+            "the endpoint is broken or hostile",
+        ) from None
     if canonical is None:
         canonical = getattr(rev_info, "id", None)
         if not canonical:
@@ -157,27 +185,40 @@ def _lock_model(request: ModelRequest, endpoint: str, token: str | None, token_e
         if gated is None and getattr(rev_info, "gated", None) is not None:
             gated = bool(rev_info.gated)
     if canonical is not None and canonical != model_id:
-        raise HubAccessError(model_id, f"differs from the hub's canonical id {str(canonical)[:100]!r}",
-                             f"use model_id {str(canonical)[:100]!r}: the runner's cache lookup is case-sensitive")
+        raise HubAccessError(
+            model_id,
+            f"differs from the hub's canonical id {str(canonical)[:100]!r}",
+            f"use model_id {str(canonical)[:100]!r}: the runner's cache lookup is case-sensitive",
+        )
     try:
-        entries = [e for e in api.list_repo_tree(model_id, revision=commit, recursive=True)
-                   if isinstance(e, RepoFile)]
+        entries = [
+            e
+            for e in api.list_repo_tree(model_id, revision=commit, recursive=True)
+            if isinstance(e, RepoFile)
+        ]
     except GatedRepoError:
         raise _gated_message(model_id, endpoint, token, token_env) from None
     except HfHubHTTPError as exc:
-        raise HubError(model_id, f"listing files of {commit[:12]} on {where} failed: HTTP {_status(exc)}") from None
+        raise HubError(
+            model_id, f"listing files of {commit[:12]} on {where} failed: HTTP {_status(exc)}"
+        ) from None
     except Exception as exc:  # noqa: BLE001
         raise _transport(model_id, endpoint, f"listing files of {commit[:12]}", exc) from None
     by_path = {e.path: e for e in entries if isinstance(e.path, str)}
     selected = select_paths(by_path, request.include)
     if not selected:
-        raise HubAccessError(model_id, f"include patterns {list(request.include or [])} select no file of "
-                             f"{commit[:12]}", "fix the catalog's include patterns for this model")
+        raise HubAccessError(
+            model_id,
+            f"include patterns {list(request.include or [])} select no file of {commit[:12]}",
+            "fix the catalog's include patterns for this model",
+        )
     files = [_locked_file(model_id, commit, by_path[path]) for path in selected]
     _check_access(model_id, commit, min(files, key=lambda f: f.size), endpoint, token, token_env)
     if gated is None:
         unchecked.append("gated flag (access itself was checked with a file request)")
-    return LockedModel(model_id, request.revision, commit, request.include, tuple(files), gated, tuple(unchecked))
+    return LockedModel(
+        model_id, request.revision, commit, request.include, tuple(files), gated, tuple(unchecked)
+    )
 
 
 def _locked_file(model_id: str, commit: str, entry: Any) -> LockedFile:
@@ -188,13 +229,17 @@ def _locked_file(model_id: str, commit: str, entry: Any) -> LockedFile:
     git_blob = None if lfs is not None else getattr(entry, "blob_id", None)
     problem = file_problem(entry.path, size, sha256, git_blob)
     if problem:
-        raise HubError(model_id, f"the listing of {commit[:12]} has an unusable file: {problem}",
-                       "the endpoint is broken or hostile; nothing was locked")
+        raise HubError(
+            model_id,
+            f"the listing of {commit[:12]} has an unusable file: {problem}",
+            "the endpoint is broken or hostile; nothing was locked",
+        )
     return LockedFile(entry.path, size, sha256=sha256, git_blob=git_blob)
 
 
-def _check_access(model_id: str, commit: str, probe: LockedFile, endpoint: str, token: str | None,
-                  token_env: str) -> None:
+def _check_access(
+    model_id: str, commit: str, probe: LockedFile, endpoint: str, token: str | None, token_env: str
+) -> None:
     """HEAD one file as the nodes will: gated repos refuse here, and the answer must match the listing."""
     hf = _hf()
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
@@ -205,8 +250,11 @@ def _check_access(model_id: str, commit: str, probe: LockedFile, endpoint: str, 
     except GatedRepoError:
         raise _gated_message(model_id, endpoint, token, token_env) from None
     except RepositoryNotFoundError:
-        raise HubError(model_id, "files not accessible (repository not found when fetching a file)",
-                       "check the token's access to the repo") from None
+        raise HubError(
+            model_id,
+            "files not accessible (repository not found when fetching a file)",
+            "check the token's access to the repo",
+        ) from None
     except HfHubHTTPError as exc:
         status = _status(exc)
         if status in (401, 403):
@@ -215,5 +263,8 @@ def _check_access(model_id: str, commit: str, probe: LockedFile, endpoint: str, 
     except Exception as exc:  # noqa: BLE001
         raise _transport(model_id, endpoint, f"fetching metadata of {probe.path}", exc) from None
     if meta.etag and meta.etag != probe.etag:
-        raise HubError(model_id, f"{probe.path}: the file answers etag {str(meta.etag)[:80]!r}, the listing says "
-                       f"{probe.etag}", "the endpoint is inconsistent (a mirror out of sync?)")
+        raise HubError(
+            model_id,
+            f"{probe.path}: the file answers etag {str(meta.etag)[:80]!r}, the listing says {probe.etag}",
+            "the endpoint is inconsistent (a mirror out of sync?)",
+        )

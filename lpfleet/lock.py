@@ -19,8 +19,8 @@ LOCK_VERSION = 1
 # Always used with `fullmatch` (a bare `$` also matches before a trailing newline).
 HEX40 = re.compile(r"[0-9a-f]{40}")
 HEX64 = re.compile(r"[0-9a-f]{64}")
-# huggingface_hub's repo id grammar (`validate_repo_id`): org/name, word characters, "-" and ".", at most 96 each,
-# no "--" or ".." anywhere, not starting or ending with "-" or ".".
+# huggingface_hub's repo id grammar (`validate_repo_id`): org/name, word characters, "-" and ".", at most 96
+# each, no "--" or ".." anywhere, not starting or ending with "-" or ".".
 _ID_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
 MODEL_ID = re.compile(rf"{_ID_PART}/{_ID_PART}")
 MAX_PATH = 4096
@@ -32,7 +32,7 @@ class LockError(ValueError):
     """models.lock is unreadable or inconsistent; the message names the entry and field."""
 
 
-# --- the one check of every value a hub, a mirror, a peer or a lock file hands us (it becomes a path on nodes)
+# --- the one check of every value a hub, a mirror, a peer or a lock file hands us (paths on nodes)
 
 
 def model_id_problem(model_id: object) -> str | None:
@@ -317,8 +317,10 @@ def _model_from_dict(item: dict, where: str) -> LockedModel:
         sha256, blob = f.get("sha256"), f.get("git_blob")
         problem = file_problem(f["path"], f["size"], sha256, blob)
         if problem:
-            raise LockError(f"{fwhere} {problem}" if problem.startswith(f["path"]) else f"{fwhere}: {problem}")
-        if f["path"] in seen or any(p.startswith(f["path"] + "/") or f["path"].startswith(p + "/") for p in seen):
+            named = problem.startswith(f["path"])
+            raise LockError(f"{fwhere} {problem}" if named else f"{fwhere}: {problem}")
+        path = f["path"]
+        if path in seen or any(p.startswith(path + "/") or path.startswith(p + "/") for p in seen):
             raise LockError(f"{fwhere} {f['path']}: listed twice, or both a file and a folder")
         seen.add(f["path"])
         files.append(LockedFile(f["path"], f["size"], sha256, blob))

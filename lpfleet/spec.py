@@ -126,7 +126,7 @@ class WeightsSpec(_Frozen):
     mirror_port: int = Field(default=8790, ge=1, le=65535)  # fanout: where this node serves its peers
     prune: bool = False  # remove snapshots and blobs of locked repos that the lock no longer names
     runner_offline: bool = True  # warm managed runners get HF_HUB_OFFLINE=1: only the locked snapshot loads
-    # Each file's deadline is max(120 s, size / min_rate): a stalled or drip-feeding source is cut and reported.
+    # Each file's deadline is max(120 s, size / min_rate): a stalled or drip-feeding source is cut, reported.
     min_rate: int = Field(default=1_000_000, ge=1_000, le=100_000_000_000)  # bytes per second
 
 

@@ -618,7 +618,7 @@ class _Verifier:
             elif item.get("modified"):
                 changed = item["modified"]
                 shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
-                fix = "run deploy.py: the weights step hashes the changed files again and fetches any that are wrong"
+                fix = "run deploy.py: the weights step hashes the changed files again and fetches wrong ones"
                 self.add(
                     check,
                     "fail",

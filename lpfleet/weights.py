@@ -1,7 +1,7 @@
 """What a node's models dir lacks, given models.lock: the weights plan, and the fleet's fan-out plan.
 
-Pure: no I/O. Its input is a scan of a models dir (`lpfleet.weights_fetch.scan_models_dir`, run on the node by the
-`WeightsState` fact or locally by `lpfleet prefetch`), a JSON-able dict:
+Pure: no I/O. Its input is a scan of a models dir (`lpfleet.weights_fetch.scan_models_dir`, run on the node by
+the `WeightsState` fact or locally by `lpfleet prefetch`), a JSON-able dict:
 
     {"exists": bool, "free_bytes": int, "repos": {"models--org--name": {
         "refs": {"main": "<commit>"},

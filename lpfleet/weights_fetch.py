@@ -1,16 +1,18 @@
-"""Filling a models dir with locked weights, verified: the node side of the weights step and of `lpfleet prefetch`.
+"""Filling a models dir with locked weights, verified: the node side of the weights step and of `lpfleet
+prefetch`.
 
 Runs where the models dir is (a node, shipped in the weights runtime; the controller for `lpfleet prefetch`).
 Standard library only, plus lpfleet's pure `lock` and `weights` modules.
 
-What is trusted (docs/weights.md, "What is trusted and why"): only models.lock. A hub, a mirror or a peer supplies
-bytes and nothing else. No value it sends (ETag, file name, redirect, Content-Length) chooses a path or a size:
-each file is streamed into a private staging folder under a name lpfleet makes, hashed as it is written, cut at
-the locked size, bounded by a deadline, and only when its hash is the locked one is it moved to
-`blobs/<locked hash>` and linked from `snapshots/<commit>/<locked path>`. Every path written or removed is built
-from validated lock values and proven to lie inside the repo's folder (no symlinked folder on the way);
-nothing here removes a folder tree. The cache layout is huggingface_hub's, unchanged: its offline loader and the
-runner read the result.
+What is trusted (docs/weights.md, "What is trusted and why"): only models.lock. A hub, a mirror or a peer
+supplies bytes and nothing else. No value it sends (ETag, file name, redirect, Content-Length) chooses a path
+or a size: each file is streamed into a private staging folder under a name lpfleet makes, hashed as it is
+written, cut at the locked size, bounded by a deadline, and only when its hash is the locked one is it moved
+to
+`blobs/<locked hash>` and linked from `snapshots/<commit>/<locked path>`. Every path written or removed is
+built from validated lock values and proven to lie inside the repo's folder (no symlinked folder on the way);
+nothing here removes a folder tree. The cache layout is huggingface_hub's, unchanged: its offline loader and
+the runner read the result.
 """
 
 from __future__ import annotations
@@ -75,11 +77,17 @@ def display_url(url: str) -> str:
 def gated_message(model_id: str, endpoint: str, token: str | None, token_env: str) -> HubError:
     page = f"{display_url(endpoint)}/{model_id}"
     if not token:
-        return HubAccessError(model_id, "gated model and no token",
-                              f"set {token_env} on the controller to a token of an account that accepted the terms "
-                              f"on the model's page {page}")
-    return HubAccessError(model_id, "gated model and the token has no access",
-                          f"accept the terms on the model's page {page} with the account the token belongs to")
+        return HubAccessError(
+            model_id,
+            "gated model and no token",
+            f"set {token_env} on the controller to a token of an account that accepted the terms "
+            f"on the model's page {page}",
+        )
+    return HubAccessError(
+        model_id,
+        "gated model and the token has no access",
+        f"accept the terms on the model's page {page} with the account the token belongs to",
+    )
 
 
 BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,99}){0,4}")
@@ -129,7 +137,8 @@ def check_model(model: LockedModel) -> None:
 
 
 def scan_models_dir(models_dir: str, wanted: dict) -> dict:
-    """Scan a models dir for the repos and commits in `wanted` ({repo folder: [commits]}); see lpfleet.weights.
+    """Scan a models dir for the repos and commits in `wanted` ({repo folder: [commits]}); see
+    lpfleet.weights.
 
     Self-contained (stdlib imports inside, no other function used): the `WeightsState` fact ships this
     function's source to nodes and runs it with the node's python3. It only reads.
@@ -160,7 +169,9 @@ def scan_models_dir(models_dir: str, wanted: dict) -> dict:
             for name in names:
                 try:
                     with open(_os.path.join(root, name)) as handle:
-                        repo["refs"][_os.path.relpath(_os.path.join(root, name), refs_dir)] = handle.read(100).strip()
+                        repo["refs"][_os.path.relpath(_os.path.join(root, name), refs_dir)] = handle.read(
+                            100
+                        ).strip()
                 except OSError:
                     pass
         blobs_dir = _os.path.join(repo_dir, "blobs")
@@ -207,7 +218,8 @@ def _new_digest(locked: LockedFile):
 
 
 def file_digest(path: str | Path, locked: LockedFile) -> str:
-    """The file's id as the lock states it: sha256 for LFS files, git blob sha1 (of the locked size) otherwise.
+    """The file's id as the lock states it: sha256 for LFS files, git blob sha1 (of the locked size)
+    otherwise.
 
     Reads at most the locked size plus one byte: a longer file never matches and is never read whole."""
     digest = _new_digest(locked)
@@ -241,7 +253,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _real_dir(path: Path, create: bool, model_id: str) -> bool:
-    """True when `path` is a real folder (created 0755 when `create`); HubError when something else is there."""
+    """True when `path` is a real folder (created 0755 when `create`); HubError when something else is
+    there."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -254,8 +267,11 @@ def _real_dir(path: Path, create: bool, model_id: str) -> bool:
         st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
         kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a folder"
-        raise HubError(model_id, f"{path} is {kind}; lpfleet writes only into real folders of the models dir",
-                       "remove it by hand, then run again")
+        raise HubError(
+            model_id,
+            f"{path} is {kind}; lpfleet writes only into real folders of the models dir",
+            "remove it by hand, then run again",
+        )
     return True
 
 
@@ -283,7 +299,9 @@ def _remove_file(path: Path | None, model_id: str) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
-        raise HubError(model_id, f"{path} is a folder where a file belongs", "remove it by hand, then run again")
+        raise HubError(
+            model_id, f"{path} is a folder where a file belongs", "remove it by hand, then run again"
+        )
     os.unlink(path)
 
 
@@ -345,8 +363,12 @@ class FetchLimits:
                 return float(value)
             return default
 
-        return cls(number("min_rate", defaults.min_rate), number("deadline_floor", defaults.deadline_floor),
-                   number("read_timeout", _env_timeout(defaults.read_timeout)), defaults.resumes)
+        return cls(
+            number("min_rate", defaults.min_rate),
+            number("deadline_floor", defaults.deadline_floor),
+            number("read_timeout", _env_timeout(defaults.read_timeout)),
+            defaults.resumes,
+        )
 
 
 def _env_timeout(default: float) -> float:
@@ -363,7 +385,8 @@ class _Transient(Exception):
 
 
 class _Rejected(Exception):
-    """The bytes cannot be the locked file (too long, wrong hash, wrong length announced): start over next round."""
+    """The bytes cannot be the locked file (too long, wrong hash, wrong length announced): start over next
+    round."""
 
 
 class _Cancelled(Exception):
@@ -377,7 +400,8 @@ def _origin(url: str) -> tuple[str, str, int]:
 
 
 def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
-    """A connection for `url` (through the environment's proxy, as huggingface_hub would) and the request target."""
+    """A connection for `url` (through the environment's proxy, as huggingface_hub would) and the request
+    target."""
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     https = parts.scheme == "https"
@@ -453,14 +477,21 @@ def _status_error(model: LockedModel, locked: LockedFile, resp: http.client.HTTP
     where = display_url(source.endpoint)
     if code == "GatedRepo" or status in (401, 403):
         if code == "RepoNotFound":
-            return HubAccessError(model.model_id, f"not found on {where}", "check the model_id (org/name, exact case)")
+            return HubAccessError(
+                model.model_id, f"not found on {where}", "check the model_id (org/name, exact case)"
+            )
         return gated_message(model.model_id, source.endpoint, source.token, source.token_env)
     if status == 404:
-        what = {"RepoNotFound": "repo", "RevisionNotFound": f"commit {model.commit[:12]}",
-                "EntryNotFound": f"file {locked.path}"}.get(code, f"{locked.path} at {model.commit[:12]}")
-        return HubAccessError(model.model_id, f"{what} not found on {where}",
-                              "the endpoint does not serve the locked commit: run `lpfleet lock` again, or sync "
-                              "the mirror")
+        what = {
+            "RepoNotFound": "repo",
+            "RevisionNotFound": f"commit {model.commit[:12]}",
+            "EntryNotFound": f"file {locked.path}",
+        }.get(code, f"{locked.path} at {model.commit[:12]}")
+        return HubAccessError(
+            model.model_id,
+            f"{what} not found on {where}",
+            "the endpoint does not serve the locked commit: run `lpfleet lock` again, or sync the mirror",
+        )
     if status in (408, 425, 429) or status >= 500:
         return _Transient(f"HTTP {status}")
     return _Rejected(f"HTTP {status}")
@@ -486,12 +517,16 @@ def fetch_file(model: LockedModel, locked: LockedFile, staging: Path, source: _S
                 raise _Cancelled()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _Rejected(f"not complete within its deadline of {limits.deadline(locked.size):.0f} s "
-                                f"({human_bytes(got.written)} of {human_bytes(locked.size)}; weights_min_rate "
-                                f"{human_bytes(int(limits.min_rate))}/s)" + (f"; last problem: {last}" if last else ""))
+                raise _Rejected(
+                    f"not complete within its deadline of {limits.deadline(locked.size):.0f} s "
+                    f"({human_bytes(got.written)} of {human_bytes(locked.size)}; weights_min_rate "
+                    f"{human_bytes(int(limits.min_rate))}/s)" + (f"; last problem: {last}" if last else "")
+                )
             headers = {"Range": f"bytes={got.written}-"} if got.written else {}
             try:
-                conn, resp = _open(url, source.endpoint, source.token, headers, min(limits.read_timeout, remaining))
+                conn, resp = _open(
+                    url, source.endpoint, source.token, headers, min(limits.read_timeout, remaining)
+                )
                 try:
                     _receive(model, locked, resp, conn, fd, got, deadline, source)
                 finally:
@@ -553,8 +588,16 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _receive(model: LockedModel, locked: LockedFile, resp: http.client.HTTPResponse,
-             conn: http.client.HTTPConnection, fd: int, got: _Progress, deadline: float, source: _Source) -> None:
+def _receive(
+    model: LockedModel,
+    locked: LockedFile,
+    resp: http.client.HTTPResponse,
+    conn: http.client.HTTPConnection,
+    fd: int,
+    got: _Progress,
+    deadline: float,
+    source: _Source,
+) -> None:
     """Read one answer into `fd` from offset `got.written`, updating `got` with every chunk (also when the
     answer is cut). The file and its digest restart together when the answer starts from 0 (a 200 to a range
     request): the hash always covers exactly the bytes in the file."""
@@ -562,10 +605,16 @@ def _receive(model: LockedModel, locked: LockedFile, resp: http.client.HTTPRespo
     status = resp.status
     if status == 206:
         match = _CONTENT_RANGE.fullmatch((resp.getheader("Content-Range") or "").strip())
-        if not match or int(match.group(1)) != got.written or int(match.group(2)) != size - 1 \
-                or match.group(3) not in (str(size), "*"):
-            raise _Rejected(f"range answer {str(resp.getheader('Content-Range'))[:80]!r} does not continue at "
-                            f"{got.written} of {size}")
+        if (
+            not match
+            or int(match.group(1)) != got.written
+            or int(match.group(2)) != size - 1
+            or match.group(3) not in (str(size), "*")
+        ):
+            raise _Rejected(
+                f"range answer {str(resp.getheader('Content-Range'))[:80]!r} does not continue at "
+                f"{got.written} of {size}"
+            )
     elif status == 200:
         if got.written:  # the server ignored the range: everything again, hash included
             got.restart(fd, locked)
@@ -652,18 +701,27 @@ def ensure_model(
         raise HubError(model.model_id, f"branch {str(branch)[:60]!r}: {branch_problem(branch)}")
     problem = endpoint_problem(endpoint)
     if problem:
-        raise HubAccessError(model.model_id, f"endpoint {display_url(str(endpoint))!r}: {problem}",
-                             "set HF_ENDPOINT / hf_endpoint to an http(s) URL such as https://huggingface.co")
+        raise HubAccessError(
+            model.model_id,
+            f"endpoint {display_url(str(endpoint))!r}: {problem}",
+            "set HF_ENDPOINT / hf_endpoint to an http(s) URL such as https://huggingface.co",
+        )
     limits = limits or FetchLimits(read_timeout=_env_timeout(FetchLimits.read_timeout))
     try:
         models_dir = Path(models_dir).resolve()
         if models_dir.exists() and not models_dir.is_dir():
-            raise HubAccessError(model.model_id, f"{models_dir} exists and is not a directory",
-                                 "give a directory as the models dir")
+            raise HubAccessError(
+                model.model_id,
+                f"{models_dir} exists and is not a directory",
+                "give a directory as the models dir",
+            )
         os.listdir(models_dir) if models_dir.exists() else None
     except (OSError, RuntimeError) as exc:
-        raise HubAccessError(model.model_id, f"models dir {models_dir}: {_why(exc)}",
-                             "run as a user that can read the models dir") from None
+        raise HubAccessError(
+            model.model_id,
+            f"models dir {models_dir}: {_why(exc)}",
+            "run as a user that can read the models dir",
+        ) from None
     result = EnsureResult(model, repaired=[])
     plan = _plan(models_dir, model, branch)
     if plan.problems:
@@ -677,25 +735,46 @@ def ensure_model(
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and not plan.models[0].missing:
             return _verify_read_only(models_dir, model, branch, result, exc)
-        raise HubAccessError(model.model_id, f"cannot write to {models_dir}: {exc.strerror or exc}",
-                             "run as a user that can write the models dir, or choose another one") from None
+        raise HubAccessError(
+            model.model_id,
+            f"cannot write to {models_dir}: {exc.strerror or exc}",
+            "run as a user that can write the models dir, or choose another one",
+        ) from None
     try:
-        _ensure_locked(models_dir, model, branch, attempts, max_workers, progress, log, token_env, limits,
-                       endpoint, token, result)
+        _ensure_locked(
+            models_dir,
+            model,
+            branch,
+            attempts,
+            max_workers,
+            progress,
+            log,
+            token_env,
+            limits,
+            endpoint,
+            token,
+            result,
+        )
     except OSError as exc:
-        raise HubError(model.model_id, f"models dir {models_dir}: {_why(exc)}",
-                       "check the disk and the models dir's permissions; verified files are kept") from None
+        raise HubError(
+            model.model_id,
+            f"models dir {models_dir}: {_why(exc)}",
+            "check the disk and the models dir's permissions; verified files are kept",
+        ) from None
     finally:
         lock.__exit__(None, None, None)
     return result
 
 
-def _verify_read_only(models_dir: Path, model: LockedModel, branch: str, result: EnsureResult,
-                      exc: OSError) -> EnsureResult:
+def _verify_read_only(
+    models_dir: Path, model: LockedModel, branch: str, result: EnsureResult, exc: OSError
+) -> EnsureResult:
     """A dir we may not write whose files are all there: hash them; pass when every one matches and the ref is
     right (nothing recorded, so the next run hashes again), else say that it needs writing."""
     repo_dir = models_dir / repo_folder_name(model.model_id)
-    status = plan_node([model], scan_models_dir(str(models_dir), {repo_dir.name: [model.commit]}), branch).models[0]
+    status = plan_node(
+        [model], scan_models_dir(str(models_dir), {repo_dir.name: [model.commit]}), branch
+    ).models[0]
     wrong = []
     for f in status.unverified:
         locked = _locked(model, f.path)
@@ -703,11 +782,18 @@ def _verify_read_only(models_dir: Path, model: LockedModel, branch: str, result:
         if file_digest(repo_dir / "blobs" / locked.etag, locked) != locked.etag:
             wrong.append(f.path)
     if wrong or not status.ref_ok:
-        what = f"{len(wrong)} file(s) do not match the lock" if wrong else f"refs/{branch} is not at the commit"
-        raise HubAccessError(model.model_id, f"{what} and {models_dir} is not writable ({exc.strerror})",
-                             "run as a user that can write the models dir")
-    result.notes.append(f"{model.model_id}: verified by hashing; the models dir is read-only, so the "
-                        "verification is not recorded")
+        what = (
+            f"{len(wrong)} file(s) do not match the lock" if wrong else f"refs/{branch} is not at the commit"
+        )
+        raise HubAccessError(
+            model.model_id,
+            f"{what} and {models_dir} is not writable ({exc.strerror})",
+            "run as a user that can write the models dir",
+        )
+    result.notes.append(
+        f"{model.model_id}: verified by hashing; the models dir is read-only, so the "
+        "verification is not recorded"
+    )
     return result
 
 
@@ -720,9 +806,20 @@ def _plan(models_dir: Path, model: LockedModel, branch: str) -> WeightsPlan:
     return plan_node([model], scan, branch)
 
 
-def _ensure_locked(models_dir: Path, model: LockedModel, branch: str, attempts: int, max_workers: int,
-                   progress: bool, log: Log, token_env: str, limits: FetchLimits, endpoint: str,
-                   token: str | None, result: EnsureResult) -> None:
+def _ensure_locked(
+    models_dir: Path,
+    model: LockedModel,
+    branch: str,
+    attempts: int,
+    max_workers: int,
+    progress: bool,
+    log: Log,
+    token_env: str,
+    limits: FetchLimits,
+    endpoint: str,
+    token: str | None,
+    result: EnsureResult,
+) -> None:
     folder = repo_folder_name(model.model_id)
     repo_dir = models_dir / folder
     _real_dir(repo_dir, True, model.model_id)
@@ -739,7 +836,7 @@ def _ensure_locked(models_dir: Path, model: LockedModel, branch: str, attempts: 
             if blob is not None and file_digest(blob, locked) == locked.etag:
                 verified[f.path] = {"etag": locked.etag, "stamp": _stamp(blob)}
             else:
-                log(f"{model.model_id}: {f.path}: content does not match {locked.etag[:12]}; fetching it again")
+                log(f"{model.model_id}: {f.path}: content does not match {locked.etag[:12]}; fetching again")
                 result.repaired.append(f.path)
                 _drop(repo_dir, model, locked)
                 verified.pop(f.path, None)
@@ -751,15 +848,21 @@ def _ensure_locked(models_dir: Path, model: LockedModel, branch: str, attempts: 
             break
         plan = _plan(models_dir, model, branch)
         if plan.disk_shortfall():
-            raise HubAccessError(model.model_id,
-                                 f"not enough disk space in {models_dir}: {human_bytes(status.bytes_to_fetch)} to "
-                                 f"fetch, {human_bytes(plan.free_bytes or 0)} free",
-                                 f"free {human_bytes(plan.disk_shortfall())} or point the models dir elsewhere")
+            raise HubAccessError(
+                model.model_id,
+                f"not enough disk space in {models_dir}: {human_bytes(status.bytes_to_fetch)} to "
+                f"fetch, {human_bytes(plan.free_bytes or 0)} free",
+                f"free {human_bytes(plan.disk_shortfall())} or point the models dir elsewhere",
+            )
         todo = []
         for locked in missing:  # the right blob may be there already (another commit, a lost link): link it
             blob = inside(repo_dir, ["blobs", locked.etag], model.model_id)
-            if blob is not None and _is_regular(blob) and os.lstat(blob).st_size == locked.size \
-                    and file_digest(blob, locked) == locked.etag:
+            if (
+                blob is not None
+                and _is_regular(blob)
+                and os.lstat(blob).st_size == locked.size
+                and file_digest(blob, locked) == locked.etag
+            ):
                 _link(repo_dir, model, locked)
                 verified[locked.path] = {"etag": locked.etag, "stamp": _stamp(blob)}
             else:
@@ -767,27 +870,34 @@ def _ensure_locked(models_dir: Path, model: LockedModel, branch: str, attempts: 
         if not todo:
             _save_record(models_dir, folder, model, verified)
             continue
-        log(f"{model.model_id}@{model.commit[:12]}: fetching {len(todo)} file(s), "
+        log(
+            f"{model.model_id}@{model.commit[:12]}: fetching {len(todo)} file(s), "
             f"{human_bytes(sum(f.size for f in todo))} from {display_url(endpoint)}"
-            + (f" (round {round_no})" if round_no > 1 else ""))
-        failures = _fetch_round(models_dir, repo_dir, model, todo, source, max_workers, progress, log, verified,
-                                result)
+            + (f" (round {round_no})" if round_no > 1 else "")
+        )
+        failures = _fetch_round(
+            models_dir, repo_dir, model, todo, source, max_workers, progress, log, verified, result
+        )
         _save_record(models_dir, folder, model, verified)
         if failures:
             last_error = "; ".join(f"{p}: {why}" for p, why in failures[:3])
-            log(f"{model.model_id}: {len(failures)} file(s) failed: {last_error}; "
-                + ("retrying" if round_no < attempts else "giving up"))
+            log(
+                f"{model.model_id}: {len(failures)} file(s) failed: {last_error}; "
+                + ("retrying" if round_no < attempts else "giving up")
+            )
             if round_no < attempts:
                 time.sleep(min(2.0 ** (round_no - 1), 8.0))
     status = _plan(models_dir, model, branch).models[0]
     not_ok = [f for f in status.files if f.state != "ok"]
     if not_ok:
         cause = f"; last error: {last_error}" if last_error else ""
-        raise HubError(model.model_id,
-                       f"{len(not_ok)} file(s) still not verified after {attempts} attempt(s) from "
-                       f"{display_url(endpoint)}: " + ", ".join(f"{f.path} ({f.reason})" for f in not_ok[:5]) + cause,
-                       f"refs/{branch} not written, nothing marked complete; run again when the endpoint "
-                       "serves the right data (verified files are kept)")
+        raise HubError(
+            model.model_id,
+            f"{len(not_ok)} file(s) still not verified after {attempts} attempt(s) from "
+            f"{display_url(endpoint)}: " + ", ".join(f"{f.path} ({f.reason})" for f in not_ok[:5]) + cause,
+            f"refs/{branch} not written, nothing marked complete; run again when the endpoint "
+            "serves the right data (verified files are kept)",
+        )
     write_tree_listing(repo_dir, model)
     _fix_modes(repo_dir)
     refs = inside(repo_dir, ["refs", *branch.split("/")], model.model_id, create=True)
@@ -800,10 +910,20 @@ def _ensure_locked(models_dir: Path, model: LockedModel, branch: str, attempts: 
         result.ref_written = True
 
 
-def _fetch_round(models_dir: Path, repo_dir: Path, model: LockedModel, todo: list[LockedFile], source: _Source,
-                 max_workers: int, progress: bool, log: Log, verified: dict, result: EnsureResult
-                 ) -> list[tuple[str, str]]:
-    """Fetch `todo` concurrently into a private staging folder; install each file that matches. The failures."""
+def _fetch_round(
+    models_dir: Path,
+    repo_dir: Path,
+    model: LockedModel,
+    todo: list[LockedFile],
+    source: _Source,
+    max_workers: int,
+    progress: bool,
+    log: Log,
+    verified: dict,
+    result: EnsureResult,
+) -> list[tuple[str, str]]:
+    """Fetch `todo` concurrently into a private staging folder; install each file that matches. The
+    failures."""
     import tempfile
 
     state = models_dir / STATE_DIR
@@ -882,7 +1002,9 @@ def _link(repo_dir: Path, model: LockedModel, locked: LockedFile) -> None:
     try:
         st = os.lstat(link)
         if stat.S_ISDIR(st.st_mode):
-            raise HubError(model.model_id, f"{link} is a folder where a file link belongs", "remove it by hand")
+            raise HubError(
+                model.model_id, f"{link} is a folder where a file link belongs", "remove it by hand"
+            )
         if stat.S_ISLNK(st.st_mode) and os.readlink(link) == target:
             return
     except FileNotFoundError:
@@ -895,8 +1017,9 @@ def _link(repo_dir: Path, model: LockedModel, locked: LockedFile) -> None:
 
 def _drop(repo_dir: Path, model: LockedModel, locked: LockedFile) -> None:
     """Remove a wrong file's snapshot link and blob (both proven inside the repo folder; never a folder)."""
-    _remove_file(inside(repo_dir, ["snapshots", model.commit, *locked.path.split("/")], model.model_id),
-                 model.model_id)
+    _remove_file(
+        inside(repo_dir, ["snapshots", model.commit, *locked.path.split("/")], model.model_id), model.model_id
+    )
     _remove_file(inside(repo_dir, ["blobs", locked.etag], model.model_id), model.model_id)
 
 
@@ -918,7 +1041,11 @@ def _clean_leftovers(models_dir: Path, repo_dir: Path, model_id: str) -> None:
     state = models_dir / STATE_DIR
     try:
         with os.scandir(state) as entries:
-            stale = [Path(e.path) for e in entries if e.name.startswith("staging-") and e.is_dir(follow_symlinks=False)]
+            stale = [
+                Path(e.path)
+                for e in entries
+                if e.name.startswith("staging-") and e.is_dir(follow_symlinks=False)
+            ]
     except OSError:
         stale = []
     for folder in stale:
@@ -936,8 +1063,9 @@ def _clean_leftovers(models_dir: Path, repo_dir: Path, model_id: str) -> None:
 
 
 def recorded_model(models_dir: str | Path, model_id: str, revision: str) -> LockedModel | None:
-    """The locked model recorded by the last verification of `revision` (a branch read from refs/, or a commit)
-    in this models dir; None when there is none. Lets a re-run on a complete dir skip the network entirely."""
+    """The locked model recorded by the last verification of `revision` (a branch read from refs/, or a
+    commit) in this models dir; None when there is none. Lets a re-run on a complete dir skip the network
+    entirely."""
     from lpfleet.lock import LockError, load_model_dict
 
     if model_id_problem(model_id):
@@ -975,17 +1103,22 @@ def _load_record(models_dir: Path, folder: str, commit: str) -> dict[str, Any]:
 
 
 def _save_record(models_dir: Path, folder: str, model: LockedModel, verified: dict[str, Any]) -> None:
-    record = {"model": model.to_dict(), "verified_at": int(time.time()),
-              "files": {p: verified[p] for p in sorted(verified)}}
-    path = inside(models_dir, [STATE_DIR, "verified", folder, f"{model.commit}.json"], model.model_id, create=True)
+    record = {
+        "model": model.to_dict(),
+        "verified_at": int(time.time()),
+        "files": {p: verified[p] for p in sorted(verified)},
+    }
+    path = inside(
+        models_dir, [STATE_DIR, "verified", folder, f"{model.commit}.json"], model.model_id, create=True
+    )
     assert path is not None
     write_atomic(path, json.dumps(record, indent=1) + "\n")
 
 
 def write_tree_listing(repo_dir: Path, model: LockedModel) -> None:
     """`trees/<commit>.json` listing exactly the lock's files, in huggingface_hub's tree cache format
-    (`huggingface_hub/_tree_cache.py`, format_version 1), so its offline loader checks the snapshot against what
-    we fetched rather than against the whole repo (whose unselected files are never downloaded)."""
+    (`huggingface_hub/_tree_cache.py`, format_version 1), so its offline loader checks the snapshot against
+    what we fetched rather than against the whole repo (whose unselected files are never downloaded)."""
     files = {}
     for f in sorted(model.files, key=lambda f: f.path):
         entry: dict[str, Any] = {"size": f.size, "blob_id": f.git_blob or ""}

@@ -1,28 +1,30 @@
 """A node's verified weights served to its peers as an HF-compatible endpoint (fan-out mode). Stdlib only.
 
-Why a mirror and not rsync: peers then fetch with the very same code path as from the hub (huggingface_hub's
-`snapshot_download` writes their cache, relative symlinks and all, and lpfleet hashes every file against the lock),
-no node needs SSH access to another, and a seed can only hand out what it has verified: the mirror serves
-exactly the files of the verification records (`.lpfleet/verified/...`) of the models it was started for.
+Why a mirror and not rsync: peers then fetch with the very same code path as from the hub (lpfleet's bounded,
+verified download writes their cache and hashes every file against the lock: a peer is trusted no more than
+the hub), no node needs SSH access to another, and a seed can only hand out what it has verified: the mirror
+serves exactly the files of the verification records (`.lpfleet/verified/...`) of the models it was started
+for.
 
     python3 -m lpfleet.weights_mirror serve --models-dir DIR --host ADDR --port P --pid-file F --run-id R
         (stdin: {"token", "models"})
     python3 -m lpfleet.weights_mirror stop --pid-file F --run-id R
 
-`serve` binds ADDR:P (the node's LAN address; never a wildcard address), then detaches (the SSH command returns
-once the port accepts connections) and exits by itself after `--idle-exit` seconds without an authenticated
-request and with no transfer in flight, or after `--max-life` seconds in all, so an aborted deploy never leaves it
-running for long. Every request must carry this mirror's own random token (`Authorization: Bearer`), checked
-before anything else: gated weights never become readable by whoever reaches the port, and an unauthenticated
-request neither keeps the mirror alive nor reaches the router. Connections are capped and time out.
+`serve` binds ADDR:P (the node's LAN address; never a wildcard address), then detaches (the SSH command
+returns once the port accepts connections) and exits by itself after `--idle-exit` seconds without an
+authenticated request and with no transfer in flight, or after `--max-life` seconds in all, so an aborted
+deploy never leaves it running for long. Every request must carry this mirror's own random token
+(`Authorization: Bearer`), checked before anything else: gated weights never become readable by whoever
+reaches the port, and an unauthenticated request neither keeps the mirror alive nor reaches the router.
+Connections are capped and time out.
 
 One mirror per node at a time: the serving process holds an exclusive `flock` on `--lock-file` for its whole
 life. A second run's `serve` waits up to `--wait` seconds for it and then stops with a message; it never kills
 another run's mirror. `stop` stops only the mirror of its own `--run-id`.
 
-What is served: only files of the verification records of the models asked for, read from `blobs/<locked hash>`
-itself (never through a snapshot link, never a symlink: O_NOFOLLOW), and only while the blob is still exactly the
-one that was verified (size, mtime, ctime, inode).
+What is served: only files of the verification records of the models asked for, read from `blobs/<locked
+hash>` itself (never through a snapshot link, never a symlink: O_NOFOLLOW), and only while the blob is still
+exactly the one that was verified (size, mtime, ctime, inode).
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ CHUNK = 8 * 1024 * 1024  # sendfile per call: activity is noted between calls
 MAX_CONNECTIONS = 64
 CONNECTION_TIMEOUT = 60.0  # seconds a connection may sit without sending or receiving
 HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
 RUN_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 MODEL_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9_][A-Za-z0-9_.-]{0,95}")
 
@@ -64,10 +68,17 @@ class MirrorIndex:
         self.models_dir = models_dir
         self.files: dict[tuple[str, str], dict[str, dict]] = {}
         for model_id, commit in models:
-            if not (isinstance(model_id, str) and MODEL_ID.fullmatch(model_id) and ".." not in model_id
-                    and isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{40}", commit)):
+            if not (
+                isinstance(model_id, str)
+                and MODEL_ID.fullmatch(model_id)
+                and ".." not in model_id
+                and isinstance(commit, str)
+                and re.fullmatch(r"[0-9a-f]{40}", commit)
+            ):
                 raise ValueError(f"not a model id and commit: {str(model_id)[:100]!r} {str(commit)[:60]!r}")
-            record_path = os.path.join(models_dir, ".lpfleet", "verified", _folder(model_id), commit + ".json")
+            record_path = os.path.join(
+                models_dir, ".lpfleet", "verified", _folder(model_id), commit + ".json"
+            )
             with open(record_path) as handle:
                 record = json.load(handle)
             locked = {f["path"]: f for f in record["model"]["files"]}
@@ -76,13 +87,18 @@ class MirrorIndex:
             for p, f in locked.items():
                 etag = f.get("sha256") or f.get("git_blob")
                 entry = verified.get(p) or {}
-                if isinstance(etag, str) and HEX.fullmatch(etag) and entry.get("etag") == etag \
-                        and isinstance(f.get("size"), int):
+                if (
+                    isinstance(etag, str)
+                    and HEX.fullmatch(etag)
+                    and entry.get("etag") == etag
+                    and isinstance(f.get("size"), int)
+                ):
                     served[p] = {**f, "etag": etag, "stamp": list(entry.get("stamp") or [])}
             self.files[(model_id, commit)] = served
 
     def open_blob(self, model_id: str, entry: dict) -> int | None:
-        """A read-only fd of the verified blob itself, or None when it is no longer exactly what was verified."""
+        """A read-only fd of the verified blob itself, or None when it is no longer exactly what was
+        verified."""
         repo_dir = os.path.join(self.models_dir, _folder(model_id))
         for folder in (repo_dir, os.path.join(repo_dir, "blobs")):
             try:
@@ -95,8 +111,11 @@ class MirrorIndex:
         except OSError:
             return None
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] != entry["stamp"] \
-                or st.st_size != entry["size"]:
+        if (
+            not stat.S_ISREG(st.st_mode)
+            or [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] != entry["stamp"]
+            or st.st_size != entry["size"]
+        ):
             os.close(fd)
             return None
         return fd
@@ -109,8 +128,15 @@ class MirrorIndex:
         for path in sorted(files):
             f = files[path]
             if f.get("sha256"):
-                out.append({"type": "file", "path": path, "size": f["size"], "oid": "0" * 40,
-                            "lfs": {"oid": f["sha256"], "size": f["size"], "pointerSize": 0}})
+                out.append(
+                    {
+                        "type": "file",
+                        "path": path,
+                        "size": f["size"],
+                        "oid": "0" * 40,
+                        "lfs": {"oid": f["sha256"], "size": f["size"], "pointerSize": 0},
+                    }
+                )
             else:
                 out.append({"type": "file", "path": path, "size": f["size"], "oid": f["git_blob"]})
         return out
@@ -149,7 +175,9 @@ class MirrorHandler(BaseHTTPRequestHandler):
     def _route(self) -> None:
         header = self.headers.get("Authorization") or ""
         scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self.server.token.encode()):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            value.strip().encode(), self.server.token.encode()
+        ):
             self.close_connection = True
             return self._error(401, None, "lpfleet mirror: token required")
         self.server.touch()  # only an authenticated request counts as activity
@@ -180,7 +208,9 @@ class MirrorHandler(BaseHTTPRequestHandler):
             return self._error(404, "EntryNotFound", f"{path} not served here")
         fd = self.server.index.open_blob(model_id, entry)
         if fd is None:
-            return self._error(404, "EntryNotFound", f"{path}: the blob changed since it was verified; not served")
+            return self._error(
+                404, "EntryNotFound", f"{path}: the blob changed since it was verified; not served"
+            )
         try:
             self._send_blob(fd, commit, entry)
         finally:
@@ -189,8 +219,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
     def _send_blob(self, fd: int, commit: str, entry: dict) -> None:
         size = entry["size"]
         start, end, status = 0, size - 1, 200
-        headers = {"X-Repo-Commit": commit, "ETag": '"%s"' % entry["etag"],
-                   "Accept-Ranges": "bytes"}
+        headers = {"X-Repo-Commit": commit, "ETag": '"%s"' % entry["etag"], "Accept-Ranges": "bytes"}
         rng = self.headers.get("Range") if self.command == "GET" else None
         if rng and rng.startswith("bytes="):
             first, _, last = rng[6:].partition("-")
@@ -228,8 +257,14 @@ class MirrorServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], index: MirrorIndex, token: str, family: int = socket.AF_INET,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        index: MirrorIndex,
+        token: str,
+        family: int = socket.AF_INET,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         self.address_family = family
         super().__init__(address, MirrorHandler)
         self.index = index
@@ -297,8 +332,10 @@ def bind_address(host: str, port: int) -> tuple[int, tuple]:
         raise ValueError(f"--host {host}: does not resolve on this node ({exc})") from None
     family, _, _, _, sockaddr = infos[0]
     if ipaddress.ip_address(sockaddr[0]).is_unspecified:
-        raise ValueError(f"--host {host} resolves to the wildcard address {sockaddr[0]}; give the LAN address "
-                         "peers reach this node at (weights_lan_address)")
+        raise ValueError(
+            f"--host {host} resolves to the wildcard address {sockaddr[0]}; give the LAN address "
+            "peers reach this node at (weights_lan_address)"
+        )
     return family, sockaddr
 
 
@@ -355,13 +392,18 @@ def serve(args: argparse.Namespace) -> int:
     lock_fd = _take_node_lock(args.lock_file, args.wait)
     if lock_fd is None:
         other = _read_pid_file(args.pid_file)
-        sys.stderr.write("lpfleet mirror: another lpfleet run's weights mirror is serving on this node"
-                         + (f" (pid {other[0]})" if other else "") + f"; waited {args.wait:.0f} s. It stops by "
-                         "itself when idle; run the deploy again then (it is never stopped by another run)\n")
+        sys.stderr.write(
+            "lpfleet mirror: another lpfleet run's weights mirror is serving on this node"
+            + (f" (pid {other[0]})" if other else "")
+            + f"; waited {args.wait:.0f} s. It stops by "
+            "itself when idle; run the deploy again then (it is never stopped by another run)\n"
+        )
         return 3
     try:
         index = MirrorIndex(args.models_dir, request.get("models", []))
-        server = MirrorServer(sockaddr[:2], index, token, family)  # bound now: peers can connect once we return
+        server = MirrorServer(
+            sockaddr[:2], index, token, family
+        )  # bound now: peers can connect once we return
     except (OSError, ValueError, KeyError, TypeError) as exc:
         sys.stderr.write(f"lpfleet mirror: cannot serve on {args.host}:{args.port}: {exc}\n")
         os.close(lock_fd)

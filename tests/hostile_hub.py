@@ -36,8 +36,13 @@ FILES = {"config.json": CONFIG, "model.safetensors": WEIGHTS}
 def listing() -> list[dict]:
     return [
         {"type": "file", "path": "config.json", "size": len(CONFIG), "oid": git_blob(CONFIG)},
-        {"type": "file", "path": "model.safetensors", "size": len(WEIGHTS), "oid": git_blob(b"pointer"),
-         "lfs": {"oid": sha256(WEIGHTS), "size": len(WEIGHTS), "pointerSize": 130}},
+        {
+            "type": "file",
+            "path": "model.safetensors",
+            "size": len(WEIGHTS),
+            "oid": git_blob(b"pointer"),
+            "lfs": {"oid": sha256(WEIGHTS), "size": len(WEIGHTS), "pointerSize": 130},
+        },
     ]
 
 
@@ -49,7 +54,9 @@ class Behaviour:
     commit: str = COMMIT  # what the revision answer names
     info_refused: bool = False  # olah offline: 401 + X-Error-Code: RepoNotFound on /api/models/{repo}
     faults: dict[str, dict] = field(default_factory=dict)  # path -> {"kind": ..., options}
-    log: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)  # method, path, auth, range
+    log: list[tuple[str, str, str | None, str | None]] = field(
+        default_factory=list
+    )  # method, path, auth, range
     gets: dict[str, int] = field(default_factory=dict)
 
 
@@ -91,9 +98,19 @@ class _Handler(BaseHTTPRequestHandler):
             rest = parts[4:]
             if not rest:
                 if b.info_refused:
-                    return self._json(401, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
-                return self._json(200, {"id": REPO, "sha": b.commit, "gated": False, "private": False,
-                                        "siblings": [{"rfilename": f["path"]} for f in b.listing or listing()]})
+                    return self._json(
+                        401, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"}
+                    )
+                return self._json(
+                    200,
+                    {
+                        "id": REPO,
+                        "sha": b.commit,
+                        "gated": False,
+                        "private": False,
+                        "siblings": [{"rfilename": f["path"]} for f in b.listing or listing()],
+                    },
+                )
             if rest[0] == "revision":
                 return self._json(200, {"id": REPO, "sha": b.commit, "gated": False})
             if rest[0] == "tree":
@@ -130,8 +147,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = data
         if kind == "wrong":
             body = bytes(x ^ 0x5A for x in data)
-        headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{etag}"', "Accept-Ranges": "bytes",
-                   "X-Linked-Etag": f'"{etag}"', "X-Linked-Size": str(len(data))}
+        headers = {
+            "X-Repo-Commit": COMMIT,
+            "ETag": f'"{etag}"',
+            "Accept-Ranges": "bytes",
+            "X-Linked-Etag": f'"{etag}"',
+            "X-Linked-Size": str(len(data)),
+        }
         start = 0
         rng = self.headers.get("Range")
         status = 200
@@ -173,16 +195,16 @@ class _Handler(BaseHTTPRequestHandler):
                 for i in range(len(body)):
                     if self.server.stopping:
                         return
-                    self.wfile.write(body[i:i + 1])
+                    self.wfile.write(body[i : i + 1])
                     self.wfile.flush()
                     time.sleep(fault.get("every", 0.2))
                 return
             if kind == "truncate":
-                self.wfile.write(body[start:start + fault.get("after", 1000)])
+                self.wfile.write(body[start : start + fault.get("after", 1000)])
                 self.close_connection = True
                 return
             if kind in ("swap-prefix", "bad-prefix-good-tail") and n_get == 1:
-                self.wfile.write(body[:len(data) // 2])
+                self.wfile.write(body[: len(data) // 2])
                 self.close_connection = True
                 return
             self.wfile.write(body[start:])

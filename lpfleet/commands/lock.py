@@ -4,11 +4,11 @@ Reads the inventory and its group data like pyinfra (every host's spec validated
 every managed aiModels.json entry plus the extra models their pipelines load (the catalog), asks the hub
 (`hf_lock_endpoint`, else `hf_endpoint`; token from the controller env var named by `hf_token_env`), and writes
 `models.lock` next to the inventory (or where `models_lock` says). Fails, naming every bad model, before any node
-is touched: id not found, id differing in case from the hub's canonical id, gated without a token or access, the
-endpoint unreachable or answering values that cannot be right. Writes only when every model resolved, atomically
-(a synced temp file renamed over the old one), after printing every change (models added, moved, removed);
-never a lock that lacks a model the inventory names; never over an existing lock it cannot parse. Rewrites
-nothing when nothing changed. `--check` only says whether the lock is current (exit 1 when not).
+is touched: id not found, id differing in case from the hub's canonical id, gated without a token or access,
+the endpoint unreachable or answering values that cannot be right. Writes only when every model resolved,
+atomically (a synced temp file renamed over the old one), after printing every change (models added, moved,
+removed); never a lock that lacks a model the inventory names; never over an existing lock it cannot parse.
+Rewrites nothing when nothing changed. `--check` only says whether the lock is current (exit 1 when not).
 """
 
 from __future__ import annotations
@@ -78,15 +78,17 @@ def run(args: argparse.Namespace) -> int:
             for note in model.unchecked:
                 print(f"note: {model.model_id}: not checked: {note}")
         if errors:
-            sys.stderr.write(f"lpfleet lock: {len(errors)} of {len(requests)} model(s) cannot be locked; {path} "
-                             "left unchanged, no node touched:\n" + "".join(f"  {e}\n" for e in errors))
+            sys.stderr.write(f"lpfleet lock: {len(errors)} of {len(requests)} model(s) cannot be locked; "
+                             f"{path} left unchanged, no node touched:\n"
+                             + "".join(f"  {e}\n" for e in errors))
             status = 1
             continue
         new = merge_for_write(resolved)
         dropped = sorted(set(requests) - {m.key for m in new.models})
         if dropped:  # cannot happen when every request resolved; a lock must never lose a model still named
-            sys.stderr.write(f"lpfleet lock: {path}: would drop {', '.join(f'{m} ({r})' for m, r in dropped)} "
-                             "that the inventory still names; not written\n")
+            names = ", ".join(f"{m} ({r})" for m, r in dropped)
+            sys.stderr.write(f"lpfleet lock: {path}: would drop {names} that the inventory still names; "
+                             "not written\n")
             status = 1
             continue
         old = None
@@ -94,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
             try:
                 old = load(path.read_text(), str(path))
             except (LockError, OSError, UnicodeDecodeError) as exc:
-                sys.stderr.write(f"lpfleet lock: cannot read the existing {path} ({exc}); left untouched: move it "
-                                 "away to have a new one written\n")
+                sys.stderr.write(f"lpfleet lock: cannot read the existing {path} ({exc}); left untouched: "
+                                 "move it away to have a new one written\n")
                 status = 1
                 continue
         changes = diff(old, new)
@@ -112,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             _write(path, text)
         except OSError as exc:
-            sys.stderr.write(f"lpfleet lock: cannot write {path}: {exc.strerror or exc}; the old lock is left as "
-                             "it was (check the folder's permissions and free space)\n")
+            sys.stderr.write(f"lpfleet lock: cannot write {path}: {exc.strerror or exc}; the old lock is "
+                             "left as it was (check the folder's permissions and free space)\n")
             status = 1
             continue
         print(f"{path}: written ({len(new.models)} models, {human_bytes(new.unique_bytes)})")

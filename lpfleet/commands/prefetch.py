@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plan-stdin", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--quiet", action="store_true", help="no per-file progress lines")
     parser.add_argument("--min-rate", type=float, default=1_000_000.0, metavar="BYTES_PER_S",
-                        help="each file's deadline is max(--deadline-floor, size / this); default 1000000 (1 MB/s)")
+                        help="each file's deadline is max(--deadline-floor, size / this); default 1000000")
     parser.add_argument("--attempts", type=int, default=3, metavar="N",
                         help="rounds over the files that are still missing (default 3)")
     parser.add_argument("--deadline-floor", type=float, default=120.0, metavar="SECONDS",
@@ -125,8 +125,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_plan(args: argparse.Namespace, plan: dict) -> int:
-    """Node mode: {"endpoint", "token", "branch", "min_rate", "models": [LockedModel dicts]} on stdin; one JSON
-    line out, always (every model is attempted; each failure is one line in "errors")."""
+    """Node mode: {"endpoint", "token", "branch", "min_rate", "models": [LockedModel dicts]} on stdin; one
+    JSON line out, always (every model is attempted; each failure is one line in "errors")."""
     from lpfleet.lock import LockError, load_model_dict
     from lpfleet.weights_fetch import HubError, ensure_model
 
@@ -134,12 +134,14 @@ def _run_plan(args: argparse.Namespace, plan: dict) -> int:
     endpoint = plan.get("endpoint") or "https://huggingface.co"
     branch = plan.get("branch") or args.branch
     limits = _limits(args, plan)
-    attempts = plan.get("attempts") if isinstance(plan.get("attempts"), int) and 1 <= plan["attempts"] <= 20 else 3
+    attempts = plan.get("attempts")
+    attempts = attempts if isinstance(attempts, int) and 1 <= attempts <= 20 else 3
     report: dict = {"models": [], "errors": []}
     for n, raw in enumerate(plan.get("models") or []):
         name = raw.get("id", f"models[{n}]") if isinstance(raw, dict) else f"models[{n}]"
         try:
-            model = load_model_dict(raw if isinstance(raw, dict) else {}, f"plan models[{n}] {str(name)[:100]}")
+            where = f"plan models[{n}] {str(name)[:100]}"
+            model = load_model_dict(raw if isinstance(raw, dict) else {}, where)
             result = ensure_model(args.models_dir, model, endpoint=endpoint, token=token, branch=branch,
                                   progress=False, log=print, token_env=plan.get("token_env") or "HF_TOKEN",
                                   limits=limits, attempts=attempts)

@@ -302,9 +302,9 @@ def gather_weights(models_dir, wanted):
 
 
 def modified_blobs(models_dir, repo, commit):
-    """Files whose blob is no longer the one lpfleet hashed (its stamp: size, mtime, ctime, inode, differs from
-    the verification record), found without reading a byte of it: a blob rewritten in place with other bytes of
-    the same size."""
+    """Files whose blob is no longer the one lpfleet hashed (its stamp: size, mtime, ctime, inode, differs
+    from the verification record), found without reading a byte of it: a blob rewritten in place with other
+    bytes of the same size."""
     record = os.path.join(models_dir, ".lpfleet", "verified", os.path.basename(repo), commit + ".json")
     try:
         with open(record) as handle:

@@ -1,10 +1,11 @@
 """What a node's models dir holds, in ONE round-trip: the weights step's only check on a complete node.
 
-The fact ships `lpfleet.weights_fetch.scan_models_dir` (stdlib only) to the node and runs it with the node's python3, for
-the repos and commits models.lock names. No hashing here: a blob counts as verified when lpfleet's verification
-record names it with the same stamp (size, mtime, ctime, inode); anything rewritten since is hashed again by the
-fetch step (see `lpfleet.weights`). It also reports the node's python3 version and whether the weights runtime
-(lpfleet weights modules, shipped by the controller) is installed, so the step knows what it must upload.
+The fact ships `lpfleet.weights_fetch.scan_models_dir` (stdlib only) to the node and runs it with the node's
+python3, for the repos and commits models.lock names. No hashing here: a blob counts as verified when
+lpfleet's verification record names it with the same stamp (size, mtime, ctime, inode); anything rewritten
+since is hashed again by the fetch step (see `lpfleet.weights`). It also reports the node's python3 version
+and whether the weights runtime (lpfleet weights modules, shipped by the controller) is installed, so the step
+knows what it must upload.
 """
 
 from __future__ import annotations

@@ -423,8 +423,9 @@ def mirror_serving(
     yield StringCommand(
         _runtime_command(bundle, "lpfleet.weights_mirror", "serve", "--models-dir", QuoteString(models_dir),
                          "--host", QuoteString(bind), "--port", str(int(port)),
-                         "--pid-file", QuoteString(MIRROR_PID_FILE), "--lock-file", QuoteString(MIRROR_LOCK_FILE),
-                         "--run-id", QuoteString(run_id), "--max-life", str(mirror_max_life(serve, peers, min_rate)),
+                         "--pid-file", QuoteString(MIRROR_PID_FILE),
+                         "--lock-file", QuoteString(MIRROR_LOCK_FILE), "--run-id", QuoteString(run_id),
+                         "--max-life", str(mirror_max_life(serve, peers, min_rate)),
                          "--log-file", QuoteString(MIRROR_LOG_FILE)),
         _stdin=json.dumps(payload),
     )

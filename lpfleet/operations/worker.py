@@ -131,5 +131,5 @@ def orch_secret_file(path: str, secret: SecretStr | None, current_sha256: str | 
         return
     from lpfleet.operations.files import stdin_write
 
-    # the bytes travel on stdin into a 0600 temp file beside the target (never argv, never pyinfra's /tmp upload)
+    # the bytes go on stdin into a 0600 temp file beside the target (never argv, nor pyinfra's /tmp upload)
     yield stdin_write(path, value.encode(), "600")

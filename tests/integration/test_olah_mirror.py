@@ -22,8 +22,11 @@ import pytest
 
 BIN = Path(sys.executable).parent
 REPO = "org/tiny"
-FILES = {"config.json": b'{"model_type": "tiny"}\n', "model.bin": bytes(range(256)) * 64,
-         "sub/readme.txt": b"a nested file\n"}
+FILES = {
+    "config.json": b'{"model_type": "tiny"}\n',
+    "model.bin": bytes(range(256)) * 64,
+    "sub/readme.txt": b"a nested file\n",
+}
 
 
 def _free_port() -> int:
@@ -48,15 +51,19 @@ def olah(tmp_path_factory):
     subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-qm", "weights"], check=True)
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     port = _free_port()
     (root / "olah.toml").write_text(
         f'[basic]\nhost = "127.0.0.1"\nport = {port}\nrepos-path = "{root}/repos"\nmirror-scheme = "http"\n'
         f'mirror-netloc = "127.0.0.1:{port}"\nmirror-lfs-netloc = "127.0.0.1:{port}"\n'
-        f'mirrors-path = ["{root}/mirrors"]\n\n[accessibility]\noffline = true\n')
+        f'mirrors-path = ["{root}/mirrors"]\n\n[accessibility]\noffline = true\n'
+    )
     log = open(root / "olah.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([str(olah_cli), "-c", str(root / "olah.toml")], cwd=root, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(olah_cli), "-c", str(root / "olah.toml")], cwd=root, stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -72,10 +79,14 @@ def olah(tmp_path_factory):
     log.close()
 
 
-def run(*args: str, endpoint: str, cwd: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
+def run(
+    *args: str, endpoint: str, cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update({"HF_ENDPOINT": endpoint, "HF_HOME": str(Path(cwd or "/tmp") / "hf-home")})
-    result = subprocess.run(list(args), env=env, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        list(args), env=env, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=180
+    )
     assert "Traceback" not in result.stdout + result.stderr, result.stderr
     return result
 
@@ -102,13 +113,29 @@ def test_olah_offline_refuses_model_info_as_documented(olah):
 def test_prefetch_from_olah_then_offline_load(olah, tmp_path):
     url, commit, _ = olah
     models = tmp_path / "models"
-    result = run(str(BIN / "lpfleet"), "prefetch", REPO, "--models-dir", str(models), "--quiet", endpoint=url,
-                 cwd=tmp_path)
+    result = run(
+        str(BIN / "lpfleet"),
+        "prefetch",
+        REPO,
+        "--models-dir",
+        str(models),
+        "--quiet",
+        endpoint=url,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert (models / "models--org--tiny" / "refs" / "main").read_text() == commit
     assert offline_files(models) == FILES
-    again = run(str(BIN / "lpfleet"), "prefetch", REPO, "--models-dir", str(models), "--quiet", endpoint=url,
-                cwd=tmp_path)
+    again = run(
+        str(BIN / "lpfleet"),
+        "prefetch",
+        REPO,
+        "--models-dir",
+        str(models),
+        "--quiet",
+        endpoint=url,
+        cwd=tmp_path,
+    )
     assert again.returncode == 0 and "already complete" in again.stdout
 
 
@@ -117,8 +144,10 @@ def test_lock_from_olah_then_the_node_fetches_from_it(olah, tmp_path):
     (tmp_path / "group_data").mkdir()
     (tmp_path / "inventory.py").write_text('gpu = ["node-a"]\n')
     (tmp_path / "group_data" / "all.py").write_text(
-        f"gpus = [0]\nai_models = [{{'pipeline': 'text-to-image', 'model_id': '{REPO}', 'price_per_unit': 1}}]\n"
-        f"hf_endpoint = {url!r}\n")
+        "gpus = [0]\n"
+        f"ai_models = [{{'pipeline': 'text-to-image', 'model_id': '{REPO}', 'price_per_unit': 1}}]\n"
+        f"hf_endpoint = {url!r}\n"
+    )
     result = run(str(BIN / "lpfleet"), "lock", str(tmp_path / "inventory.py"), endpoint=url, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "not checked: model info (HTTP 401" in result.stdout
@@ -130,7 +159,16 @@ def test_lock_from_olah_then_the_node_fetches_from_it(olah, tmp_path):
         data = FILES[f.path]
         assert f.git_blob == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
     plan = {"endpoint": url, "token": None, "branch": "main", "models": [model.to_dict()]}
-    node = run(sys.executable, "-m", "lpfleet.commands.prefetch", "--plan-stdin", "--models-dir",
-               str(tmp_path / "node-models"), endpoint=url, cwd=tmp_path, stdin=json.dumps(plan))
+    node = run(
+        sys.executable,
+        "-m",
+        "lpfleet.commands.prefetch",
+        "--plan-stdin",
+        "--models-dir",
+        str(tmp_path / "node-models"),
+        endpoint=url,
+        cwd=tmp_path,
+        stdin=json.dumps(plan),
+    )
     assert node.returncode == 0, node.stderr
     assert offline_files(tmp_path / "node-models") == FILES

@@ -13,8 +13,14 @@ from lpfleet.operations.files import stdin_write
 
 def run_command(command, cwd: Path) -> subprocess.CompletedProcess:
     stdin = command.connector_arguments["_stdin"] + "\n"  # pyinfra ends every stdin line with a newline
-    return subprocess.run(["sh", "-c", command.get_raw_value()], input=stdin, capture_output=True, text=True,
-                          cwd=cwd, timeout=30)
+    return subprocess.run(
+        ["sh", "-c", command.get_raw_value()],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=30,
+    )
 
 
 def test_writes_exact_bytes_private_and_atomically(tmp_path):

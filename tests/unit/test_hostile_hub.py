@@ -5,7 +5,6 @@ nothing outside the models dir changes, and no byte is accepted that does not ma
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -69,29 +68,61 @@ def assert_not_complete(models: Path) -> None:
     assert not (models / FOLDER / "refs" / "main").exists()
 
 
-def run_cli(*args: str, endpoint: str, stdin: str | None = None, env_extra: dict | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, endpoint: str, stdin: str | None = None, env_extra: dict | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update({"HF_ENDPOINT": endpoint, **(env_extra or {})})
-    result = subprocess.run([str(LPFLEET), *args], env=env, input=stdin, capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run(
+        [str(LPFLEET), *args], env=env, input=stdin, capture_output=True, text=True, timeout=timeout
+    )
     assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
     return result
 
 
 def prefetch(hub_url: str, models: Path, *extra: str, **kw) -> subprocess.CompletedProcess:
-    return run_cli("prefetch", REPO, "--models-dir", str(models), "--quiet", "--deadline-floor", "3",
-                   "--min-rate", "1e9", "--attempts", "1", *extra, endpoint=hub_url, env_extra={"HF_HUB_DOWNLOAD_TIMEOUT": "1"}, **kw)
+    return run_cli(
+        "prefetch",
+        REPO,
+        "--models-dir",
+        str(models),
+        "--quiet",
+        "--deadline-floor",
+        "3",
+        "--min-rate",
+        "1e9",
+        "--attempts",
+        "1",
+        *extra,
+        endpoint=hub_url,
+        env_extra={"HF_HUB_DOWNLOAD_TIMEOUT": "1"},
+        **kw,
+    )
 
 
-def node_plan(hub_url: str, models: Path, model_dicts: list[dict], token: str | None = None,
-              **plan_extra) -> tuple[subprocess.CompletedProcess, dict]:
-    plan = {"endpoint": hub_url, "token": token, "branch": "main", "models": model_dicts,
-            "deadline_floor": 3, "min_rate": 1e9, "read_timeout": 1, "attempts": 2, **plan_extra}
+def node_plan(
+    hub_url: str, models: Path, model_dicts: list[dict], token: str | None = None, **plan_extra
+) -> tuple[subprocess.CompletedProcess, dict]:
+    plan = {
+        "endpoint": hub_url,
+        "token": token,
+        "branch": "main",
+        "models": model_dicts,
+        "deadline_floor": 3,
+        "min_rate": 1e9,
+        "read_timeout": 1,
+        "attempts": 2,
+        **plan_extra,
+    }
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    result = subprocess.run([sys.executable, "-m", "lpfleet.commands.prefetch", "--plan-stdin", "--models-dir",
-                             str(models)], input=json.dumps(plan), env=env, capture_output=True, text=True,
-                            timeout=180)
+    result = subprocess.run(
+        [sys.executable, "-m", "lpfleet.commands.prefetch", "--plan-stdin", "--models-dir", str(models)],
+        input=json.dumps(plan),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert "Traceback" not in result.stdout + result.stderr, result.stderr
     line = next(x for x in result.stdout.splitlines() if x.startswith("@@lpfleet-weights "))  # always printed
     return result, json.loads(line.split(" ", 1)[1])
@@ -104,21 +135,37 @@ def honest_lock(hub: HostileHub):
 # --- listings: paths, commits and hashes from the hub never become paths unchecked (H1)
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda entries, out: entries[0].update(path=f"{out}/data"),
-    lambda entries, out: entries[0].update(path="../../../outside/data"),
-    lambda entries, out: entries[0].update(path="sub/../../x"),
-    lambda entries, out: entries[0].update(path="a//b"),
-    lambda entries, out: entries[0].update(path="a\\..\\b"),
-    lambda entries, out: entries[0].update(path="nul\0byte"),
-    lambda entries, out: entries[0].update(path="line\nbreak"),
-    lambda entries, out: entries[1]["lfs"].update(oid=f"{out}/data"),
-    lambda entries, out: entries[1]["lfs"].update(oid="../../../../outside/cron.d/x" + "0" * 30),
-    lambda entries, out: entries[0].update(oid="g" * 40),
-    lambda entries, out: entries[1]["lfs"].update(size=-5),
-    lambda entries, out: entries[1]["lfs"].update(size=10 ** 18),
-], ids=["absolute", "dotdot", "inner-dotdot", "empty-segment", "backslash", "nul", "newline", "oid-absolute",
-        "oid-traversal", "blob-not-hex", "negative-size", "huge-size"])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda entries, out: entries[0].update(path=f"{out}/data"),
+        lambda entries, out: entries[0].update(path="../../../outside/data"),
+        lambda entries, out: entries[0].update(path="sub/../../x"),
+        lambda entries, out: entries[0].update(path="a//b"),
+        lambda entries, out: entries[0].update(path="a\\..\\b"),
+        lambda entries, out: entries[0].update(path="nul\0byte"),
+        lambda entries, out: entries[0].update(path="line\nbreak"),
+        lambda entries, out: entries[1]["lfs"].update(oid=f"{out}/data"),
+        lambda entries, out: entries[1]["lfs"].update(oid="../../../../outside/cron.d/x" + "0" * 30),
+        lambda entries, out: entries[0].update(oid="g" * 40),
+        lambda entries, out: entries[1]["lfs"].update(size=-5),
+        lambda entries, out: entries[1]["lfs"].update(size=10**18),
+    ],
+    ids=[
+        "absolute",
+        "dotdot",
+        "inner-dotdot",
+        "empty-segment",
+        "backslash",
+        "nul",
+        "newline",
+        "oid-absolute",
+        "oid-traversal",
+        "blob-not-hex",
+        "negative-size",
+        "huge-size",
+    ],
+)
 def test_hostile_listing_is_refused_before_anything_is_written(hub, world, mutate):
     models, outside = world
     entries = listing()
@@ -133,8 +180,9 @@ def test_hostile_listing_is_refused_before_anything_is_written(hub, world, mutat
     assert not models.exists() or not list(models.glob("*/blobs/*"))
 
 
-@pytest.mark.parametrize("commit", ["/tmp/" + "x" * 35, "../../../../" + "a" * 28, "G" * 40, "a" * 39,
-                                    "a" * 40 + "\n"])
+@pytest.mark.parametrize(
+    "commit", ["/tmp/" + "x" * 35, "../../../../" + "a" * 28, "G" * 40, "a" * 39, "a" * 40 + "\n"]
+)
 def test_hostile_commit_is_refused(hub, world, commit):
     models, outside = world
     hub.behaviour.commit = commit
@@ -169,8 +217,10 @@ def test_hostile_lock_in_a_node_plan_is_refused_and_reported(hub, world):
 def test_etag_never_names_a_file(hub, world, etag):
     models, outside = world
     model = honest_lock(hub)
-    hub.behaviour.faults = {"model.safetensors": {"kind": "etag", "etag": etag.replace("outside", str(outside))},
-                            "config.json": {"kind": "etag", "etag": etag.replace("outside", str(outside))}}
+    hub.behaviour.faults = {
+        "model.safetensors": {"kind": "etag", "etag": etag.replace("outside", str(outside))},
+        "config.json": {"kind": "etag", "etag": etag.replace("outside", str(outside))},
+    }
     before = tree_state(outside)
     result, report = node_plan(hub.url, models, [model.to_dict()])
     assert result.returncode == 0, result.stderr  # the bytes are right: the blob is named by the lock's hash
@@ -230,7 +280,8 @@ def test_a_drip_feeding_server_meets_the_deadline(hub, world):
 
 def test_resume_answered_with_other_bytes_is_never_accepted_many_times(hub, tmp_path):
     """Cut half-way, then the resume is answered 200 with a whole other body: the hash restarts with the
-    file, so the tampered body is refused, every time (the old in-place race accepted it about half the time)."""
+    file, so the tampered body is refused, every time (the old in-place race accepted it about half the
+    time)."""
     model = honest_lock(hub)
     for attempt in range(25):
         hub.behaviour.faults = {"model.safetensors": {"kind": "swap-prefix"}}
@@ -245,8 +296,9 @@ def test_resume_answered_with_other_bytes_is_never_accepted_many_times(hub, tmp_
 def test_resume_answered_with_the_whole_right_file_restarts_and_passes(hub, tmp_path):
     model = honest_lock(hub)
     hub.behaviour.faults = {"model.safetensors": {"kind": "swap-prefix", "tamper": False}}
-    result = ensure_model(tmp_path / "m", model, endpoint=hub.url, token=None, attempts=1, limits=FAST,
-                          progress=False)
+    result = ensure_model(
+        tmp_path / "m", model, endpoint=hub.url, token=None, attempts=1, limits=FAST, progress=False
+    )
     assert result.fetched_files == 2
     assert (tmp_path / "m" / FOLDER / "blobs" / sha256(WEIGHTS)).read_bytes() == WEIGHTS
 
@@ -255,10 +307,13 @@ def test_a_wrong_prefix_with_a_right_tail_is_refused_then_fetched_whole(hub, tmp
     model = honest_lock(hub)
     hub.behaviour.faults = {"model.safetensors": {"kind": "bad-prefix-good-tail"}}
     with pytest.raises(HubError, match="does not match"):
-        ensure_model(tmp_path / "a", model, endpoint=hub.url, token=None, attempts=1, limits=FAST, progress=False)
+        ensure_model(
+            tmp_path / "a", model, endpoint=hub.url, token=None, attempts=1, limits=FAST, progress=False
+        )
     assert_only_verified_bytes(tmp_path / "a")
-    result = ensure_model(tmp_path / "a", model, endpoint=hub.url, token=None, attempts=2, limits=FAST,
-                          progress=False)
+    result = ensure_model(
+        tmp_path / "a", model, endpoint=hub.url, token=None, attempts=2, limits=FAST, progress=False
+    )
     assert result.fetched_files >= 1 and (tmp_path / "a" / FOLDER / "refs" / "main").read_text() == COMMIT
 
 
@@ -367,7 +422,9 @@ def test_verify_sees_a_blob_rewritten_in_place_without_hashing(hub, tmp_path):
     models = tmp_path / "m"
     model = honest_lock(hub)
     ensure_model(models, model, endpoint=hub.url, token=None, progress=False, limits=FAST)
-    wanted = [{"id": REPO, "branch": "main", "commit": COMMIT, "files": [[f.path, f.size] for f in model.files]}]
+    wanted = [
+        {"id": REPO, "branch": "main", "commit": COMMIT, "files": [[f.path, f.size] for f in model.files]}
+    ]
     assert gather_weights(str(models), wanted)[0]["modified"] == []
     blob = models / FOLDER / "blobs" / sha256(WEIGHTS)
     data = bytearray(blob.read_bytes())

@@ -18,8 +18,9 @@ from tests.hostile_hub import COMMIT, REPO, HostileHub
 LPFLEET = Path(sys.executable).parent / "lpfleet"
 
 
-def run(*args: str, cwd: Path | None = None, env_extra: dict | None = None, user: str | None = None
-        ) -> subprocess.CompletedProcess:
+def run(
+    *args: str, cwd: Path | None = None, env_extra: dict | None = None, user: str | None = None
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "LPFLEET_TEST_HUB"))}
     env.update(env_extra or {})
     argv = [str(LPFLEET), *args]
@@ -33,8 +34,12 @@ def run(*args: str, cwd: Path | None = None, env_extra: dict | None = None, user
 def inventory(tmp_path: Path, hub_url: str, models: tuple[str, ...] = (REPO,)) -> Path:
     (tmp_path / "group_data").mkdir(parents=True, exist_ok=True)
     (tmp_path / "inventory.py").write_text('gpu = ["node-a", "node-b"]\n')
-    entries = ", ".join(f'{{"pipeline": "text-to-image", "model_id": "{m}", "price_per_unit": 1}}' for m in models)
-    (tmp_path / "group_data" / "all.py").write_text(f"gpus = [0]\nai_models = [{entries}]\nhf_endpoint = {hub_url!r}\n")
+    entries = ", ".join(
+        f'{{"pipeline": "text-to-image", "model_id": "{m}", "price_per_unit": 1}}' for m in models
+    )
+    (tmp_path / "group_data" / "all.py").write_text(
+        f"gpus = [0]\nai_models = [{entries}]\nhf_endpoint = {hub_url!r}\n"
+    )
     return tmp_path / "inventory.py"
 
 
@@ -79,19 +84,24 @@ def test_lock_names_every_model_it_cannot_resolve_and_writes_nothing(hub, tmp_pa
 def test_lock_shows_what_it_removes(hub, tmp_path):
     inv = inventory(tmp_path, hub.url)
     assert run("lock", str(inv)).returncode == 0
-    (tmp_path / "group_data" / "all.py").write_text(f"gpus = [0]\nai_models = []\nhf_endpoint = {hub.url!r}\n")
+    (tmp_path / "group_data" / "all.py").write_text(
+        f"gpus = [0]\nai_models = []\nhf_endpoint = {hub.url!r}\n"
+    )
     result = run("lock", str(inv))
     assert result.returncode == 0, result.stderr
     assert f"removed  {REPO} (main)" in result.stdout
     assert load((tmp_path / "models.lock").read_text()).models == ()
 
 
-@pytest.mark.parametrize("endpoint, message", [
-    (None, "cannot reach http://127.0.0.1:"),
-    ("not a url", "contains a space"),
-    ("ftp://mirror.example/hf", "expected an http:// or https:// URL"),
-    ("http://", "no host name"),
-])
+@pytest.mark.parametrize(
+    "endpoint, message",
+    [
+        (None, "cannot reach http://127.0.0.1:"),
+        ("not a url", "contains a space"),
+        ("ftp://mirror.example/hf", "expected an http:// or https:// URL"),
+        ("http://", "no host name"),
+    ],
+)
 def test_lock_without_a_usable_endpoint_is_one_line_per_model(tmp_path, endpoint, message):
     inv = inventory(tmp_path, endpoint or closed_port_url())
     result = run("lock", str(inv))
@@ -114,20 +124,26 @@ def test_lock_leaves_an_unparsable_lock_alone(hub, tmp_path):
 def test_lock_into_a_folder_it_cannot_write(hub, tmp_path):
     inv = inventory(tmp_path, hub.url)
     (tmp_path / "group_data" / "all.py").write_text(
-        f"gpus = [0]\nai_models = [{{'pipeline': 'text-to-image', 'model_id': '{REPO}', 'price_per_unit': 1}}]\n"
-        f"hf_endpoint = {hub.url!r}\nmodels_lock = '/proc/lpfleet-cannot/models.lock'\n")
+        "gpus = [0]\n"
+        f"ai_models = [{{'pipeline': 'text-to-image', 'model_id': '{REPO}', 'price_per_unit': 1}}]\n"
+        f"hf_endpoint = {hub.url!r}\nmodels_lock = '/proc/lpfleet-cannot/models.lock'\n"
+    )
     result = run("lock", str(inv))
     assert result.returncode == 1 and "cannot write /proc/lpfleet-cannot/models.lock" in result.stderr
 
 
 @pytest.mark.parametrize("model_id", ["noslash", "a/b/c", "../etc", "org/--x", "org/name\n", "org/name-"])
 def test_prefetch_refuses_a_malformed_model_id(tmp_path, model_id):
-    result = run("prefetch", model_id, "--models-dir", str(tmp_path / "m"), env_extra={"HF_ENDPOINT": "http://x"})
+    result = run(
+        "prefetch", model_id, "--models-dir", str(tmp_path / "m"), env_extra={"HF_ENDPOINT": "http://x"}
+    )
     assert result.returncode == 2 and "not a model id" in result.stderr
     assert not (tmp_path / "m").exists()
 
 
-@pytest.mark.parametrize("endpoint", ["not a url", "ftp://x", "http://", "http://host:99999", "http://h/?q=1"])
+@pytest.mark.parametrize(
+    "endpoint", ["not a url", "ftp://x", "http://", "http://host:99999", "http://h/?q=1"]
+)
 def test_prefetch_refuses_a_bad_hf_endpoint(tmp_path, endpoint):
     result = run("prefetch", REPO, "--models-dir", str(tmp_path / "m"), env_extra={"HF_ENDPOINT": endpoint})
     assert result.returncode == 2 and "HF_ENDPOINT" in result.stderr
@@ -135,8 +151,15 @@ def test_prefetch_refuses_a_bad_hf_endpoint(tmp_path, endpoint):
 
 
 def test_prefetch_with_no_network(tmp_path):
-    result = run("prefetch", REPO, "--models-dir", str(tmp_path / "m"), "--attempts", "1",
-                 env_extra={"HF_ENDPOINT": closed_port_url()})
+    result = run(
+        "prefetch",
+        REPO,
+        "--models-dir",
+        str(tmp_path / "m"),
+        "--attempts",
+        "1",
+        env_extra={"HF_ENDPOINT": closed_port_url()},
+    )
     assert result.returncode == 1 and "cannot reach" in result.stderr
 
 

@@ -155,7 +155,8 @@ def test_json_round_trip():
 def test_control_characters_from_node_logs_reach_neither_xml_nor_terminal():
     """A coloured ERROR line from a runner log (and worse: NUL, a bell, an OSC title sequence)."""
     line = "\x1b[31mERROR\x1b[0m: CUDA out of memory\x00\x07 \x1b]0;pwned\x07done\x9b"
-    check = Check("n1", "runner logs", "fail", f"1 cause {line}", causes=(Cause("cuda-oom", line, "fix\x1b[2J"),))
+    causes = (Cause("cuda-oom", line, "fix\x1b[2J"),)
+    check = Check("n1", "runner logs", "fail", f"1 cause {line}", causes=causes)
     result = HostResult("n1", ("g",), (check,))
     root = ET.fromstring(to_junit([result]))  # well-formed XML 1.0
     text = root.find("testsuite/testcase/failure").text

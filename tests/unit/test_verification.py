@@ -738,5 +738,6 @@ def test_a_blob_changed_since_it_was_verified_is_weights_modified():
     snap = healthy_snapshot()
     snap["weights"][0].update(modified=["unet/model.safetensors"])
     check = checks_by_name(verify(snap))[f"weights {T2I}"]
-    assert check.state == "fail" and "changed since they were verified (unet/model.safetensors)" in check.detail
+    assert check.state == "fail"
+    assert "changed since they were verified (unet/model.safetensors)" in check.detail
     assert check.causes[0].cause == "weights-modified" and "run deploy.py" in check.causes[0].hint

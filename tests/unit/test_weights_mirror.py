@@ -46,17 +46,46 @@ def seeded(tmp_path):
 
 
 class Mirror:
-    def __init__(self, tmp_path: Path, models_dir: Path, models: list, run_id: str = "run-aaaa1111",
-                 idle_exit: float = 30, extra: tuple = (), port: int | None = None):
+    def __init__(
+        self,
+        tmp_path: Path,
+        models_dir: Path,
+        models: list,
+        run_id: str = "run-aaaa1111",
+        idle_exit: float = 30,
+        extra: tuple = (),
+        port: int | None = None,
+    ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.run_dir = tmp_path
-        self.args = [sys.executable, "-m", "lpfleet.weights_mirror", "serve", "--foreground", "--models-dir",
-                     str(models_dir), "--host", "127.0.0.1", "--port", str(self.port), "--pid-file",
-                     str(tmp_path / "mirror.pid"), "--lock-file", str(tmp_path / "mirror.lock"), "--run-id", run_id,
-                     "--idle-exit", str(idle_exit), "--wait", "1", *extra]
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+        self.args = [
+            sys.executable,
+            "-m",
+            "lpfleet.weights_mirror",
+            "serve",
+            "--foreground",
+            "--models-dir",
+            str(models_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--pid-file",
+            str(tmp_path / "mirror.pid"),
+            "--lock-file",
+            str(tmp_path / "mirror.lock"),
+            "--run-id",
+            run_id,
+            "--idle-exit",
+            str(idle_exit),
+            "--wait",
+            "1",
+            *extra,
+        ]
+        self.proc = subprocess.Popen(
+            self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         self.proc.stdin.write(json.dumps({"token": TOKEN, "models": models}))
         self.proc.stdin.close()
         deadline = time.monotonic() + 15
@@ -89,11 +118,31 @@ def file_url(mirror: Mirror, path: str = "model.safetensors") -> str:
 def test_a_wildcard_or_malformed_bind_address_is_refused(tmp_path, seeded):
     models_dir, _ = seeded
     for host in ("0.0.0.0", "::", "bad host; rm -rf /"):
-        result = subprocess.run([sys.executable, "-m", "lpfleet.weights_mirror", "serve", "--foreground",
-                                 "--models-dir", str(models_dir), "--host", host, "--port", str(free_port()),
-                                 "--pid-file", str(tmp_path / "p"), "--lock-file", str(tmp_path / "l"),
-                                 "--run-id", "run-aaaa1111"], input=json.dumps({"token": TOKEN, "models": []}),
-                                capture_output=True, text=True, timeout=30)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lpfleet.weights_mirror",
+                "serve",
+                "--foreground",
+                "--models-dir",
+                str(models_dir),
+                "--host",
+                host,
+                "--port",
+                str(free_port()),
+                "--pid-file",
+                str(tmp_path / "p"),
+                "--lock-file",
+                str(tmp_path / "l"),
+                "--run-id",
+                "run-aaaa1111",
+            ],
+            input=json.dumps({"token": TOKEN, "models": []}),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert result.returncode == 2 and "lpfleet mirror: " in result.stderr, (host, result.stderr)
         assert "Traceback" not in result.stderr
 
@@ -106,12 +155,18 @@ def test_peers_copy_verified_bytes_with_the_token_only(tmp_path, seeded):
         assert get(file_url(mirror), token="wrong-token-0123456789")[0] == 401
         status, body = get(file_url(mirror))
         assert status == 200 and body == WEIGHTS
-        result = ensure_model(tmp_path / "peer", model, endpoint=mirror.url, token=TOKEN, progress=False,
-                              limits=FAST)
+        result = ensure_model(
+            tmp_path / "peer", model, endpoint=mirror.url, token=TOKEN, progress=False, limits=FAST
+        )
         assert result.fetched_files == 2
-        listening = [line for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
-                     if line.split()[1].endswith(f":{mirror.port:04X}") and line.split()[3] == "0A"]
-        assert listening and all(line.split()[1].startswith("0100007F:") for line in listening)  # 127.0.0.1 only
+        listening = [
+            line
+            for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+            if line.split()[1].endswith(f":{mirror.port:04X}") and line.split()[3] == "0A"
+        ]
+        assert listening and all(
+            line.split()[1].startswith("0100007F:") for line in listening
+        )  # 127.0.0.1 only
     finally:
         mirror.stop()
 
@@ -192,13 +247,37 @@ def test_a_second_run_waits_then_stops_and_never_kills_the_first(tmp_path, seede
         assert second.proc.returncode == 3
         assert "another lpfleet run's weights mirror is serving" in second.proc.stderr.read()
         assert first.proc.poll() is None and get(file_url(first))[0] == 200
-        other_stop = subprocess.run([sys.executable, "-m", "lpfleet.weights_mirror", "stop", "--pid-file",
-                                     str(tmp_path / "mirror.pid"), "--run-id", "run-second22"],
-                                    capture_output=True, text=True, timeout=30)
+        other_stop = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lpfleet.weights_mirror",
+                "stop",
+                "--pid-file",
+                str(tmp_path / "mirror.pid"),
+                "--run-id",
+                "run-second22",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert "not running" in other_stop.stdout and first.proc.poll() is None
-        own_stop = subprocess.run([sys.executable, "-m", "lpfleet.weights_mirror", "stop", "--pid-file",
-                                   str(tmp_path / "mirror.pid"), "--run-id", "run-first111"],
-                                  capture_output=True, text=True, timeout=30)
+        own_stop = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lpfleet.weights_mirror",
+                "stop",
+                "--pid-file",
+                str(tmp_path / "mirror.pid"),
+                "--run-id",
+                "run-first111",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert "stopped" in own_stop.stdout
         first.proc.wait(timeout=10)
     finally:
@@ -216,8 +295,12 @@ def test_idle_exit_waits_for_a_transfer_in_flight(tmp_path):
     (blob_dir / digest).write_bytes(data)
     st = os.stat(blob_dir / digest)
     model = LockedModel("org/big", "main", COMMIT, None, (LockedFile("w.bin", size, sha256=digest),))
-    record = {"model": model.to_dict(), "files": {"w.bin": {
-        "etag": digest, "stamp": [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]}}}
+    record = {
+        "model": model.to_dict(),
+        "files": {
+            "w.bin": {"etag": digest, "stamp": [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]}
+        },
+    }
     path = models_dir / ".lpfleet" / "verified" / "models--org--big" / f"{COMMIT}.json"
     path.parent.mkdir(parents=True)
     write_atomic(path, json.dumps(record))
@@ -225,8 +308,10 @@ def test_idle_exit_waits_for_a_transfer_in_flight(tmp_path):
     try:
         sock = socket.create_connection(("127.0.0.1", mirror.port), timeout=10)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        sock.sendall(f"GET /org/big/resolve/{COMMIT}/w.bin HTTP/1.1\r\nHost: x\r\n"
-                     f"Authorization: Bearer {TOKEN}\r\n\r\n".encode())
+        sock.sendall(
+            f"GET /org/big/resolve/{COMMIT}/w.bin HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {TOKEN}\r\n\r\n".encode()
+        )
         received = 0
         started = time.monotonic()
         hasher = hashlib.sha256()
@@ -252,7 +337,14 @@ def test_a_peer_with_the_wrong_token_fails_with_a_message(tmp_path, seeded):
     mirror = Mirror(tmp_path, models_dir, [[REPO, COMMIT]])
     try:
         with pytest.raises(HubError, match="gated model and the token has no access|token"):
-            ensure_model(tmp_path / "peer", model, endpoint=mirror.url, token="another-mirrors-token-1234",
-                         progress=False, limits=FAST, attempts=1)
+            ensure_model(
+                tmp_path / "peer",
+                model,
+                endpoint=mirror.url,
+                token="another-mirrors-token-1234",
+                progress=False,
+                limits=FAST,
+                attempts=1,
+            )
     finally:
         mirror.stop()
