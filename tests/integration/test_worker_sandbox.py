@@ -58,8 +58,14 @@ def runner_containers(sandbox, node) -> list[dict]:
     return inspect(sandbox, node, *ids) if ids else []
 
 
-def specs(sandbox, inventory=None):
-    return sandbox.specs(str(inventory) if inventory else None)
+def specs(sandbox, inventory=None, env=None):
+    """Every host's spec; `env` adds controller variables (an inventory naming env_secret needs them set)."""
+    saved = sandbox.env
+    sandbox.env = {**saved, **(env or {})}
+    try:
+        return sandbox.specs(str(inventory) if inventory else None)
+    finally:
+        sandbox.env = saved
 
 
 def wait_runners(sandbox, node, expected, timeout=120) -> list[dict]:
@@ -167,7 +173,7 @@ def test_changed_models_and_secret_recreate_that_worker_only(deployed):
                {n: i for n, i in before.items() if n != target.name}
         models = json.loads(sh(sandbox, target, "cat /root/.lpData/aiModels.json"))
         assert models == warm_only
-        new_spec = specs(sandbox, inventory)[target.name]
+        new_spec = specs(sandbox, inventory, env={"E1_TEST_ORCH_SECRET": SECRET})[target.name]
         wait_runners(sandbox, target, runners.expected_runners(new_spec))
 
         # the secret: a 0600 file the flag names; not in any command line, container config or output
