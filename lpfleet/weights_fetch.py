@@ -407,7 +407,7 @@ def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, s
     https = parts.scheme == "https"
     proxies = urllib.request.getproxies_environment()
     proxy = proxies.get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
         p = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
         if https:
             conn = http.client.HTTPSConnection(p.hostname or "", p.port or 8080, timeout=timeout)
@@ -665,7 +665,7 @@ class EnsureResult:
     fetched_files: int = 0
     fetched_bytes: int = 0  # bytes of files downloaded (what the endpoint served for them)
     rehashed: int = 0
-    repaired: list[str] | None = None  # files found wrong and fetched again
+    repaired: list[str] = field(default_factory=list)  # files found wrong and fetched again
     ref_written: bool = False
     hashed_while_downloading: int = 0  # files whose hash was computed as their bytes arrived
     notes: list[str] = field(default_factory=list)

@@ -12,8 +12,6 @@ is mounted into the container, and `-orchSecret` names that file (go-livepeer re
 
 from __future__ import annotations
 
-import posixpath
-
 from pydantic import SecretStr
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
