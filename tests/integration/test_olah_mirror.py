@@ -145,7 +145,7 @@ def test_lock_from_olah_then_the_node_fetches_from_it(olah, tmp_path):
     (tmp_path / "inventory.py").write_text('gpu = ["node-a"]\n')
     (tmp_path / "group_data" / "all.py").write_text(
         "gpus = [0]\n"
-        f"ai_models = [{{'pipeline': 'text-to-image', 'model_id': '{REPO}', 'price_per_unit': 1}}]\n"
+        f"ai_models = [{{'pipeline': 'audio-to-text', 'model_id': '{REPO}', 'price_per_unit': 1}}]\n"
         f"hf_endpoint = {url!r}\n"
     )
     result = run(str(BIN / "lpfleet"), "lock", str(tmp_path / "inventory.py"), endpoint=url, cwd=tmp_path)

@@ -35,7 +35,7 @@ def inventory(tmp_path: Path, hub_url: str, models: tuple[str, ...] = (REPO,)) -
     (tmp_path / "group_data").mkdir(parents=True, exist_ok=True)
     (tmp_path / "inventory.py").write_text('gpu = ["node-a", "node-b"]\n')
     entries = ", ".join(
-        f'{{"pipeline": "text-to-image", "model_id": "{m}", "price_per_unit": 1}}' for m in models
+        f'{{"pipeline": "audio-to-text", "model_id": "{m}", "price_per_unit": 1}}' for m in models
     )
     (tmp_path / "group_data" / "all.py").write_text(
         f"gpus = [0]\nai_models = [{entries}]\nhf_endpoint = {hub_url!r}\n"
@@ -125,7 +125,7 @@ def test_lock_into_a_folder_it_cannot_write(hub, tmp_path):
     inv = inventory(tmp_path, hub.url)
     (tmp_path / "group_data" / "all.py").write_text(
         "gpus = [0]\n"
-        f"ai_models = [{{'pipeline': 'text-to-image', 'model_id': '{REPO}', 'price_per_unit': 1}}]\n"
+        f"ai_models = [{{'pipeline': 'audio-to-text', 'model_id': '{REPO}', 'price_per_unit': 1}}]\n"
         f"hf_endpoint = {hub.url!r}\nmodels_lock = '/proc/lpfleet-cannot/models.lock'\n"
     )
     result = run("lock", str(inv))
