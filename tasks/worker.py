@@ -10,7 +10,8 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import deploy
 
-from lpfleet.facts.worker import WorkerContainer
+from lpfleet.facts.batch import known_fact
+from lpfleet.facts.worker import worker_request
 from lpfleet.fleet_plan import NodePlan
 from lpfleet.operations.worker import orch_secret_file, worker_container
 from lpfleet.worker_plan import worker_plan
@@ -20,13 +21,8 @@ from lpfleet.worker_plan import worker_plan
 def run_ai_worker(node: NodePlan) -> None:
     spec = node.spec
     plan = worker_plan(spec, node.ai_models_sha256)
-    current = host.get_fact(
-        WorkerContainer,
-        container=plan.name,
-        image=plan.image,
-        ai_models_path=plan.ai_models_path,
-        secret_path=plan.secret_path,
-    )
+    request = worker_request(plan)
+    current = known_fact(host, request.cls, **request.kwargs)
     if spec.worker.orch_secret is not None:
         orch_secret_file(
             name="Orch secret file (0600, read by -orchSecret)",

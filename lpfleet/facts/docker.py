@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
+from lpfleet.facts.batch import FactRequest, known_fact
 from lpfleet.host_layout import (  # the desired layout is pure; re-exported for the tasks and tests
     DOCKER_KEYRING,
     DOCKER_PACKAGES_CE,
@@ -316,12 +317,14 @@ class DownloadedFile(FactBase[Download]):
 def container_host_state(
     host, nvidia_key_url: str, docker_key_url: str = "", toolkit_repo_marker: str = "", memo: dict | None = None
 ):
-    """The node's ContainerHostState, gathered once per host per deploy run (one round-trip) when the caller
-    passes its host's per-run `memo` (lpfleet.fleet_plan.NodePlan.facts)."""
+    """The node's ContainerHostState, gathered once per host per deploy run (one round-trip, or none when the
+    run's batch already read it: lpfleet.facts.batch) when the caller passes its host's per-run `memo`
+    (lpfleet.fleet_plan.NodePlan.facts)."""
     memo = {} if memo is None else memo
     key = ("container-host-state", nvidia_key_url, docker_key_url, toolkit_repo_marker)
     if key not in memo:
-        memo[key] = host.get_fact(
+        memo[key] = known_fact(
+            host,
             ContainerHostFacts,
             nvidia_key_url=nvidia_key_url,
             docker_key_url=docker_key_url,
@@ -330,13 +333,20 @@ def container_host_state(
     return memo[key]
 
 
+def snapshot_kwargs(spec) -> dict[str, str]:
+    """ContainerHostFacts' arguments for a NodeSpec."""
+    return {
+        "nvidia_key_url": spec.toolkit.key_url,
+        "docker_key_url": docker_key_url(spec),
+        "toolkit_repo_marker": repo_marker(spec.toolkit.repo_url),
+    }
+
+
+def snapshot_request(spec) -> FactRequest:
+    """The fact node_snapshot reads, for the run's batch."""
+    return FactRequest(ContainerHostFacts, snapshot_kwargs(spec))
+
+
 def node_snapshot(host, plan) -> ContainerHostState:
     """The snapshot both the docker_engine and the nvidia_toolkit steps use for a NodePlan's node."""
-    spec = plan.spec
-    return container_host_state(
-        host,
-        nvidia_key_url=spec.toolkit.key_url,
-        docker_key_url=docker_key_url(spec),
-        toolkit_repo_marker=repo_marker(spec.toolkit.repo_url),
-        memo=plan.facts,
-    )
+    return container_host_state(host, **snapshot_kwargs(plan.spec), memo=plan.facts)

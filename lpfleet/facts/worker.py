@@ -14,7 +14,8 @@ from typing import Any
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
-from lpfleet.worker_plan import DOCKER_SOCKET
+from lpfleet.facts.batch import FactRequest
+from lpfleet.worker_plan import DOCKER_SOCKET, WorkerPlan
 
 # $1 container name, $2 image ref, $3 aiModels.json path, $4 secret file path ("" = none), $5 socket.
 _SCRIPT = r"""
@@ -108,3 +109,16 @@ class WorkerContainer(FactBase[WorkerContainerState]):
 
     def process(self, output: list[str]) -> WorkerContainerState:
         return parse_output(output)
+
+
+def worker_request(plan: WorkerPlan) -> FactRequest:
+    """The WorkerContainer fact the worker step reads for a WorkerPlan (also the run's batch entry)."""
+    return FactRequest(
+        WorkerContainer,
+        {
+            "container": plan.name,
+            "image": plan.image,
+            "ai_models_path": plan.ai_models_path,
+            "secret_path": plan.secret_path,
+        },
+    )

@@ -22,6 +22,7 @@ from pyinfra.api import (
 from pyinfra.api.util import format_text
 from pyinfra.operations.util.files import generate_color_diff
 
+from lpfleet.facts.batch import known_fact
 from lpfleet.facts.files import FileDigest, MaskedFileContents
 from lpfleet.operations.plan_notes import ENV as PLAN_NOTES_ENV
 from lpfleet.operations.plan_notes import note
@@ -95,7 +96,7 @@ def secret_file(
     masks = [s.unmask() if isinstance(s, HiddenValue) else str(s) for s in secrets]
     want_mode = _octal(mode)
     want_sha = hashlib.sha256(data).hexdigest()
-    current = host.get_fact(FileDigest, path=dest)
+    current = known_fact(host, FileDigest, path=dest)
 
     if current is not None and current.sha256 == want_sha:
         changed = False

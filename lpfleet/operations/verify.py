@@ -29,6 +29,7 @@ from pyinfra.api.state import BaseStateCallback, State
 
 from lpfleet import diagnose
 from lpfleet.checks import Cause, Check, HostResult, exit_code, unchecked
+from lpfleet.facts.batch import FactRequest, known_fact
 from lpfleet.facts.verify import NodeVerification, encode_params
 from lpfleet.fleet import fleet_plan
 from lpfleet.lock import models_for_node
@@ -191,6 +192,11 @@ def weights_wanted(spec: NodeSpec, lock: Any | None) -> list[WeightsWanted]:
     return wanted + [WeightsWanted(r.model_id, spec.weights.branch) for r in missing]
 
 
+def verify_request(spec: NodeSpec, runners: Sequence[ExpectedRunner], weights: Sequence[WeightsWanted]) -> FactRequest:
+    """The NodeVerification fact node_verified reads (also the run's batch entry)."""
+    return FactRequest(NodeVerification, {"params": encode_params(node_params(spec, runners, weights))})
+
+
 def diagnose_lines(lines: Sequence[str]) -> list[Cause]:
     """lpfleet.diagnose over a container's last log lines."""
     return diagnose.diagnose("\n".join(lines))
@@ -220,7 +226,8 @@ def node_verified(
     if reuse is not None:
         snapshot = reuse
     else:
-        snapshot = host.get_fact(NodeVerification, params=encode_params(node_params(spec, runners, weights)))
+        request = verify_request(spec, runners, weights)
+        snapshot = known_fact(host, request.cls, **request.kwargs)
     if not state.is_executing:
         run.snapshots[host.name] = snapshot
     result = verify_host(

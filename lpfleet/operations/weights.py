@@ -34,6 +34,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
 
+from lpfleet.facts.batch import FactRequest, known_fact
 from lpfleet.facts.weights import WeightsState, encode_params
 from lpfleet.lock import LockedModel
 from lpfleet.operations.plan_notes import note
@@ -197,9 +198,15 @@ class FleetWeights:
 _fleets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _scan(target: Any, models: Sequence[LockedModel], models_dir: str) -> dict[str, Any]:
+def scan_fact_request(models: Sequence[LockedModel], models_dir: str) -> FactRequest:
+    """The WeightsState fact a host's scan reads (also the run's batch entry: lpfleet.facts.batch)."""
     params = encode_params(models_dir, scan_request(models), runtime_bundle().remote_dir)
-    return target.get_fact(WeightsState, params=params)
+    return FactRequest(WeightsState, {"params": params})
+
+
+def _scan(target: Any, models: Sequence[LockedModel], models_dir: str) -> dict[str, Any]:
+    request = scan_fact_request(models, models_dir)
+    return known_fact(target, request.cls, **request.kwargs)
 
 
 def fleet_weights(

@@ -1,0 +1,140 @@
+"""The whole no-op converge (`pyinfra -y INVENTORY deploy.py`) against the pyinfra floor (`pyinfra -y INVENTORY
+exec -- true`), with round-trips per host and where the time goes.
+
+    .venv/bin/python bench/noop_converge.py [--nodes 3 10] [--runs 7] [--keep]
+    .venv/bin/python bench/noop_converge.py --inventory INV.py [--runs 7]
+
+For each node count: brings up a sandbox of its own (`LPFLEET_SANDBOX`, default `lpfleet-bench-noop`), writes
+models.lock (`lpfleet lock`), converges once, checks that the next run changes nothing, then times `--runs` runs of
+each, interleaved (floor, converge, floor, ...) so a busy machine weighs on both alike: the whole CLI process,
+wall clock. Every run goes through bench/pyinfra_timed.py (pyinfra's own CLI with a clock on it) and must report
+0 changes; it prints the medians, the ratio, the command round-trips of each host and the median time of each
+phase (start, inventory, connect, prepare, execute, end). The sandbox is removed at the end unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+TIMED = [sys.executable, str(ROOT / "bench" / "pyinfra_timed.py")]
+INVENTORY = "inventories/sandbox.py"
+
+
+def run(*args: str, env: dict[str, str], timeout: float = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def changes(output: str) -> int:
+    """Operations that changed something, from pyinfra's results table ("Grand total  ops success error no-change")."""
+    match = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", output)
+    if not match:
+        raise SystemExit(f"no results table in pyinfra output:\n{output[-3000:]}")
+    return 0 if match.group(2) == "-" else int(match.group(2))
+
+
+class Timing:
+    """One kind of run (floor or converge): wall times, round-trips per host, phase times."""
+
+    def __init__(self) -> None:
+        self.walls: list[float] = []
+        self.roundtrips: dict[str, list[int]] = defaultdict(list)
+        self.phases: dict[str, list[float]] = defaultdict(list)
+
+    def add(self, wall: float, stderr: str) -> None:
+        self.walls.append(wall)
+        for line in stderr.splitlines():
+            words = line.split()
+            if line.startswith("@@roundtrips ") and len(words) == 4:
+                self.roundtrips[words[1]].append(int(words[2]))
+            elif line.startswith("@@phase ") and len(words) == 3:
+                self.phases[words[1]].append(float(words[2]))
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.walls)
+
+    def summary(self) -> str:
+        trips = sorted({n for counts in self.roundtrips.values() for n in counts})
+        phases = ", ".join(f"{name} {statistics.median(values):.2f}" for name, values in self.phases.items())
+        return (
+            f"min {min(self.walls):.2f} / median {self.median:.2f} / max {max(self.walls):.2f} s; "
+            f"round-trips per host {trips}; median phases (s): {phases}"
+        )
+
+
+def timed(args: list[str], env: dict[str, str], timing: Timing, *, must_be_noop: bool) -> None:
+    start = time.perf_counter()
+    result = run(*TIMED, *args, env=env)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"`pyinfra {' '.join(args)}` failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    if must_be_noop and changes(result.stdout + result.stderr):
+        raise SystemExit(f"a no-op run changed something:\n{result.stdout[-4000:]}")
+    timing.add(wall, result.stderr)
+
+
+def measure(inventory: str, runs: int, env: dict[str, str]) -> tuple[Timing, Timing]:
+    """Converge, check the next run is a no-op, then `runs` interleaved floor and converge runs."""
+    deploy = ["-y", inventory, "deploy.py"]
+    first = run(str(VENV_BIN / "pyinfra"), *deploy, env=env)
+    if first.returncode != 0:
+        raise SystemExit(f"converge failed:\n{first.stdout[-4000:]}\n{first.stderr[-4000:]}")
+    timed(deploy, env, Timing(), must_be_noop=True)
+    floor, converge = Timing(), Timing()
+    for _ in range(runs):
+        timed(["-y", inventory, "exec", "--", "true"], env, floor, must_be_noop=False)
+        timed(deploy, env, converge, must_be_noop=True)
+    return floor, converge
+
+
+def report(label: str, floor: Timing, converge: Timing) -> None:
+    print(f"{label}: no-op converge / floor = {converge.median / floor.median:.2f}x "
+          f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+    print(f"  floor    {floor.summary()}", flush=True)
+    print(f"  converge {converge.summary()}", flush=True)
+    for host in sorted(converge.roundtrips):
+        print(f"    {host}: {sorted(set(converge.roundtrips[host]))} round-trips per run", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, nargs="+", default=[3, 10])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="leave the sandbox up")
+    parser.add_argument("--inventory", help="measure on this inventory instead of a sandbox of our own")
+    args = parser.parse_args()
+    env = {**os.environ, "LPFLEET_SANDBOX": os.environ.get("LPFLEET_SANDBOX", "lpfleet-bench-noop")}
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    if args.inventory:
+        report(args.inventory, *measure(args.inventory, args.runs, env))
+        return 0
+    lpfleet = str(VENV_BIN / "lpfleet")
+    try:
+        for count in sorted(args.nodes):
+            up = run(lpfleet, "sandbox", "up", "--nodes", str(count), env=env)
+            if up.returncode != 0:
+                raise SystemExit(f"sandbox up failed:\n{up.stdout}\n{up.stderr}")
+            lock = run(lpfleet, "lock", INVENTORY, env=env)
+            if lock.returncode != 0:
+                raise SystemExit(f"lpfleet lock failed:\n{lock.stdout}\n{lock.stderr}")
+            report(f"{count:3d} sandbox nodes", *measure(INVENTORY, args.runs, env))
+    finally:
+        if not args.keep:
+            run(lpfleet, "sandbox", "down", env=env)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
