@@ -21,6 +21,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -84,25 +85,45 @@ def timed(args: list[str], env: dict[str, str], timing: Timing, *, must_be_noop:
     timing.add(wall, result.stderr)
 
 
-def measure(inventory: str, runs: int, env: dict[str, str]) -> tuple[Timing, Timing]:
-    """Converge, check the next run is a no-op, then `runs` interleaved floor and converge runs."""
+def unbatched_deploy(folder: Path) -> Path:
+    """deploy.py without its prefetch line: every step reads its own fact (one round-trip each), as before the
+    batch existed. For comparison only."""
+    text = (ROOT / "deploy.py").read_text()
+    lines = [line for line in text.splitlines() if not line.startswith("prefetch_node_facts(")]
+    if len(lines) == len(text.splitlines()):
+        raise SystemExit("deploy.py has no prefetch_node_facts( line to leave out")
+    path = folder / "deploy_unbatched.py"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def measure(inventory: str, runs: int, env: dict[str, str], unbatched: Path | None) -> dict[str, Timing]:
+    """Converge, check the next run is a no-op, then `runs` interleaved floor and converge runs (and runs of the
+    unbatched deploy when given)."""
     deploy = ["-y", inventory, "deploy.py"]
     first = run(str(VENV_BIN / "pyinfra"), *deploy, env=env)
     if first.returncode != 0:
         raise SystemExit(f"converge failed:\n{first.stdout[-4000:]}\n{first.stderr[-4000:]}")
     timed(deploy, env, Timing(), must_be_noop=True)
-    floor, converge = Timing(), Timing()
+    timings = {"floor": Timing(), "converge": Timing()}
+    if unbatched is not None:
+        timings["unbatched"] = Timing()
     for _ in range(runs):
-        timed(["-y", inventory, "exec", "--", "true"], env, floor, must_be_noop=False)
-        timed(deploy, env, converge, must_be_noop=True)
-    return floor, converge
+        timed(["-y", inventory, "exec", "--", "true"], env, timings["floor"], must_be_noop=False)
+        timed(deploy, env, timings["converge"], must_be_noop=True)
+        if unbatched is not None:
+            timed(["-y", inventory, str(unbatched)], env, timings["unbatched"], must_be_noop=True)
+    return timings
 
 
-def report(label: str, floor: Timing, converge: Timing) -> None:
-    print(f"{label}: no-op converge / floor = {converge.median / floor.median:.2f}x "
+def report(label: str, timings: dict[str, Timing]) -> None:
+    floor = timings["floor"]
+    print(f"{label}: no-op converge / floor = {timings['converge'].median / floor.median:.2f}x "
           f"(load average {os.getloadavg()[0]:.1f})", flush=True)
-    print(f"  floor    {floor.summary()}", flush=True)
-    print(f"  converge {converge.summary()}", flush=True)
+    for name, timing in timings.items():
+        ratio = f" ({timing.median / floor.median:.2f}x)" if name != "floor" else ""
+        print(f"  {name:9s}{ratio} {timing.summary()}", flush=True)
+    converge = timings["converge"]
     for host in sorted(converge.roundtrips):
         print(f"    {host}: {sorted(set(converge.roundtrips[host]))} round-trips per run", flush=True)
 
@@ -113,12 +134,16 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="leave the sandbox up")
     parser.add_argument("--inventory", help="measure on this inventory instead of a sandbox of our own")
+    parser.add_argument("--unbatched", action="store_true",
+                        help="also time deploy.py without its one-round-trip prefetch (one fact per step)")
     args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="lpfleet-bench-noop-"))
+    unbatched = unbatched_deploy(folder) if args.unbatched else None
     env = {**os.environ, "LPFLEET_SANDBOX": os.environ.get("LPFLEET_SANDBOX", "lpfleet-bench-noop")}
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     if args.inventory:
-        report(args.inventory, *measure(args.inventory, args.runs, env))
+        report(args.inventory, measure(args.inventory, args.runs, env, unbatched))
         return 0
     lpfleet = str(VENV_BIN / "lpfleet")
     try:
@@ -129,7 +154,7 @@ def main() -> int:
             lock = run(lpfleet, "lock", INVENTORY, env=env)
             if lock.returncode != 0:
                 raise SystemExit(f"lpfleet lock failed:\n{lock.stdout}\n{lock.stderr}")
-            report(f"{count:3d} sandbox nodes", *measure(INVENTORY, args.runs, env))
+            report(f"{count:3d} sandbox nodes", measure(INVENTORY, args.runs, env, unbatched))
     finally:
         if not args.keep:
             run(lpfleet, "sandbox", "down", env=env)
