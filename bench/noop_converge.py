@@ -51,15 +51,31 @@ class Timing:
         self.walls: list[float] = []
         self.roundtrips: dict[str, list[int]] = defaultdict(list)
         self.phases: dict[str, list[float]] = defaultdict(list)
+        self.prepare: dict[str, list[float]] = defaultdict(list)
 
     def add(self, wall: float, stderr: str) -> None:
         self.walls.append(wall)
+        marks: dict[str, float] = {}
+        calls: list[tuple[float, float]] = []
         for line in stderr.splitlines():
             words = line.split()
             if line.startswith("@@roundtrips ") and len(words) == 4:
                 self.roundtrips[words[1]].append(int(words[2]))
             elif line.startswith("@@phase ") and len(words) == 3:
                 self.phases[words[1]].append(float(words[2]))
+            elif line.startswith("@@mark ") and len(words) == 3:
+                marks[words[1]] = float(words[2])
+            elif line.startswith("@@call ") and len(words) >= 4:
+                calls.append((float(words[2]), float(words[3])))
+        if {"prepare-start", "prepare-end"} <= marks.keys():
+            # the prepare phase split: controller work before the first fact, facts (first start to last end),
+            # controller work after the last fact (pyinfra building the operations)
+            inside = [(at, took) for at, took in calls if marks["prepare-start"] <= at <= marks["prepare-end"]]
+            if inside:
+                first, last = min(at for at, _ in inside), max(at + took for at, took in inside)
+                self.prepare["before facts"].append(first - marks["prepare-start"])
+                self.prepare["facts"].append(last - first)
+                self.prepare["after facts"].append(marks["prepare-end"] - last)
 
     @property
     def median(self) -> float:
@@ -68,9 +84,11 @@ class Timing:
     def summary(self) -> str:
         trips = sorted({n for counts in self.roundtrips.values() for n in counts})
         phases = ", ".join(f"{name} {statistics.median(values):.2f}" for name, values in self.phases.items())
+        prepare = ", ".join(f"{name} {statistics.median(values):.2f}" for name, values in self.prepare.items())
         return (
             f"min {min(self.walls):.2f} / median {self.median:.2f} / max {max(self.walls):.2f} s; "
             f"round-trips per host {trips}; median phases (s): {phases}"
+            + (f"; prepare split (s): {prepare}" if prepare else "")
         )
 
 

@@ -4,6 +4,8 @@
 
     @@roundtrips HOST N SECONDS
     @@phase NAME SECONDS
+    @@call HOST STARTED_AT SECONDS   (each command; with PYINFRA_TIMED_TRACE=1 also its first characters)
+    @@mark NAME AT                   (when each phase began and ended, seconds since the process started)
 
 Phases: `start` (interpreter + imports until pyinfra's CLI starts), `inventory` (loading the inventory and group
 data, the lpfleet guard included), `connect` (SSH to every host), `prepare` (the deploy file run for every host:
@@ -40,9 +42,8 @@ def _timed_run_shell_command(self, *args, **kwargs):
         return _run_shell_command(self, *args, **kwargs)
     finally:
         calls[self.name].append(time.perf_counter() - began)
-        if TRACE:
-            print(f"@@call {self.name} {began - START:.3f} {time.perf_counter() - began:.3f} {str(args[0])[:60]!r}",
-                  file=sys.stderr)
+        print(f"@@call {self.name} {began - START:.3f} {time.perf_counter() - began:.3f}"
+              + (f" {str(args[0])[:60]!r}" if TRACE else ""), file=sys.stderr)
 
 
 def _marking(name: str, func):
@@ -66,9 +67,8 @@ cli_module._prepare_exec_operations = _marking("prepare", cli_module._prepare_ex
 @atexit.register
 def _report() -> None:
     end = time.perf_counter()
-    if TRACE:
-        for name, at in sorted(marks.items(), key=lambda kv: kv[1]):
-            print(f"@@mark {name} {at - START:.3f}", file=sys.stderr)
+    for name, at in sorted(marks.items(), key=lambda kv: kv[1]):
+        print(f"@@mark {name} {at - START:.3f}", file=sys.stderr)
     for name in sorted(calls):
         print(f"@@roundtrips {name} {len(calls[name])} {sum(calls[name]):.3f}", file=sys.stderr)
     points = [("start", START), ("inventory", marks["imported"]), ("connect", marks.get("connect-start")),
