@@ -155,7 +155,11 @@ def main() -> int:
     parser.add_argument("--unbatched", action="store_true",
                         help="also time deploy.py without its one-round-trip prefetch (one fact per step)")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="lpfleet-bench-noop-"))
+    with tempfile.TemporaryDirectory(prefix="lpfleet-bench-noop-") as folder:
+        return bench(args, Path(folder))
+
+
+def bench(args: argparse.Namespace, folder: Path) -> int:
     unbatched = unbatched_deploy(folder) if args.unbatched else None
     env = {**os.environ, "LPFLEET_SANDBOX": os.environ.get("LPFLEET_SANDBOX", "lpfleet-bench-noop")}
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "
