@@ -85,6 +85,9 @@ _INT64 = (-(2**63), 2**63 - 1)
 
 HF_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 LIVE_APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: `$` matches before a trailing newline, so ids are checked with fullmatch and for stray whitespace first.
+_WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # an external server may name its model with spaces, not newlines
 ETH_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _PRICE_STRING = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*$")
 
@@ -343,11 +346,20 @@ def _check_identity(entry: Mapping[str, Any], e: _Entry, context: NodeContext) -
     if not model_id.strip():
         e.add("error", "bad-model-id", "model_id", "must not be empty")
         return
+    if (_CONTROL if url is not None else _WHITESPACE_OR_CONTROL).search(model_id):
+        e.add(
+            "error",
+            "bad-model-id",
+            "model_id",
+            f"{json.dumps(model_id)} holds whitespace or a control character (a stray newline or space?): "
+            "go-livepeer passes it to the runner verbatim and the model lookup fails; remove it",
+        )
+        return
     if url is not None:
         return  # an external server names its model as it likes
     if pipeline == catalog.LIVE_PIPELINE:
         apps = ", ".join(catalog.LIVE_APP_IMAGES)
-        if not LIVE_APP_ID.match(model_id):
+        if not LIVE_APP_ID.fullmatch(model_id):
             e.add(
                 "error",
                 "bad-model-id",
@@ -371,7 +383,7 @@ def _check_identity(entry: Mapping[str, Any], e: _Entry, context: NodeContext) -
                 f"runner_image_overrides.live (-aiRunnerImageOverrides){hint}",
             )
         return
-    if not HF_MODEL_ID.match(model_id):
+    if not HF_MODEL_ID.fullmatch(model_id):
         e.add(
             "error",
             "bad-model-id",

@@ -72,6 +72,20 @@ def test_missing_pipeline_and_model_id():
     assert set(rules([{"price_per_unit": 1}], severity="error")) == {"missing-pipeline", "missing-model-id"}
 
 
+@pytest.mark.parametrize("model_id", ["ByteDance/SDXL-Lightning\n", " ByteDance/SDXL-Lightning", "ByteDance/SDXL\tLightning"])
+def test_a_model_id_with_a_stray_newline_or_space_is_an_error(model_id):
+    # `$` in a regex matches before a trailing newline: the id must be checked whole
+    found = only([entry(model_id=model_id)])
+    assert (found.rule, found.field) == ("bad-model-id", "model_id")
+    assert "whitespace or a control character" in found.message
+
+
+def test_an_external_entry_may_name_its_model_with_spaces_but_not_newlines():
+    external = {"pipeline": "llm", "model_id": "My Model", "url": "http://llm.lan:8000", "price_per_unit": 1}
+    assert not errors([external])
+    assert only([{**external, "model_id": "My Model\n"}]).rule == "bad-model-id"
+
+
 # --- keys -------------------------------------------------------------------------------------
 
 def test_miscased_key_is_an_error_naming_the_right_spelling():
