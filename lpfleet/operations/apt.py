@@ -17,6 +17,7 @@ from pyinfra.api.operation import OperationMeta
 
 from lpfleet.facts.docker import ContainerHostState, Download, DownloadedFile
 from lpfleet.openpgp import OpenPGPError, check_key, normalize_fingerprint
+from lpfleet.operations.files import staging_path
 from lpfleet.operations.plan_notes import note
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
@@ -49,7 +50,7 @@ def any_changed(operations: Sequence[OperationMeta]) -> bool:
 def upload(content: bytes, dest: str, mode: str = "0644") -> list:
     """Commands that write `content` to `dest` atomically: upload beside it, then rename over it."""
     directory = posixpath.dirname(dest)
-    temp = posixpath.join(directory, f".{posixpath.basename(dest)}.lpfleet-new")
+    temp = staging_path(dest)
     return [
         StringCommand("mkdir", "-p", QuoteString(directory)),
         FileUploadCommand(BytesIO(content), temp),

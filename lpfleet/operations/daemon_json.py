@@ -18,6 +18,7 @@ from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from lpfleet.daemon_json import DaemonJsonError, DockerConfigWanted, flag_conflicts, plan
 from lpfleet.facts.docker import ContainerHostState
 from lpfleet.operations.apt import fail, report
+from lpfleet.operations.files import staging_path
 
 #: Keys dockerd re-reads on SIGHUP (`systemctl reload docker`); any other change needs a restart.
 RELOADABLE = ("runtimes.nvidia", "default-runtime", "live-restore")
@@ -80,7 +81,7 @@ def daemon_json_merged(wanted: DockerConfigWanted, current: ContainerHostState, 
     report(f"{path}: " + "; ".join(merge.changes) + (" (needs a dockerd restart)" if needs_restart else " (a dockerd reload is enough)"))
     expect = hashlib.sha256(existing).hexdigest() if existing is not None else "absent"
     directory = posixpath.dirname(path)
-    new = posixpath.join(directory, f".{posixpath.basename(path)}.lpfleet-new")
+    new = staging_path(path)
     backup = f"{path}.{backup_suffix}" if existing is not None else ""
     yield StringCommand("mkdir", "-p", QuoteString(directory))
     yield FileUploadCommand(BytesIO(merge.content.encode()), new)

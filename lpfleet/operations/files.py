@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import posixpath
+import secrets
 from collections.abc import Sequence
 
 from pyinfra import host, logger, state
@@ -33,6 +35,15 @@ def hidden(value: object) -> HiddenValue | None:
     """pyinfra's `HiddenValue` for a secret (str or SecretStr; pyinfra prints it as *MASKED*); None stays None."""
     plain = reveal(value)  # type: ignore[arg-type]
     return None if plain is None else HiddenValue(plain)
+
+
+#: Unique per controller run: two runs on one node never share a staging file name.
+RUN_TAG = f"lpfleet-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def staging_path(dest: str) -> str:
+    """The staging file beside `dest` (same filesystem, so the final mv is an atomic rename), unique per run."""
+    return posixpath.join(posixpath.dirname(dest), f".{posixpath.basename(dest)}.{RUN_TAG}")
 
 
 def _octal(mode: str | int) -> str:

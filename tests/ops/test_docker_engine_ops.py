@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tasks.docker_engine
 from lpfleet.facts.docker import DOCKER_KEYRING, DOCKER_SOURCE
+from lpfleet.operations.files import staging_path
 from tasks.docker_engine import install_docker_engine
 from tests.ops.toolkit_harness import ED_ASC, RSA_ASC, RSA_FPR, FakeNode, converged_node, run_tasks, spec_for
 
@@ -49,8 +50,8 @@ def test_docker_ce_on_ubuntu_follows_dockers_guide(monkeypatch):
     removal = run.ran("n1", "remove --purge")[0]
     assert all(name in removal for name in ("docker.io", "containerd", "runc"))
     assert run.ran("n1", "install --no-install-recommends ca-certificates curl")
-    assert run.uploads["n1"]["/etc/apt/keyrings/.docker.asc.lpfleet-new"] == RSA_ASC.encode()  # armored, as served
-    assert run.uploads["n1"]["/etc/apt/sources.list.d/.docker.sources.lpfleet-new"] == (
+    assert run.uploads["n1"][staging_path("/etc/apt/keyrings/docker.asc")] == RSA_ASC.encode()  # armored, as served
+    assert run.uploads["n1"][staging_path("/etc/apt/sources.list.d/docker.sources")] == (
         "Types: deb\nURIs: https://download.docker.com/linux/ubuntu\nSuites: jammy\nComponents: stable\n"
         f"Architectures: amd64\nSigned-By: {DOCKER_KEYRING}\n"
     ).encode()

@@ -8,6 +8,7 @@ import pytest
 
 from lpfleet.facts.docker import NVIDIA_KEYRING, NVIDIA_SOURCE, RESTART_MARKER
 from lpfleet.openpgp import dearmor
+from lpfleet.operations.files import staging_path
 from tasks.docker_engine import install_docker_engine
 from tasks.nvidia_toolkit import install_nvidia_toolkit
 from tests.ops.toolkit_harness import (
@@ -30,10 +31,10 @@ def test_bare_node_gets_everything_in_order(monkeypatch):
     commands = run.commands["n1"]
     assert len(run.ran("n1", "lpfleet-container-host-state")) == 1  # one fact round-trip for both tasks
     assert run.ran("n1", "install --no-install-recommends docker.io")
-    assert run.uploads["n1"]["/usr/share/keyrings/.nvidia-container-toolkit-keyring.gpg.lpfleet-new"] == dearmor(
+    assert run.uploads["n1"][staging_path("/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg")] == dearmor(
         RSA_ASC.encode()
     )
-    assert run.uploads["n1"]["/etc/apt/sources.list.d/.nvidia-container-toolkit.sources.lpfleet-new"] == (
+    assert run.uploads["n1"][staging_path("/etc/apt/sources.list.d/nvidia-container-toolkit.sources")] == (
         f"Types: deb\nURIs: {REPO_URL}\nSuites: /\nSigned-By: {NVIDIA_KEYRING}\n".encode()
     )
     update = run.ran("n1", "Dir::Etc::sourcelist=")
@@ -45,7 +46,7 @@ def test_bare_node_gets_everything_in_order(monkeypatch):
     assert "apt-mark hold" in install
     marker_line = run.ran("n1", "newly installed")[0]
     assert marker_line.startswith("mkdir -p /var/lib/lpfleet") and RESTART_MARKER in marker_line
-    assert json.loads(run.uploads["n1"]["/etc/docker/.daemon.json.lpfleet-new"]) == {
+    assert json.loads(run.uploads["n1"][staging_path("/etc/docker/daemon.json")]) == {
         "live-restore": True,
         "runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}},
     }
@@ -120,7 +121,7 @@ def test_foreign_keys_survive_and_a_backup_is_taken(monkeypatch):
                "features": {"buildkit": True}}
     node = converged_node(files={**converged_node().files, "daemon.json": json.dumps(foreign).encode()})
     run = run_tasks({"n1": (spec_for("@fake/n1"), node)}, (install_nvidia_toolkit,), monkeypatch=monkeypatch)
-    written = json.loads(run.uploads["n1"]["/etc/docker/.daemon.json.lpfleet-new"])
+    written = json.loads(run.uploads["n1"][staging_path("/etc/docker/daemon.json")])
     assert written["log-driver"] == "json-file"
     assert written["features"] == {"buildkit": True}
     assert written["runtimes"]["crun"] == {"path": "/usr/bin/crun"}
@@ -190,7 +191,7 @@ def test_config_file_flag_is_followed(monkeypatch):
     node = converged_node(daemon_json_path="/srv/docker/daemon.json")
     node.files = {**node.files, "daemon.json": None}
     run = run_tasks({"n1": (spec_for("@fake/n1"), node)}, (install_nvidia_toolkit,), monkeypatch=monkeypatch)
-    assert "/srv/docker/.daemon.json.lpfleet-new" in run.uploads["n1"]
+    assert staging_path("/srv/docker/daemon.json") in run.uploads["n1"]
 
 
 def test_runtime_missing_from_a_running_dockerd_is_reloaded_not_restarted(monkeypatch):
