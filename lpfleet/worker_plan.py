@@ -13,6 +13,7 @@ import json
 import posixpath
 from dataclasses import dataclass
 
+from lpfleet.rules import format_number
 from lpfleet.runners import expected_runners, overrides_flag
 from lpfleet.spec import NodeSpec
 
@@ -72,7 +73,8 @@ def worker_flags(spec: NodeSpec) -> list[str]:
         flags += ["-aiRunnerImageOverrides", overrides]
     if w.prices_onchain:
         if w.price_per_unit is not None:
-            flags += ["-pricePerUnit", str(w.price_per_unit)]
+            # plain notation: go-livepeer's -pricePerUnit takes no exponent (str(1e-07) would be "1e-07")
+            flags += ["-pricePerUnit", format_number(w.price_per_unit)]
         if w.pixels_per_unit is not None:
             flags += ["-pixelsPerUnit", str(w.pixels_per_unit)]
         if w.price_feed_addr:

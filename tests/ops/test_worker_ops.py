@@ -155,6 +155,12 @@ def test_onchain_prices_and_overrides():
     assert json.loads(flags[flags.index("-aiRunnerImageOverrides") + 1]) == {"default": "reg/ai-runner:1"}
 
 
+def test_a_small_fallback_price_is_written_without_an_exponent():
+    # go-livepeer's -pricePerUnit regex takes no exponent (starter.go:2536-2550); str(1e-07) is "1e-07"
+    flags = worker_flags(spec_for(network="arbitrum-one-mainnet", price_per_unit=1e-07, pixels_per_unit=1))
+    assert flags[flags.index("-pricePerUnit") + 1] == "0.0000001"
+
+
 def test_hash_changes_with_each_input_and_only_then():
     spec = spec_for(secret=SECRET)
     base = worker_plan(spec, "m1").spec_hash

@@ -628,10 +628,11 @@ def _read_secret(value: str) -> str:
 
 
 def _parse_price(text: str) -> tuple[Fraction, str]:
-    m = re.fullmatch(r"([0-9.eE+-]+)([A-Za-z]*)", text.strip())
+    # go-livepeer 176aa41 cmd/livepeer/starter/starter.go:2536-2550 (parsePricePerUnit): no sign, no exponent
+    m = re.fullmatch(r"(\d+(\.\d+)?)([A-z][A-z0-9]*)?", text)
     if not m:
         raise ValueError(text)
-    return Fraction(m.group(1)), m.group(2)
+    return Fraction(m.group(1)), m.group(3) or ""
 
 
 def _parse_gpus(spec: str) -> list[str]:
