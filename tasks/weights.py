@@ -17,7 +17,9 @@ from pyinfra.api.exceptions import DeployError
 
 from lpfleet.fleet import node_plan
 from lpfleet.fleet_plan import NodePlan
+from lpfleet.live_prepare import live_apps
 from lpfleet.lock import LockedModel, LockError
+from lpfleet.operations.live_prepare import live_weights_prepared
 from lpfleet.operations.prune import weights_pruned
 from lpfleet.operations.weights import (
     FetchSource,
@@ -60,6 +62,16 @@ def prefetch_weights(plan: NodePlan) -> None:
             models_dir=plan.spec.models_dir,
             branch=plan.spec.weights.branch,
         )
+    prepare_live_weights(plan)
+
+
+def prepare_live_weights(plan: NodePlan) -> None:
+    """Live apps' engines and model trees, built by a run of each app's image (lpfleet.live_prepare)."""
+    live = (plan.spec.worker.runner_image_overrides or {}).get("live")
+    apps = live_apps(plan.spec.models, live if isinstance(live, dict) else None)
+    if apps:
+        live_weights_prepared(name="Weights: prepare live apps (their images with PREPARE_MODELS=1)",
+                              apps=apps, models_dir=plan.spec.models_dir)
 
 
 def fetch_weights(plan: NodePlan) -> None:
