@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from lpfleet import runners as go_runners
 from lpfleet.checks import Cause, Check, HostResult, unchecked
+from lpfleet.live_prepare import AppState, LiveApp, live_apps, stale_reasons
 from lpfleet.prune import repo_drift
 from lpfleet.secrets import mask, secret_values
 from lpfleet.spec import AIModelEntry, NodeSpec
@@ -105,6 +106,12 @@ def weights_wanted_from_spec(spec: NodeSpec) -> list[WeightsWanted]:
     return list(seen.values())
 
 
+def spec_live_apps(spec: NodeSpec) -> list[LiveApp]:
+    """The node's live apps that a prepare run fills the models dir for (the weights step's list)."""
+    live = (spec.worker.runner_image_overrides or {}).get("live")
+    return live_apps(spec.models, live if isinstance(live, dict) else None)
+
+
 def node_params(
     spec: NodeSpec,
     runners: Sequence[ExpectedRunner],
@@ -124,6 +131,10 @@ def node_params(
         "log_lines": spec.verify.log_lines,
         "ai_models_path": spec.ai_models_path,
         "models_dir": spec.models_dir,
+        "live": [
+            {"app": a.model_id, "image": a.prepare.image, "record": a.record_path, "dirs": list(a.prepare.dirs)}
+            for a in spec_live_apps(spec)
+        ],
         "weights": [
             {
                 "id": w.model_id,
@@ -652,6 +663,26 @@ class _Verifier:
                        "(lpfleet prune, or weights_prune = true)" if stale else ""),
                 )
 
+    def live_weights(self) -> None:
+        """Each live app's prepared folders are non-empty and were prepared by the image the app runs."""
+        found = {item.get("app"): item for item in self.snap.get("live") or []}
+        for app in spec_live_apps(self.spec):
+            item = found.get(app.model_id)
+            if item is None:  # a node script without the live scan: nothing to judge
+                continue
+            state = AppState(item.get("image_id") or "", item.get("record"), item.get("dirs") or {})
+            reasons = stale_reasons(app, state)
+            check = f"live weights {app.model_id}"
+            if reasons:
+                self.add(
+                    check, "fail", f"not prepared in {self.spec.models_dir}: {'; '.join(reasons)}",
+                    [Cause("weights-missing", f"live app {app.model_id}: {'; '.join(reasons)}",
+                           f"run deploy.py (the weights step runs {app.prepare.image} with PREPARE_MODELS=1 "
+                           "on the node's GPU); the models dir must be a host path")],
+                )
+            else:
+                self.add(check, "ok", f"prepared by {app.prepare.image} ({', '.join(app.prepare.dirs)})")
+
 
 def verify_host(
     spec: NodeSpec,
@@ -686,6 +717,7 @@ def verify_host(
     v.runners(running, list(spec.models))
     v.externals()
     v.weights()
+    v.live_weights()
     return HostResult(spec.host, spec.groups, tuple(v.checks) + tuple(gateway))
 
 

@@ -117,6 +117,16 @@ class WeightsInfo(TypedDict, total=False):
     records: list[str]  # the commits lpfleet verified (.lpfleet/verified/<repo folder>/<commit>.json)
 
 
+class LiveInfo(TypedDict, total=False):
+    """One live app's prepared weights: its image's id on the node, lpfleet's record, each folder's state."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+    app: str
+    image_id: str
+    record: Optional[dict[str, Any]]
+    dirs: dict[str, str]  # folder -> ok | empty | missing
+
+
 class NodeSnapshot(TypedDict, total=False):
     """Everything verification reads from one node, gathered in one round-trip; or only `error`."""
 
@@ -134,6 +144,7 @@ class NodeSnapshot(TypedDict, total=False):
     logs: dict[str, list[str]]
     config: ConfigInfo
     weights: list[WeightsInfo]
+    live: list[LiveInfo]
 
 
 _ADAPTER: TypeAdapter[NodeSnapshot] = TypeAdapter(NodeSnapshot)

@@ -301,6 +301,33 @@ def gather_weights(models_dir, wanted):
     return results
 
 
+def gather_live(models_dir, sock, apps, timeout):
+    """Per live app: the image's id in the node's Docker ("" when absent), lpfleet's record of its prepare
+    run and each prepared folder's state (ok, empty, missing)."""
+    results = []
+    for app in apps:
+        entry = {"app": app["app"], "image_id": "", "record": None, "dirs": {}}
+        try:
+            image = docker_json(sock, "/images/%s/json" % urllib.parse.quote(app["image"], safe=""), timeout)
+            entry["image_id"] = (image or {}).get("Id") or ""
+        except Exception:  # noqa: BLE001 - no Docker: the image reads as absent
+            pass
+        try:
+            with open(os.path.join(models_dir, app["record"])) as handle:
+                record = json.load(handle)
+            entry["record"] = record if isinstance(record, dict) else None
+        except (OSError, ValueError):
+            pass
+        for folder in app["dirs"]:
+            path = os.path.join(models_dir, folder)
+            try:
+                entry["dirs"][folder] = "ok" if os.listdir(path) else "empty"
+            except OSError:  # absent or unreadable: not prepared as far as a runner can tell
+                entry["dirs"][folder] = "missing"
+        results.append(entry)
+    return results
+
+
 def modified_blobs(models_dir, repo, commit):
     """Files whose blob is no longer the one lpfleet hashed (its stamp: size, mtime, ctime, inode, differs
     from the verification record), found without reading a byte of it: a blob rewritten in place with other
@@ -336,6 +363,7 @@ def gather(params):
     gpus = pool.submit(gather_gpus)
     config = pool.submit(gather_config, params.get("ai_models_path") or "")
     weights = pool.submit(gather_weights, params.get("models_dir") or "", params.get("weights", []))
+    live = pool.submit(gather_live, params.get("models_dir") or "", sock, params.get("live", []), timeout)
 
     docker = {"ok": False, "error": "", "runtimes": [], "default_runtime": ""}
     containers = []
@@ -421,6 +449,7 @@ def gather(params):
         "logs": logs,
         "config": config.result(),
         "weights": weights.result(),
+        "live": live.result(),
     }
 
 

@@ -120,3 +120,22 @@ def test_script_writes_no_record_when_the_prepare_fails_or_leaves_folders_empty(
     empty, models = run_script(tmp_path, "true")
     assert empty.returncode != 0 and "left" in empty.stderr and "StreamDiffusion--engines empty" in empty.stderr
     assert not (models / ".lpfleet/live/streamdiffusion.json").exists()
+
+
+def test_verify_node_script_reads_the_live_record_and_folders(tmp_path):
+    """The node side of verify (lpfleet/facts/verify_node_script.py): record, folder states, no Docker -> ""."""
+    from lpfleet.facts import verify_node_script
+
+    models = tmp_path / "models"
+    (models / ".lpfleet/live").mkdir(parents=True)
+    (models / "StreamDiffusion--engines").mkdir()
+    (models / ".lpfleet/live/streamdiffusion.json").write_text(json.dumps(record_document(APPS[0], ID)))
+    app = APPS[0]
+    request = [{"app": app.model_id, "image": app.prepare.image, "record": app.record_path,
+                "dirs": ["StreamDiffusion--engines", "Scope--models"]}]
+    [found] = verify_node_script.gather_live(str(models), str(tmp_path / "no.sock"), request, 1.0)
+    assert found == {"app": "streamdiffusion", "image_id": "", "record": record_document(app, ID),
+                     "dirs": {"StreamDiffusion--engines": "empty", "Scope--models": "missing"}}
+    (models / "StreamDiffusion--engines/unet.engine").write_text("x")
+    [found] = verify_node_script.gather_live(str(models), str(tmp_path / "no.sock"), request, 1.0)
+    assert found["dirs"]["StreamDiffusion--engines"] == "ok"
