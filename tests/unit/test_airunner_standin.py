@@ -112,3 +112,35 @@ def test_llm_takes_the_first_folder_with_weights_whatever_refs_main_says(hub, tm
     shutil.rmtree(repo)
     log = start(cache, None, pipeline="llm")
     assert f"FileNotFoundError: [Errno 2] No such file or directory: '{repo}'" in log  # AR llm.py:328
+
+
+def prepare(cache: Path) -> subprocess.CompletedProcess:
+    """The stand-in as dl_checkpoints.sh runs a live image: PREPARE_MODELS=1, no PIPELINE/MODEL_ID."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PIPELINE", "MODEL_ID")}
+    env.update(PYTHONPATH=str(STANDIN), HUGGINGFACE_HUB_CACHE=str(cache), PREPARE_MODELS="1")
+    return subprocess.run([sys.executable, "-m", "lpstandin.airunner"], env=env, capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_prepare_mode_fills_the_engines_folder_and_exits_0(tmp_path):
+    cache = tmp_path / "models"
+    refused = prepare(cache)
+    # live/streamdiffusion/pipeline/prepare.py:120-121: raise ValueError(f"Engines dir ({ENGINES_DIR}) does not exist")
+    assert refused.returncode == 1 and "Engines dir (engines) does not exist" in refused.stderr
+    (cache / "StreamDiffusion--engines").mkdir(parents=True)
+    (cache / "StreamDiffusion--models").mkdir()
+    done = prepare(cache)
+    assert done.returncode == 0, done.stderr
+    assert "message=Model preparation complete" in done.stderr  # runner/src/runner/app.py:104
+    assert "Uvicorn running" not in done.stderr
+    assert any((cache / "StreamDiffusion--engines").rglob("*.engine"))
+
+
+def test_live_streamdiffusion_without_engines_reports_the_pipeline_load_error(tmp_path):
+    cache = tmp_path / "models"
+    (cache / "StreamDiffusion--engines").mkdir(parents=True)
+    log = start(cache, None, pipeline="live-video-to-video", model="streamdiffusion")
+    assert "message=Error loading pipeline" in log  # runner/live/process/process.py:225
+    assert "message=Process is not alive. Returning ERROR state" in log  # live/process/process_guardian.py:157
+    (cache / "StreamDiffusion--engines" / "unet.engine").write_text("x")
+    assert "Error loading pipeline" not in start(cache, None, pipeline="live-video-to-video", model="streamdiffusion")

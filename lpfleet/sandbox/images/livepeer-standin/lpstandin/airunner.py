@@ -17,6 +17,12 @@ What it honours, each from upstream code (docs/fidelity.md, "Weights and the run
   `pipelines/llm.py:63-71,326-334`).
 - Log formats: the runner's logger (`runner/live/log.py:32-36`, installed by `app.py:16`) and uvicorn's
   (`runner/src/runner/cfg/uvicorn_logging_config.json`, levelprefix from uvicorn 0.38.0 `logging.py:58-64`).
+- Live apps' prepare mode: with PREPARE_MODELS=1 (`app.py:181-185`) it prepares and exits 0 without serving.
+  The sandbox has one image for every live tag, so it always prepares as the StreamDiffusion image does: it
+  refuses when `/models/StreamDiffusion--engines` or `--models` is missing (`live/streamdiffusion/pipeline/
+  prepare.py:120-123`) and writes small placeholder engines where that prepare writes them (`:150,212`).
+  A streamdiffusion app started with an empty engines folder fails its pipeline load the way the live
+  process reports it (`runner/live/process/process.py:225,239`, `process_guardian.py:157`): /health ERROR.
 Sandbox failure markers in the snapshot's root config.json (or model_index.json), `"sandbox_failure"`:
 `cuda-oom`, `load-failed`, `lookup-failed`, `runtime-error`, `hang`; `"sandbox_load_seconds"` (default
 LPSTANDIN_LOAD_S, 3 s).
@@ -395,6 +401,16 @@ class Runner:
             )
         if failure == "runtime-error":
             self.error_after = float(marker.get("sandbox_error_after_seconds", 0))
+        if live and self.model_id.startswith("streamdiffusion") and not engines_prepared(self.cache):
+            # the pipeline process fails to load and dies; the guardian then reports ERROR
+            for where, msg in (("process.py:225:_initialize_pipeline", "Error loading pipeline"),
+                               ("process.py:239:_initialize_pipeline", "Error loading pipeline with default params")):
+                app_log("ERROR", f"{msg}\nRuntimeError: no TensorRT engines in ./engines (sandbox: "
+                        "run the image with PREPARE_MODELS=1 first)", where)
+            app_log("ERROR", "Process is not alive. Returning ERROR state", "process_guardian.py:157:_compute_current_state")
+            self.status = "ERROR"
+            self.started = time.monotonic()
+            return
         self.status = "IDLE" if live else "OK"
         self.started = time.monotonic()
 
@@ -402,6 +418,42 @@ class Runner:
         if self.error_after is not None and time.monotonic() - self.started >= self.error_after:
             return "ERROR"
         return self.status
+
+
+#: What the StreamDiffusion prepare builds under its engines folder (live/streamdiffusion/pipeline/prepare.py:150,212).
+STREAMDIFFUSION_ENGINES = (
+    "depth-anything/depth_anything_v2_vits.engine",
+    "temporal_net/raft_small_min_384x384_max_1024x1024.engine",
+)
+
+
+def prepare_models(models: str) -> int:
+    """PREPARE_MODELS=1: the image's prepare_models() (app.py:98-105), as StreamDiffusion's; the exit status."""
+    app_log("INFO", "Preparing models for pipeline: streamdiffusion", "app.py:101:prepare_models")
+    for folder, name in (("StreamDiffusion--engines", "Engines"), ("StreamDiffusion--models", "Local models")):
+        if not os.path.isdir(os.path.join(models, folder)):  # prepare.py:120-123 (./engines, ./models links)
+            link = "engines" if name == "Engines" else "models"
+            sys.stderr.write(
+                "Traceback (most recent call last):\n"
+                '  File "/app/main.py", line 30, in <module>\n'
+                "    start_app(pipeline=pipeline_spec)\n"
+                f"ValueError: {name} dir ({link}) does not exist\n"
+            )
+            return 1
+    app_log("INFO", f"Preparing StreamDiffusion assets in {models}", "prepare.py:125:prepare_streamdiffusion_models")
+    for rel in STREAMDIFFUSION_ENGINES:
+        path = os.path.join(models, "StreamDiffusion--engines", rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(b"sandbox TensorRT engine placeholder\n")
+    app_log("INFO", "StreamDiffusion model preparation complete.", "prepare.py:140:prepare_streamdiffusion_models")
+    app_log("INFO", "Model preparation complete", "app.py:104:prepare_models")
+    return 0
+
+
+def engines_prepared(models: str) -> bool:
+    engines = os.path.join(models, "StreamDiffusion--engines")
+    return os.path.isdir(engines) and bool(os.listdir(engines))
 
 
 def serve(runner: Runner, port: int) -> http.server.ThreadingHTTPServer:
@@ -455,6 +507,8 @@ def serve(runner: Runner, port: int) -> http.server.ThreadingHTTPServer:
 
 def main() -> None:
     """uvicorn runner.main:app: the import loads the pipeline (failing: traceback, exit 1), then it serves."""
+    if os.environ.get("PREPARE_MODELS") == "1":  # app.py:183: prepare and return (exit 0), serve nothing
+        sys.exit(prepare_models(os.environ.get("HUGGINGFACE_HUB_CACHE", "/models")))
     port = int(os.environ.get("PORT", "8000"))
     done = threading.Event()
 
