@@ -13,6 +13,7 @@ import os
 import re
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,7 +23,12 @@ from pyinfra.api.deploy import add_deploy
 from pyinfra.api.operations import run_ops
 
 from lpfleet.live_prepare import live_apps, parse_record, plan_live_prepare, record_document
-from lpfleet.operations.live_prepare import LivePrepareState, live_weights_prepared, prepare_script
+from lpfleet.operations.live_prepare import (
+    LivePrepareState,
+    live_weights_prepared,
+    prepare_script,
+    state_request,
+)
 
 ID = "sha256:" + "c" * 64
 APPS = live_apps([SimpleNamespace(pipeline="live-video-to-video", model_id="streamdiffusion", url=None)])
@@ -139,3 +145,27 @@ def test_verify_node_script_reads_the_live_record_and_folders(tmp_path):
     (models / "StreamDiffusion--engines/unet.engine").write_text("x")
     [found] = verify_node_script.gather_live(str(models), str(tmp_path / "no.sock"), request, 1.0)
     assert found["dirs"]["StreamDiffusion--engines"] == "ok"
+
+
+def test_script_with_the_airunner_stand_in_as_the_image(tmp_path):
+    """The node script's `docker run` executed by the sandbox's ai-runner stand-in (PREPARE_MODELS=1 from the
+    run's -e flags): it fills StreamDiffusion--engines, exits 0, and the record follows; a second plan is empty."""
+    standin = Path(__file__).resolve().parents[2] / "lpfleet" / "sandbox" / "images" / "livepeer-standin"
+    body = (f'env $(echo "$*" | grep -o "\\-e [A-Z_]*=[^ ]*" | sed "s/^-e //") HUGGINGFACE_HUB_CACHE="$M" '
+            f'PYTHONPATH={standin} {sys.executable} -m lpstandin.airunner')
+    done, models = run_script(tmp_path, body)
+    assert done.returncode == 0, done.stderr
+    assert "message=Model preparation complete" in done.stderr  # ai-runner runner/src/runner/app.py:104
+    assert plan_live_prepare(APPS, node_state(tmp_path, models)) == []
+    (models / ".lpfleet/live/streamdiffusion.json").write_text("{truncated")
+    [(_, reasons)] = plan_live_prepare(APPS, node_state(tmp_path, models))
+    assert reasons == ["no record of a completed prepare run (.lpfleet/live/streamdiffusion.json)"]
+
+
+def node_state(tmp_path: Path, models: Path) -> dict:
+    """The fact's own shell command run against `models` (the stand-in `docker` answers the image id)."""
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    command = LivePrepareState().command(str(models), state_request(APPS)).get_raw_value()
+    done = subprocess.run(command, shell=True, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return LivePrepareState().process(done.stdout.splitlines())
