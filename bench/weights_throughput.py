@@ -6,13 +6,17 @@ same files from the same hub, in one run, on one sandbox node.
 Both sides run on the node, fetch the same locked files from the sandbox hub (node view URL) into an empty
 directory, and are timed end to end (process start included). `--rate` throttles the hub's upload to a shared
 WAN-like link (0 = unthrottled LAN); curl gets the same link and the same parallelism as huggingface_hub
-(8 transfers at once). prefetch additionally hashes every byte and writes the HF cache layout.
+(8 transfers at once). prefetch additionally hashes every byte and writes the HF cache layout, so two more columns
+give a verified download's limit: `curl | tee FILE | sha256sum` (coreutils) and `curl | tee FILE | openssl dgst
+-sha256` (OpenSSL's SHA-256, which uses the CPU's SHA extensions as Python's hashlib does), 8 files at once.
+`--sides` picks the columns.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -29,6 +33,7 @@ from lpfleet.operations.weights import runtime_bundle  # noqa: E402
 from lpfleet.sandbox.hub import HubControl  # noqa: E402
 from lpfleet.sandbox.state import load_state  # noqa: E402
 
+SIDES = ("curl", "curl|sha256sum", "curl|openssl", "prefetch")
 DEFAULT_MODELS = ("SG161222/RealVisXL_V4.0_Lightning", "openai/whisper-large-v3")
 
 
@@ -52,6 +57,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS))
     parser.add_argument("--node", type=int, default=1)
+    parser.add_argument("--sides", nargs="*", default=list(SIDES), choices=SIDES)
     args = parser.parse_args()
 
     state = load_state()
@@ -68,18 +74,26 @@ def main() -> int:
                        "models": [m.to_dict() for m in models]})
     curl = ("mkdir -p /tmp/bench-curl && cd /tmp/bench-curl && curl -sS --fail -Z --parallel-max 8 "
             + " ".join(f"-o f{i} '{u}'" for i, u in enumerate(urls)))
+    def piped(hasher: str) -> str:
+        """Each file streamed to disk and through `hasher`, as many at once as curl -Z does."""
+        return ("mkdir -p /tmp/bench-curl && cd /tmp/bench-curl && printf '%s\\n' "
+                + " ".join(f"'{u}'" for u in urls)
+                + f" | xargs -P 8 -n 1 sh -c 'curl -sS --fail \"$0\" | tee \"$(mktemp -p .)\" | {hasher} >/dev/null'")
+
+    commands = {"curl": curl, "curl|sha256sum": piped("sha256sum"), "curl|openssl": piped("openssl dgst -sha256")}
     prefetch = (f"PYTHONPATH={runtime} HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1 HF_HUB_DISABLE_XET=1 "
                 "python3 -m lpfleet.commands.prefetch --plan-stdin --models-dir /tmp/bench-prefetch")
     if args.rate > 0:
         hub.add_fault("bandwidth", rate=int(args.rate * 1e6), on=["get"])
-    times: dict[str, list[float]] = {"curl": [], "prefetch": []}
+    sides = [side for side in SIDES if side in args.sides]
+    times: dict[str, list[float]] = {side: [] for side in sides}
     for rep in range(args.reps):
-        order = ("curl", "prefetch") if rep % 2 == 0 else ("prefetch", "curl")
+        order = sides if rep % 2 == 0 else sides[::-1]
         for side in order:
             sh(node, "rm -rf /tmp/bench-curl /tmp/bench-prefetch")
             hub.reset_counters()
             started = time.monotonic()
-            result = sh(node, curl) if side == "curl" else sh(node, prefetch, plan)
+            result = sh(node, prefetch, plan) if side == "prefetch" else sh(node, commands[side])
             elapsed = time.monotonic() - started
             if result.returncode != 0:
                 print(result.stdout[-2000:], result.stderr[-2000:])
@@ -90,13 +104,16 @@ def main() -> int:
     hub.reset()
     sh(node, "rm -rf /tmp/bench-curl /tmp/bench-prefetch")
     med = {k: statistics.median(v) for k, v in times.items()}
-    ratio = med["curl"] / med["prefetch"]
     rate = f"{args.rate:g} MB/s link" if args.rate > 0 else "unthrottled"
     print(f"node {node}, {len(urls)} files, {total / 1e6:.1f} MB, hub {rate}, {args.reps} reps (median)")
-    for side in ("curl", "prefetch"):
-        print(f"  {side:9} {med[side]:6.2f} s  {total / med[side] / 1e6:7.1f} MB/s   runs: "
+    load = os.getloadavg()[0]
+    print(f"node {node}, load average {load:.1f}")
+    for side in sides:
+        print(f"  {side:15} {med[side]:6.2f} s  {total / med[side] / 1e6:7.1f} MB/s   runs: "
               + ", ".join(f"{t:.2f}" for t in times[side]))
-    print(f"  prefetch throughput / curl throughput = {ratio:.2f}")
+    if "prefetch" in med:
+        for side in sides[:-1]:
+            print(f"  prefetch throughput / {side} throughput = {med[side] / med['prefetch']:.2f}")
     return 0
 
 
