@@ -13,8 +13,6 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import yaml
-
 LOCK_VERSION = 1
 # Always used with `fullmatch` (a bare `$` also matches before a trailing newline).
 HEX40 = re.compile(r"[0-9a-f]{40}")
@@ -242,6 +240,8 @@ def models_for_node(lock: ModelsLock, spec) -> tuple[list[LockedModel], list[Mod
 
 
 def dump(lock: ModelsLock) -> str:
+    import yaml  # here, not at the top: the node-side weights runtime imports this module and never parses YAML
+
     models = sorted(lock.models, key=lambda m: m.key)
     body = yaml.safe_dump(
         {"version": lock.version, "models": [m.to_dict() for m in models]},
@@ -254,6 +254,8 @@ def dump(lock: ModelsLock) -> str:
 
 def load(text: str, source: str = "models.lock") -> ModelsLock:
     """Parse and check a lock; LockError names the entry (`models[N] <id>`) and the field."""
+    import yaml
+
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
