@@ -399,23 +399,73 @@ def _origin(url: str) -> tuple[str, str, int]:
     return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
 
 
-def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
-    """A connection for `url` (through the environment's proxy, as huggingface_hub would) and the request
-    target."""
+class _Pool:
+    """Idle keep-alive connections by origin and proxy: a TCP (and TLS) handshake per origin and worker, not
+    per file. Only a connection whose last answer was read to its end, and did not ask to close, comes back
+    here; a request carries its own headers, so reuse changes nothing about where credentials go."""
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple, list[http.client.HTTPConnection]] = {}
+        self._guard = threading.Lock()
+
+    def take(self, key: tuple) -> http.client.HTTPConnection | None:
+        with self._guard:
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def give(self, key: tuple, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
+        if not resp.chunked and resp.length == 0:  # read1 leaves a fully read answer open: done with it
+            resp.close()
+        if resp.isclosed() and not resp.will_close and conn.sock is not None:
+            with self._guard:
+                self._idle.setdefault(key, []).append(conn)
+        else:
+            conn.close()
+
+    def close(self) -> None:
+        with self._guard:
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()
+
+
+def _connection(
+    url: str, timeout: float, pool: _Pool | None = None
+) -> tuple[http.client.HTTPConnection, str, tuple, bool]:
+    """A connection for `url` (through the environment's proxy, as huggingface_hub would; an idle one from
+    `pool` if it has one for the same origin and proxy), the request target, the pool key, and whether the
+    connection was reused."""
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     https = parts.scheme == "https"
     proxies = urllib.request.getproxies_environment()
     proxy = proxies.get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        proxy = None
+    key = (*_origin(url), proxy)
+    idle = pool.take(key) if pool is not None else None
+    if proxy and not https:
+        target = url
+    if idle is not None:
+        idle.timeout = timeout
+        if idle.sock is not None:
+            idle.sock.settimeout(timeout)
+        return idle, target, key, True
+    if proxy:
         p = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
         if https:
             conn = http.client.HTTPSConnection(p.hostname or "", p.port or 8080, timeout=timeout)
             conn.set_tunnel(parts.hostname or "", parts.port or 443)
-            return conn, target
-        return http.client.HTTPConnection(p.hostname or "", p.port or 8080, timeout=timeout), url
+            return conn, target, key, False
+        return (
+            http.client.HTTPConnection(p.hostname or "", p.port or 8080, timeout=timeout),
+            target,
+            key,
+            False,
+        )
     cls = http.client.HTTPSConnection if https else http.client.HTTPConnection
-    return cls(parts.hostname or "", parts.port, timeout=timeout), target
+    return cls(parts.hostname or "", parts.port, timeout=timeout), target, key, False
 
 
 def _auth_headers(endpoint: str, token: str | None) -> dict[str, str]:
@@ -430,33 +480,70 @@ def _auth_headers(endpoint: str, token: str | None) -> dict[str, str]:
     return {}
 
 
-def _open(url: str, endpoint: str, token: str | None, headers: dict[str, str], timeout: float):
+REDIRECT_BODY_MAX = 64 * 1024  # a redirect's body up to this size is read so its connection can be reused
+
+
+def _open(
+    url: str,
+    endpoint: str,
+    token: str | None,
+    headers: dict[str, str],
+    timeout: float,
+    pool: _Pool | None = None,
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, tuple]:
     """GET `url`, following redirects by hand: only http(s), at most MAX_REDIRECTS, credentials only to the
-    endpoint's own origin (a CDN redirect gets none)."""
+    endpoint's own origin (a CDN redirect gets none). The connection, its answer, and its key in `pool`."""
     home = _origin(endpoint)
     for _hop in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise _Rejected(f"redirected to a non-http(s) URL ({parts.scheme or 'no scheme'})")
-        conn, target = _connection(url, timeout)
         sent = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **headers}
         if _origin(url) == home:
             sent.update(_auth_headers(endpoint, token))
-        try:
-            conn.request("GET", target, headers=sent)
-            resp = conn.getresponse()
-        except BaseException:
-            conn.close()
-            raise
+        while True:
+            conn, target, key, reused = _connection(url, timeout, pool)
+            try:
+                conn.request("GET", target, headers=sent)
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                if reused:  # the server closed the idle connection meanwhile: a new one, not a resume
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            break
         location = resp.getheader("Location")
         if resp.status in (301, 302, 303, 307, 308) and location:
-            conn.close()
+            _drop_redirect(conn, resp, key, pool)
             if any(ord(c) < 0x21 or ord(c) == 0x7F for c in location):
                 raise _Rejected("redirect Location with control characters or spaces")
             url = urljoin(url, location)
             continue
-        return conn, resp
+        return conn, resp, key
     raise _Transient(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _drop_redirect(
+    conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, key: tuple, pool: _Pool | None
+) -> None:
+    """Done with a redirect: its connection back to the pool when its (short, announced) body could be read
+    to the end, else closed."""
+    try:
+        length = int(resp.getheader("Content-Length") or "-1")
+    except ValueError:
+        length = -1
+    if pool is None or not 0 <= length <= REDIRECT_BODY_MAX or resp.chunked:
+        conn.close()
+        return
+    try:
+        resp.read(length)
+    except (OSError, http.client.HTTPException):
+        conn.close()
+        return
+    pool.give(key, conn, resp)
 
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -469,6 +556,7 @@ class _Source:
     token_env: str
     limits: FetchLimits
     cancel: threading.Event = field(default_factory=threading.Event)
+    pool: _Pool = field(default_factory=_Pool)
 
 
 def _status_error(model: LockedModel, locked: LockedFile, resp: http.client.HTTPResponse, source: _Source):
@@ -524,13 +612,23 @@ def fetch_file(model: LockedModel, locked: LockedFile, staging: Path, source: _S
                 )
             headers = {"Range": f"bytes={got.written}-"} if got.written else {}
             try:
-                conn, resp = _open(
-                    url, source.endpoint, source.token, headers, min(limits.read_timeout, remaining)
+                conn, resp, key = _open(
+                    url,
+                    source.endpoint,
+                    source.token,
+                    headers,
+                    min(limits.read_timeout, remaining),
+                    source.pool,
                 )
+                received = False
                 try:
                     _receive(model, locked, resp, conn, fd, got, deadline, source)
+                    received = True
                 finally:
-                    conn.close()
+                    if received:  # read to its end: the connection serves the next file of this origin
+                        source.pool.give(key, conn, resp)
+                    else:
+                        conn.close()
             except (OSError, http.client.HTTPException, _Transient) as exc:
                 cuts += 1
                 last = _why(exc)
@@ -638,6 +736,8 @@ def _receive(
             return  # the caller reports the deadline / cancel
         if conn.sock is not None:
             conn.sock.settimeout(min(source.limits.read_timeout, remaining))
+        # read1, not readinto: it returns what has arrived (readinto waits until its buffer is full, and a
+        # trickling server would hold it past the deadline and the cancel)
         chunk = resp.read1(READ_CHUNK)
         if not chunk:
             break
@@ -966,6 +1066,7 @@ def _fetch_round(
         with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(todo)))) as pool:
             list(pool.map(one, sorted(todo, key=lambda f: -f.size)))
     finally:
+        source.pool.close()
         _empty_staging(staging)
     if access_error:
         raise access_error[0]

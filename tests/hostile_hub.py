@@ -58,6 +58,7 @@ class Behaviour:
         default_factory=list
     )  # method, path, auth, range
     gets: dict[str, int] = field(default_factory=dict)
+    connections: int = 0  # TCP connections accepted
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -66,6 +67,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.behaviour.connections += 1
 
     def _json(self, status: int, body: object, headers: dict | None = None) -> None:
         data = json.dumps(body).encode()
@@ -208,6 +213,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             self.wfile.write(body[start:])
+            if kind == "quiet-close":  # the whole answer, then the connection closed without saying so
+                self.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
             pass
 

@@ -317,6 +317,36 @@ def test_a_wrong_prefix_with_a_right_tail_is_refused_then_fetched_whole(hub, tmp
     assert result.fetched_files >= 1 and (tmp_path / "a" / FOLDER / "refs" / "main").read_text() == COMMIT
 
 
+def test_one_connection_serves_every_file_of_an_origin(hub, tmp_path):
+    model = honest_lock(hub)
+    hub.behaviour.connections = 0
+    result = ensure_model(
+        tmp_path / "m", model, endpoint=hub.url, token=None, max_workers=1, limits=FAST, progress=False
+    )
+    assert result.fetched_files == 2 and hub.behaviour.connections == 1
+    assert_only_verified_bytes(tmp_path / "m")
+
+
+def test_an_idle_connection_the_server_closed_is_replaced_not_counted_as_a_cut(hub, tmp_path):
+    model = honest_lock(hub)
+    hub.behaviour.faults = {"model.safetensors": {"kind": "quiet-close"}}  # fetched first (largest)
+    hub.behaviour.connections = 0
+    no_resumes = FetchLimits(min_rate=1e9, deadline_floor=3.0, read_timeout=1.0, resumes=0)
+    result = ensure_model(
+        tmp_path / "m",
+        model,
+        endpoint=hub.url,
+        token=None,
+        max_workers=1,
+        attempts=1,
+        limits=no_resumes,
+        progress=False,
+    )
+    assert result.fetched_files == 2 and hub.behaviour.gets == {"model.safetensors": 1, "config.json": 1}
+    assert hub.behaviour.connections == 2
+    assert_only_verified_bytes(tmp_path / "m")
+
+
 def _second_origin():
     try:
         probe = socket.socket()
