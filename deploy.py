@@ -9,6 +9,7 @@ from pyinfra import host
 
 from lpfleet.fleet import node_plan
 from lpfleet.operations.node_facts import prefetch_node_facts
+from lpfleet.operations.op_order import register_deploy_file
 from tasks.docker_engine import install_docker_engine
 from tasks.models_config import write_ai_models_config
 from tasks.nvidia_toolkit import install_nvidia_toolkit
@@ -16,6 +17,7 @@ from tasks.verify import verify_node
 from tasks.weights import prefetch_weights
 from tasks.worker import run_ai_worker
 
+register_deploy_file(__file__)  # pyinfra reads the stack per operation: keep inspect's lookup cached
 plan = node_plan(host)  # spec, rendered aiModels.json, models.lock: made once per host per run
 prefetch_node_facts(host, plan)  # every step's facts of this host in one round-trip (lpfleet/facts/batch.py)
 
