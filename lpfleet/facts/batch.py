@@ -6,6 +6,10 @@ runs the commands of several facts as one shell command, each in its own subshel
 keeps every answer for the host; `known_fact(host, cls, **kwargs)` hands a step the kept answer instead of asking
 the node again.
 
+Facts that ship a Python program (`RemotePythonFact`: the weights scan, the verify snapshot) run in ONE python3
+process of the batch (`python_group_command`), each program as `python3 -c` would run it, its output kept apart:
+one interpreter start and one set of standard-library imports per node instead of one per fact.
+
 When a kept answer is used: only while no command has run on the host in this run (the same state pyinfra's own
 facts see when a deploy's code runs, before any operation executes). Once an operation on the host has executed a
 command, every lookup asks the node again, so a step never decides from state an earlier step changed. A fact
@@ -22,7 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from gevent.event import Event
-from pyinfra.api import FactBase, StringCommand
+from pyinfra.api import FactBase, QuoteString, StringCommand
+
+from lpfleet.facts.remote_python import NO_PYTHON3, RemotePythonFact
 
 T = TypeVar("T")
 
@@ -84,6 +90,64 @@ def batch_command(commands: Sequence[str], marker: str) -> str:
         + "\n".join(serial)
         + "\nfi\ntrue"
     )
+
+
+# Runs on the node: argv = marker, then (program, params) pairs. Each program runs as `python3 -c PROGRAM PARAMS
+# 2>&1; true` would: its own __main__ module, sys.argv = ["-c", PARAMS], stdout and stderr together, an uncaught
+# exception printed as python3 prints it; its answer between `MARKER i` and `MARKER i end 0` (exit status 0,
+# like `; true`).
+_GROUP_PROGRAM = """
+import io, sys, types
+def _run(program, params):
+    out = io.StringIO()
+    saved = sys.stdout, sys.stderr, sys.argv, sys.modules["__main__"]
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = __builtins__
+    sys.stdout = sys.stderr = out
+    sys.argv = ["-c", params]
+    sys.modules["__main__"] = main
+    try:
+        exec(compile(program, "<string>", "exec"), main.__dict__)
+    except SystemExit as exc:
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code)
+    except BaseException:
+        import traceback
+        kind, value, trace = sys.exc_info()
+        traceback.print_exception(kind, value, trace.tb_next)  # from the program's own frames, as python3 -c
+    finally:
+        sys.stdout, sys.stderr, sys.argv, sys.modules["__main__"] = saved
+    return out.getvalue()
+_marker, _args = sys.argv[1], sys.argv[2:]
+for _i in range(len(_args) // 2):
+    _text = _run(_args[2 * _i], _args[2 * _i + 1])
+    sys.stdout.write("%s %d\\n%s%s%s %d end 0\\n" % (_marker, _i, _text, "" if not _text or _text.endswith("\\n")
+                     else "\\n", _marker, _i))
+    sys.stdout.flush()
+"""
+
+
+def python_group_command(programs: Sequence[tuple[str, str]], marker: str) -> str:
+    """Several (program, params) of RemotePythonFact run in one python3 process; each answer between marker lines
+    as in batch_command. Without python3 each answers NO_PYTHON3, as its own command would."""
+    args: list[Any] = ["python3", "-c", QuoteString(_GROUP_PROGRAM), QuoteString(marker)]
+    for program, params in programs:
+        args += [QuoteString(program), QuoteString(params)]
+    missing = " ".join(
+        f"echo '{marker} {i}'; echo {NO_PYTHON3}; echo '{marker} {i} end 0';" for i in range(len(programs))
+    )
+    return StringCommand(
+        "if", "command", "-v", "python3", ">/dev/null", "2>&1;", "then", *args, "2>&1;", "else", missing, "fi;",
+        "true",
+    ).get_raw_value()
+
+
+def _python_program(request: FactRequest) -> tuple[str, str] | None:
+    """(program, params) of a RemotePythonFact request, or None for any other fact."""
+    if not (issubclass(request.cls, RemotePythonFact) and set(request.kwargs) == {"params"}):
+        return None
+    params = request.kwargs["params"]
+    return (request.cls().bootstrap(), params) if isinstance(params, str) else None
 
 
 def split_output(lines: Sequence[str], marker: str, count: int) -> dict[int, tuple[int, list[str]]]:
@@ -151,16 +215,42 @@ class _MarkedBatch(FactBatch):
         return []
 
 
-def _chunks(requests: Sequence[FactRequest]) -> list[list[tuple[FactRequest, str]]]:
-    chunks: list[list[tuple[FactRequest, str]]] = [[]]
+@dataclass
+class _Entry:
+    """One command of a batch: a fact's own command, or (group_marker set) several Python facts in one process."""
+
+    requests: list[FactRequest]
+    command: str
+    group_marker: str | None = None
+
+
+def _entries(requests: Sequence[FactRequest]) -> list[_Entry]:
+    """Each request's command, the Python facts (two or more) joined into one python3 process, in request order
+    (the group where its first member was)."""
+    programs = {i: _python_program(request) for i, request in enumerate(requests)}
+    grouped = [i for i, program in programs.items() if program is not None]
+    entries: list[_Entry] = []
+    for i, request in enumerate(requests):
+        if len(grouped) >= 2 and i in grouped:
+            if i == grouped[0]:
+                marker = f"@@lpfleet-python-{secrets.token_hex(6)}"
+                members = [programs[j] for j in grouped]
+                command = python_group_command([m for m in members if m is not None], marker)
+                entries.append(_Entry([requests[j] for j in grouped], command, marker))
+            continue
+        entries.append(_Entry([request], request.command()))
+    return entries
+
+
+def _chunks(requests: Sequence[FactRequest]) -> list[list[_Entry]]:
+    chunks: list[list[_Entry]] = [[]]
     size = 0
-    for request in requests:
-        command = request.command()
-        if chunks[-1] and size + len(command) > MAX_BATCH_CHARS:
+    for entry in _entries(requests):
+        if chunks[-1] and size + len(entry.command) > MAX_BATCH_CHARS:
             chunks.append([])
             size = 0
-        chunks[-1].append((request, command))
-        size += len(command)
+        chunks[-1].append(entry)
+        size += len(entry.command)
     return [chunk for chunk in chunks if chunk]
 
 
@@ -180,14 +270,19 @@ def _read(host: Any, known: _Known, requests: Sequence[FactRequest]) -> int:
     kept = 0
     for chunk in _chunks(requests):
         marker = f"@@lpfleet-batch-{secrets.token_hex(6)}"
-        lines = host.get_fact(_MarkedBatch, commands=[command for _, command in chunk], marker=marker)
+        lines = host.get_fact(_MarkedBatch, commands=[entry.command for entry in chunk], marker=marker)
         for index, (status, output) in split_output(lines or [], marker, len(chunk)).items():
-            request = chunk[index][0]
-            if status != 0:
-                continue  # known_fact asks the node itself: pyinfra's failure handling applies
-            fact = request.cls()
-            known.values[request.key] = fact.process(output) if output else fact.default()
-            kept += 1
+            entry = chunk[index]
+            answers = {0: (status, output)}
+            if entry.group_marker is not None:  # the group's own markers split it per fact
+                answers = split_output(output, entry.group_marker, len(entry.requests)) if status == 0 else {}
+            for member, (member_status, member_output) in answers.items():
+                if member_status != 0:
+                    continue  # known_fact asks the node itself: pyinfra's failure handling applies
+                request = entry.requests[member]
+                fact = request.cls()
+                known.values[request.key] = fact.process(member_output) if member_output else fact.default()
+                kept += 1
     return kept
 
 

@@ -10,8 +10,17 @@ from typing import Any
 
 from pyinfra.api import FactBase, StringCommand
 
-from lpfleet.facts.batch import FactRequest, batch_command, known_fact, prefetch, split_output
+from lpfleet.facts.batch import (
+    FactRequest,
+    _MarkedBatch,
+    batch_command,
+    fact_command,
+    known_fact,
+    prefetch,
+    split_output,
+)
 from lpfleet.facts.files import FileDigest
+from lpfleet.facts.remote_python import NO_PYTHON3, RemotePythonFact, pack_program
 
 
 class Failing(FactBase[str]):
@@ -121,3 +130,73 @@ def test_once_a_command_ran_on_the_host_every_step_asks_the_node(tmp_path):
     host.state.ops[host]["op-that-ran"] = FakeOp(FakeMeta(executed=True))
     assert known_fact(host, FileDigest, path=str(path)).sha256 == hashlib.sha256(b'[{"changed": true}]').hexdigest()
     assert host.asked == ["_MarkedBatch", "FileDigest"]
+
+
+class Echo(RemotePythonFact[list]):
+    """A Python fact: prints its params, what __name__ and argv it saw, and a line on stderr."""
+
+    def bootstrap(self) -> str:
+        return pack_program(
+            "import sys\nprint('params', sys.argv[1:], __name__)\nsys.stderr.write('on stderr\\n')\n"
+            "X = 'mine'\nprint('X' in dir(sys.modules['__main__']))\n"
+        )
+
+    def process(self, output: list[str]) -> list:
+        return output
+
+
+class Crashing(RemotePythonFact[list]):
+    def bootstrap(self) -> str:
+        return pack_program("print('before')\nraise ValueError('broken on purpose')\n")
+
+    def process(self, output: list[str]) -> list:
+        return output
+
+
+class Exiting(RemotePythonFact[list]):
+    def bootstrap(self) -> str:
+        return pack_program("import sys\nprint('leaving')\nsys.exit(3)\nprint('never')\n")
+
+    def process(self, output: list[str]) -> list:
+        return output
+
+
+PYTHON_REQUESTS = [
+    FactRequest(Echo, {"params": "first"}),
+    FactRequest(Quiet),
+    FactRequest(Crashing, {"params": "x"}),
+    FactRequest(Exiting, {"params": "y"}),
+    FactRequest(Echo, {"params": "second"}),
+]
+
+
+def test_python_facts_run_in_one_process_and_answer_as_each_alone(tmp_path):
+    together = FakeHost(FakeState())
+    assert prefetch(together, PYTHON_REQUESTS) == len(PYTHON_REQUESTS)
+    assert together.asked == ["_MarkedBatch"]
+    batch_text = fact_command(_MarkedBatch, {"commands": ["true"], "marker": "@@M"})
+    assert batch_text  # the batch itself is plain sh
+    answers = [known_fact(together, r.cls, **r.kwargs) for r in PYTHON_REQUESTS]
+    alone = FakeHost(FakeState())
+    assert answers == [alone.get_fact(r.cls, **r.kwargs) for r in PYTHON_REQUESTS]
+    assert answers[0] == ["params ['first'] __main__", "on stderr", "True"]
+    assert answers[2][0] == "before" and answers[2][-1] == "ValueError: broken on purpose"
+    assert answers[3] == ["leaving"]
+    assert together.asked == ["_MarkedBatch"]
+
+
+def test_python_group_shell_text_runs_one_python3():
+    from lpfleet.facts.batch import _entries
+
+    entries = _entries(PYTHON_REQUESTS)
+    assert [len(entry.requests) for entry in entries] == [4, 1]  # the group where its first member was
+    assert entries[0].command.count("then python3 -c") == 1 and "exec(" not in entries[1].command
+
+
+def test_python_group_without_python3_answers_as_each_fact_would():
+    from lpfleet.facts.batch import _entries, python_group_command
+
+    command = python_group_command([("print(1)", "a"), ("print(2)", "b")], "@@G").replace(
+        "command -v python3", "false")
+    assert split_output(sh(command), "@@G", 2) == {0: (0, [NO_PYTHON3]), 1: (0, [NO_PYTHON3])}
+    assert len(_entries([FactRequest(Echo, {"params": "only"})])[0].requests) == 1  # one alone: its own command
