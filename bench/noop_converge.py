@@ -1,8 +1,8 @@
 """The whole no-op converge (`pyinfra -y INVENTORY deploy.py`) against the pyinfra floor (`pyinfra -y INVENTORY
 exec -- true`), with round-trips per host and where the time goes.
 
-    .venv/bin/python bench/noop_converge.py [--nodes 3 10] [--runs 7] [--keep]
-    .venv/bin/python bench/noop_converge.py --inventory INV.py [--runs 7]
+    .venv/bin/python bench/noop_converge.py [--nodes 3 10] [--runs 7] [--keep] [--baseline DIR]
+    .venv/bin/python bench/noop_converge.py --inventory INV.py [--runs 7] [--baseline DIR]
 
 For each node count: brings up a sandbox of its own (`LPFLEET_SANDBOX`, default `lpfleet-bench-noop`), writes
 models.lock (`lpfleet lock`), converges once, checks that the next run changes nothing, then times `--runs` runs of
@@ -10,6 +10,12 @@ each, interleaved (floor, converge, floor, ...) so a busy machine weighs on both
 wall clock. Every run goes through bench/pyinfra_timed.py (pyinfra's own CLI with a clock on it) and must report
 0 changes; it prints the medians, the ratio, the command round-trips of each host and the median time of each
 phase (start, inventory, connect, prepare, execute, end). The sandbox is removed at the end unless --keep.
+
+`--baseline DIR` also times, interleaved with the others, the same deploy from another checkout of lpfleet (e.g.
+`git archive REV | tar -x -C DIR`: its deploy.py, tasks and lpfleet, on the same sandbox), so a change is
+measured old against new under the same load. Each run also reports the CPU the sandbox's containers used
+(cgroup v1 cpuacct, when readable) and the controller process's CPU: on a machine whose CPUs the nodes share,
+wall time follows their sum.
 """
 
 from __future__ import annotations
@@ -32,8 +38,23 @@ TIMED = [sys.executable, str(ROOT / "bench" / "pyinfra_timed.py")]
 INVENTORY = "inventories/sandbox.py"
 
 
-def run(*args: str, env: dict[str, str], timeout: float = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+def run(*args: str, env: dict[str, str], timeout: float = 1800, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def container_cpu_ns(prefix: str) -> int | None:
+    """CPU nanoseconds used so far by the containers whose name starts with `prefix` (the sandbox's node, hub
+    and apt containers), from cgroup v1 cpuacct; None when that is not readable here."""
+    listed = subprocess.run(["docker", "ps", "-q", "--no-trunc", "--filter", f"name=^{prefix}"],
+                            capture_output=True, text=True)
+    total = 0
+    for cid in listed.stdout.split():
+        usage = Path(f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage")
+        try:
+            total += int(usage.read_text())
+        except (OSError, ValueError):
+            return None
+    return total if listed.returncode == 0 else None
 
 
 def changes(output: str) -> int:
@@ -52,9 +73,12 @@ class Timing:
         self.roundtrips: dict[str, list[int]] = defaultdict(list)
         self.phases: dict[str, list[float]] = defaultdict(list)
         self.prepare: dict[str, list[float]] = defaultdict(list)
+        self.cpu: dict[str, list[float]] = defaultdict(list)  # "controller", "containers": CPU-seconds per run
 
-    def add(self, wall: float, stderr: str) -> None:
+    def add(self, wall: float, stderr: str, cpu: dict[str, float]) -> None:
         self.walls.append(wall)
+        for name, seconds in cpu.items():
+            self.cpu[name].append(seconds)
         marks: dict[str, float] = {}
         calls: list[tuple[float, float]] = []
         for line in stderr.splitlines():
@@ -85,22 +109,33 @@ class Timing:
         trips = sorted({n for counts in self.roundtrips.values() for n in counts})
         phases = ", ".join(f"{name} {statistics.median(values):.2f}" for name, values in self.phases.items())
         prepare = ", ".join(f"{name} {statistics.median(values):.2f}" for name, values in self.prepare.items())
+        cpu = ", ".join(f"{name} {statistics.median(values):.2f}" for name, values in self.cpu.items())
         return (
             f"min {min(self.walls):.2f} / median {self.median:.2f} / max {max(self.walls):.2f} s; "
             f"round-trips per host {trips}; median phases (s): {phases}"
             + (f"; prepare split (s): {prepare}" if prepare else "")
+            + (f"; median CPU-s: {cpu}" if cpu else "")
         )
 
 
-def timed(args: list[str], env: dict[str, str], timing: Timing, *, must_be_noop: bool) -> None:
+def timed(args: list[str], env: dict[str, str], timing: Timing, *, must_be_noop: bool, cwd: Path = ROOT) -> None:
+    prefix = env["LPFLEET_SANDBOX"] + "-"
+    containers = container_cpu_ns(prefix)
+    children = os.times()
     start = time.perf_counter()
-    result = run(*TIMED, *args, env=env)
+    result = run(*TIMED, *args, env=env, cwd=cwd)
     wall = time.perf_counter() - start
+    after = os.times()
+    cpu = {"controller": after.children_user + after.children_system - children.children_user
+           - children.children_system}
+    containers_after = container_cpu_ns(prefix)
+    if containers is not None and containers_after is not None:
+        cpu["containers"] = (containers_after - containers) / 1e9
     if result.returncode != 0:
         raise SystemExit(f"`pyinfra {' '.join(args)}` failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     if must_be_noop and changes(result.stdout + result.stderr):
         raise SystemExit(f"a no-op run changed something:\n{result.stdout[-4000:]}")
-    timing.add(wall, result.stderr)
+    timing.add(wall, result.stderr, cpu)
 
 
 def unbatched_deploy(folder: Path) -> Path:
@@ -115,9 +150,10 @@ def unbatched_deploy(folder: Path) -> Path:
     return path
 
 
-def measure(inventory: str, runs: int, env: dict[str, str], unbatched: Path | None) -> dict[str, Timing]:
+def measure(inventory: str, runs: int, env: dict[str, str], unbatched: Path | None,
+            baseline: Path | None = None) -> dict[str, Timing]:
     """Converge, check the next run is a no-op, then `runs` interleaved floor and converge runs (and runs of the
-    unbatched deploy when given)."""
+    unbatched deploy, and of the baseline checkout's deploy, when given)."""
     deploy = ["-y", inventory, "deploy.py"]
     first = run(str(VENV_BIN / "pyinfra"), *deploy, env=env)
     if first.returncode != 0:
@@ -126,11 +162,20 @@ def measure(inventory: str, runs: int, env: dict[str, str], unbatched: Path | No
     timings = {"floor": Timing(), "converge": Timing()}
     if unbatched is not None:
         timings["unbatched"] = Timing()
+    baseline_env = dict(env)
+    if baseline is not None:
+        timings["baseline"] = Timing()
+        # the baseline's own lpfleet and tasks first on the path; the same sandbox (state, keys, models.lock)
+        baseline_env["PYTHONPATH"] = str(baseline)
+        baseline_env.setdefault("LPFLEET_SANDBOX_DIR", str(ROOT / ".sandbox"))
+        timed(deploy, baseline_env, Timing(), must_be_noop=True, cwd=baseline)
     for _ in range(runs):
         timed(["-y", inventory, "exec", "--", "true"], env, timings["floor"], must_be_noop=False)
         timed(deploy, env, timings["converge"], must_be_noop=True)
         if unbatched is not None:
             timed(["-y", inventory, str(unbatched)], env, timings["unbatched"], must_be_noop=True)
+        if baseline is not None:
+            timed(deploy, baseline_env, timings["baseline"], must_be_noop=True, cwd=baseline)
     return timings
 
 
@@ -154,6 +199,8 @@ def main() -> int:
     parser.add_argument("--inventory", help="measure on this inventory instead of a sandbox of our own")
     parser.add_argument("--unbatched", action="store_true",
                         help="also time deploy.py without its one-round-trip prefetch (one fact per step)")
+    parser.add_argument("--baseline", type=Path,
+                        help="also time the deploy of this other checkout of lpfleet (old against new)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lpfleet-bench-noop-") as folder:
         return bench(args, Path(folder))
@@ -165,7 +212,7 @@ def bench(args: argparse.Namespace, folder: Path) -> int:
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     if args.inventory:
-        report(args.inventory, measure(args.inventory, args.runs, env, unbatched))
+        report(args.inventory, measure(args.inventory, args.runs, env, unbatched, args.baseline))
         return 0
     lpfleet = str(VENV_BIN / "lpfleet")
     try:
@@ -176,7 +223,7 @@ def bench(args: argparse.Namespace, folder: Path) -> int:
             lock = run(lpfleet, "lock", INVENTORY, env=env)
             if lock.returncode != 0:
                 raise SystemExit(f"lpfleet lock failed:\n{lock.stdout}\n{lock.stderr}")
-            report(f"{count:3d} sandbox nodes", measure(INVENTORY, args.runs, env, unbatched))
+            report(f"{count:3d} sandbox nodes", measure(INVENTORY, args.runs, env, unbatched, args.baseline))
     finally:
         if not args.keep:
             run(lpfleet, "sandbox", "down", env=env)
