@@ -175,11 +175,9 @@ def http_exchange(
         parts.append(chunk)
         size += len(chunk)
     data = b"".join(parts)
-    if limit is not None:
-        if len(data) < limit:
-            raise UnusualAnswer("the answer ended %d bytes short of its length" % (limit - len(data)))
-        data = data[:limit]
-    return status, headers, data
+    if length is not None and limit is not None and len(data) < limit:  # closed before its Content-Length
+        raise UnusualAnswer("the answer ended %d bytes short of its length" % (limit - len(data)))
+    return status, headers, data[:limit] if limit is not None else data
 
 
 def probe_plain(url: str, timeout_s: float = 5.0, headers: Optional[Dict[str, str]] = None) -> ProbeResult:

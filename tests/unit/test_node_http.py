@@ -22,9 +22,12 @@ from lpfleet.probe import probe, probe_plain
 
 class Handler(BaseHTTPRequestHandler):
     """/health (OK, or LOADING with ?loading), /status/<code>, /redirect -> /health, /hang (3 s), /nolength
-    (body until close), /short (Content-Length larger than the body)."""
+    (body until close), /short (Content-Length larger than the body). Counts the requests per path."""
+
+    seen: dict[str, int] = {}
 
     def do_GET(self):  # noqa: N802 - http.server API
+        Handler.seen[self.path] = Handler.seen.get(self.path, 0) + 1
         if self.path.startswith("/hang"):
             time.sleep(3)
         if self.path.startswith("/redirect"):
@@ -85,6 +88,21 @@ def _same(a, b) -> None:
                                   "/nolength", "/short"])
 def test_plain_probe_answers_as_urllib_does(server, path):
     _same(probe_plain(server + path, 2.0, {"x-probe": "1"}), probe(server + path, 2.0, {"x-probe": "1"}))
+
+
+@pytest.mark.parametrize("path", ["/health?once=1", "/status/503", "/nolength?once=1"])
+def test_plain_probe_answers_itself_what_it_can(server, path):
+    """An ordinary answer (with or without Content-Length, any non-redirect status) is read without urllib:
+    one request, not a second one through probe()."""
+    result = probe_plain(server + path, 2.0)
+    assert result.status in (200, 503) and result.body
+    assert Handler.seen[path] == 1
+
+
+def test_plain_probe_hands_the_unusual_to_urllib(server):
+    """A body shorter than its Content-Length: probe_plain asks again through probe() (two requests)."""
+    probe_plain(server + "/short?twice=1", 2.0)
+    assert Handler.seen["/short?twice=1"] == 2
 
 
 def test_plain_probe_failures_as_urllib_describes_them(server):
