@@ -60,7 +60,7 @@ def offline_snapshot(models_dir: Path, repo: str) -> Path:
 
 def assert_verified_complete(server, models_dir: Path, repo: str) -> None:
     snapshot = offline_snapshot(models_dir, repo)
-    served = {m["id"]: m for m in HubControl(server.url).models(files=True)}[repo]
+    (served,) = HubControl(server.url).models(files=True, repo=repo)
     assert snapshot.name == served["sha"]
     for f in served["files"]:
         path = snapshot / f["path"]
@@ -98,8 +98,7 @@ def test_catalog_patterns_select_files_and_offline_loader_accepts(server, hub, t
 
 
 def test_pinned_commit_still_writes_refs_main(server, hub, tmp_path):
-    old = hub.models(files=True)
-    old_sha = {m["id"]: m for m in old}[TINY]["sha"]
+    old_sha = hub.models(files=True, repo=TINY)[0]["sha"]
     hub.bump(TINY)  # main moves on; we ask for the old commit
     models = tmp_path / "models"
     result = prefetch(server, models, TINY, "--revision", old_sha)

@@ -242,3 +242,28 @@ def test_snapshot_download_fetches_a_model_and_the_gated_one_only_with_token(hub
         snapshot_download(GATED, cache_dir=tmp_path, endpoint=hub.url, token=False)
     gated = Path(snapshot_download(GATED, cache_dir=tmp_path, endpoint=hub.url, token=TOKEN))
     assert (gated / "model-00001-of-00002.safetensors").stat().st_size == 512 * 1024
+
+
+def test_content_is_generated_on_first_use_only(hub):
+    """The benchmark repos (200 MB, 1 GiB) cost nothing until asked for: listing names is free, and a file
+    listing of one repo generates that repo alone."""
+    repos = hub.hub.repos
+    assert "lpfleet-sandbox/bench-weights-1g" in repos
+    assert all(not repo.commits for repo in repos.values())
+    names = HubControl(hub.url).models()
+    assert {m["id"] for m in names} == set(repos) and all("files" not in m for m in names)
+    assert all(not repo.commits for repo in repos.values())
+    (listed,) = HubControl(hub.url).models(files=True, repo=TINY)
+    assert listed["id"] == TINY and {f["path"] for f in listed["files"]} >= {"model.safetensors", "config.json"}
+    assert [rid for rid, repo in repos.items() if repo.commits] == [TINY]
+
+
+def test_benchmark_model_layout():
+    """1 GiB in 8 LFS shards plus config and index, as a sharded safetensors checkpoint is laid out."""
+    from lpfleet.sandbox.hub.models import MODELS, MiB
+
+    (model,) = [m for m in MODELS if m.repo_id == "lpfleet-sandbox/bench-weights-1g"]
+    shards = [f for f in model.files if f.path.endswith(".safetensors")]
+    assert [f.path for f in shards] == [f"model-{i:05d}-of-00008.safetensors" for i in range(1, 9)]
+    assert all(f.lfs and f.size == 128 * MiB for f in shards)
+    assert {"config.json", "model.safetensors.index.json"} <= {f.path for f in model.files}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 
 class HubControl:
@@ -25,8 +25,10 @@ class HubControl:
     def health(self) -> bool:
         return bool(self._call("GET", "health").get("ok"))
 
-    def models(self, files: bool = False) -> list[dict[str, Any]]:
-        return self._call("GET", "models?files=1" if files else "models")
+    def models(self, files: bool = False, repo: str | None = None) -> list[dict[str, Any]]:
+        """The served repos (`repo`: that one only); `files` lists main's files, generating their content."""
+        query = {**({"files": "1"} if files else {}), **({"repo": repo} if repo else {})}
+        return self._call("GET", "models" + (f"?{urlencode(query)}" if query else ""))
 
     def counters(self) -> dict[str, Any]:
         return self._call("GET", "counters")

@@ -2,7 +2,8 @@
 
 Named like the real models the catalog knows (same ids, same file layout, same patterns select the same kind of
 files), only much smaller. Two of them are big enough (tens of MB) for throughput benchmarks to mean something;
-the rest are KB to a few MB so CI stays fast. Content is generated on first use of a repo and kept in memory.
+the rest are KB to a few MB so CI stays fast; two benchmark-only repos (about 200 MB and 1 GiB) exist for
+bench/. Content is generated on first use of a repo and kept in memory: a repo nobody asks for costs nothing.
 
 Ids, hashes and commits follow git and git-lfs: a non-LFS file's id is its git blob sha1, an LFS file's tree
 `oid` is the blob id of its pointer file and its `lfs.oid` (and the resolve ETag) is the sha256 of its content.
@@ -373,6 +374,19 @@ MODELS: tuple[ModelDef, ...] = (
             FileDef("model.safetensors.index.json", content=_json({"weight_map": {}})),
         ),
         description="benchmark-sized, about 200 MB",
+    ),
+    # Benchmark-only (bench/weights_fleet_ready.py, bench/weights_throughput.py): 1 GiB of weights in 8 shards,
+    # generated only when first asked for (about 8 s of one CPU, then held in the hub's memory).
+    ModelDef(
+        "lpfleet-sandbox/bench-weights-1g",
+        (
+            FileDef(".gitattributes", content=GITATTRIBUTES),
+            _readme("lpfleet-sandbox/bench-weights-1g", "Benchmark-sized weights (8 shards, 1 GiB)."),
+            _config(),
+            *(FileDef(f"model-{i:05d}-of-00008.safetensors", size=128 * MiB) for i in range(1, 9)),
+            FileDef("model.safetensors.index.json", content=_json({"weight_map": {}})),
+        ),
+        description="benchmark-sized, 1 GiB in 8 shards",
     ),
     ModelDef(
         "lpfleet-sandbox/tiny-model",

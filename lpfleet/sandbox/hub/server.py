@@ -366,7 +366,11 @@ class HubHandler(BaseHTTPRequestHandler):
             return self._json(200, {"ok": True})
         if parts == ["models"] and method == "GET":
             listing = []
+            # `files=1` generates a repo's content; `repo=ID` lists that one only (the benchmark repos are GBs)
+            wanted = query.get("repo")
             for repo in hub.repos.values():
+                if wanted and repo.repo_id != wanted:
+                    continue
                 item: dict[str, Any] = {"id": repo.repo_id, "gated": repo.gated}
                 if query.get("files"):
                     commit = repo.resolve("main")
