@@ -119,6 +119,15 @@ class Uplinks:
         for container in self.pids:
             self._netns(container, "tc", "qdisc", "del", "dev", IFACE, "root", check=False)
 
+    def retransmits(self, containers: list[str]) -> dict[str, int]:
+        """TCP segments each container's network namespace sent again (RetransSegs, /proc/<pid>/net/snmp)."""
+        counts = {}
+        for container in containers:
+            lines = [ln.split() for ln in Path(f"/proc/{self.pids[container]}/net/snmp").read_text().splitlines()
+                     if ln.startswith("Tcp:")]
+            counts[container] = int(dict(zip(lines[0], lines[1]))["RetransSegs"])
+        return counts
+
     def shown(self, container: str) -> str:
         return self._netns(container, "tc", "qdisc", "show", "dev", IFACE).strip()
 
@@ -141,6 +150,8 @@ class Sample:
     ready: float
     upstream: int
     tx: dict[str, int]
+    retransmits: dict[str, int]
+    log: Path
     rerun_changes: int
     rerun_bytes: int
     rerun_tx: int
@@ -240,9 +251,12 @@ def main() -> int:
                             busiest = max(sample.tx, key=lambda c: sample.tx[c])
                             print(f"{count} nodes {mode:7} fleet ready {sample.ready:7.1f} s  upstream "
                                   f"{sample.upstream / unique:4.2f}x unique  busiest upload {busiest} "
-                                  f"{sample.tx[busiest] / 1e6:8.1f} MB ({sample.tx[busiest] / unique:4.2f}x)  re-run: "
+                                  f"{sample.tx[busiest] / 1e6:8.1f} MB ({sample.tx[busiest] / unique:4.2f}x), "
+                                  f"{sample.retransmits[busiest]} TCP retransmits  re-run: "
                                   f"{sample.rerun_changes} changes, {sample.rerun_bytes} hub bytes, "
-                                  f"max node tx {sample.rerun_tx / 1e6:.2f} MB", flush=True)
+                                  f"max node tx {sample.rerun_tx / 1e6:.2f} MB  (log {sample.log})", flush=True)
+                            for line in notable(sample.log):
+                                print(f"    {line}", flush=True)
                 finally:
                     uplinks.uncap()
                     hub.clear_faults()
@@ -255,9 +269,23 @@ def main() -> int:
     return 1 if any(r.error for r in rows) else 0
 
 
+LOG_DIR = Path(tempfile.gettempdir()) / "lpfleet-bench-fleet-ready"
+NOTABLE = ("not complete within", "does not match", "resume", "gave up", "again", "falling back", "failed")
+
+
+def notable(log: Path) -> list[str]:
+    """Lines of a run's output that explain extra bytes or time (a file fetched again, a deadline, a resume)."""
+    lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines()
+             if any(word in ln.lower() for word in NOTABLE)]
+    return lines[:12] + ([f"... {len(lines) - 12} more such lines in {log}"] if len(lines) > 12 else [])
+
+
 def timed(hub: HubControl, uplinks: Uplinks, hosts: list[str], inventory: Path, mode: str, extra: list[str],
           rate: float, hub_rate: float) -> Sample | str:
-    """One capped run from empty models dirs, then its re-run; a failure's output tail instead of a sample."""
+    """One capped run from empty models dirs, then its re-run; a failure's output tail instead of a sample.
+    Each run's pyinfra output is kept in LOG_DIR."""
+    LOG_DIR.mkdir(exist_ok=True)
+    log = LOG_DIR / f"{len(hosts)}-nodes-{mode}-{datetime.now(timezone.utc):%H%M%S}.log"
     for host in hosts:
         subprocess.run(["docker", "exec", host, "rm", "-rf", MODELS_DIR], check=True)
     hub.clear_faults()
@@ -265,11 +293,13 @@ def timed(hub: HubControl, uplinks: Uplinks, hosts: list[str], inventory: Path, 
     uplinks.cap(hosts, rate)
     try:
         hub.reset_counters()
-        before = uplinks.tx_bytes(hosts)
+        before, resent = uplinks.tx_bytes(hosts), uplinks.retransmits(hosts)
         started = time.monotonic()
-        first = run([VENV_BIN / "pyinfra", "-y", inventory, DEPLOY, "--data", f"weights_mode={mode}", *extra])
+        first = run([VENV_BIN / "pyinfra", "-y", "-vvv", inventory, DEPLOY, "--data", f"weights_mode={mode}", *extra])
         ready = time.monotonic() - started
         after = uplinks.tx_bytes(hosts)
+        resent = {h: n - resent[h] for h, n in uplinks.retransmits(hosts).items()}
+        log.write_text(first.stdout + first.stderr)
         if first.returncode != 0:
             return (first.stdout + first.stderr)[-3000:]
         upstream = hub.counters()["bytes_total"]
@@ -279,7 +309,8 @@ def timed(hub: HubControl, uplinks: Uplinks, hosts: list[str], inventory: Path, 
         rerun_bytes = hub.counters()["bytes_total"]
         if again.returncode != 0:
             return "re-run failed:\n" + (again.stdout + again.stderr)[-3000:]
-        return Sample(ready, upstream, {h: after[h] - before[h] for h in hosts}, changed(again), rerun_bytes, rerun_tx)
+        return Sample(ready, upstream, {h: after[h] - before[h] for h in hosts}, resent, log, changed(again),
+                      rerun_bytes, rerun_tx)
     finally:
         uplinks.uncap()
         hub.clear_faults()
