@@ -270,7 +270,7 @@ def main() -> int:
 
 
 LOG_DIR = Path(tempfile.gettempdir()) / "lpfleet-bench-fleet-ready"
-NOTABLE = ("not complete within", "does not match", "resume", "gave up", "again", "falling back", "failed")
+NOTABLE = ("not complete within", "does not match", "resume", "gave up", "again", "falling back", "failed", "(round ")
 
 
 def notable(log: Path) -> list[str]:
