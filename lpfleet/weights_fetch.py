@@ -30,7 +30,7 @@ import stat
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +40,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from lpfleet.lock import LockedFile, LockedModel, commit_problem, file_problem, model_id_problem
 from lpfleet.weights import WeightsPlan, git_blob_header, human_bytes, plan_node, repo_folder_name
+from lpfleet.weights_relay import RelayBoard
 
 STATE_DIR = ".lpfleet"  # inside the models dir: verification records, our lock file, staging folders
 HASH_CHUNK = 4 * 1024 * 1024
@@ -557,6 +558,7 @@ class _Source:
     limits: FetchLimits
     cancel: threading.Event = field(default_factory=threading.Event)
     pool: _Pool = field(default_factory=_Pool)
+    relay: RelayBoard | None = None  # fan-out chain: this node's mirror forwards the files as they arrive
 
 
 def _status_error(model: LockedModel, locked: LockedFile, resp: http.client.HTTPResponse, source: _Source):
@@ -594,6 +596,8 @@ def fetch_file(model: LockedModel, locked: LockedFile, staging: Path, source: _S
     url = f"{source.endpoint.rstrip('/')}/{model.model_id}/resolve/{model.commit}/{quote(locked.path)}"
     tmp = staging / f"{secrets.token_hex(8)}.part"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    if source.relay is not None:
+        source.relay.started(locked.etag, tmp, fd)
     deadline = time.monotonic() + limits.deadline(locked.size)
     got = _Progress(_new_digest(locked))
     cuts = 0
@@ -651,6 +655,8 @@ def fetch_file(model: LockedModel, locked: LockedFile, staging: Path, source: _S
                 os.unlink(tmp)
             except OSError:
                 pass
+            if source.relay is not None:
+                source.relay.failed(locked.etag)
 
 
 @dataclass
@@ -788,6 +794,8 @@ def ensure_model(
     log: Log = lambda line: None,
     token_env: str = "HF_TOKEN",
     limits: FetchLimits | None = None,
+    fallbacks: Sequence[tuple[str, str | None]] = (),
+    relay: RelayBoard | None = None,
 ) -> EnsureResult:
     """Make `models_dir` hold `model` complete and verified, `refs/<branch>` naming its commit.
 
@@ -795,17 +803,23 @@ def ensure_model(
     write at all (a read-only complete dir passes). Otherwise: blobs whose verification record no longer
     matches are hashed again (wrong ones removed); missing files are fetched (`fetch_file`), up to `attempts`
     rounds; then the tree listing, the verification record and, last, the ref are written.
+
+    `fallbacks`: further (endpoint, token) sources, taken in order for the next round when a round from the
+    current one fails (a peer that is down, refuses or sends bytes that do not match: dropped, not retried).
+    `relay`: this node's mirror forwards each file from its staging file as it arrives (fan-out chain).
     """
     check_model(model)
     if branch_problem(branch):
         raise HubError(model.model_id, f"branch {str(branch)[:60]!r}: {branch_problem(branch)}")
-    problem = endpoint_problem(endpoint)
-    if problem:
-        raise HubAccessError(
-            model.model_id,
-            f"endpoint {display_url(str(endpoint))!r}: {problem}",
-            "set HF_ENDPOINT / hf_endpoint to an http(s) URL such as https://huggingface.co",
-        )
+    endpoints = [(endpoint, token), *fallbacks]
+    for url, _ in endpoints:
+        problem = endpoint_problem(url)
+        if problem:
+            raise HubAccessError(
+                model.model_id,
+                f"endpoint {display_url(str(url))!r}: {problem}",
+                "set HF_ENDPOINT / hf_endpoint to an http(s) URL such as https://huggingface.co",
+            )
     limits = limits or FetchLimits(read_timeout=_env_timeout(FetchLimits.read_timeout))
     try:
         models_dir = Path(models_dir).resolve()
@@ -851,8 +865,8 @@ def ensure_model(
             log,
             token_env,
             limits,
-            endpoint,
-            token,
+            endpoints,
+            relay,
             result,
         )
     except OSError as exc:
@@ -916,8 +930,8 @@ def _ensure_locked(
     log: Log,
     token_env: str,
     limits: FetchLimits,
-    endpoint: str,
-    token: str | None,
+    endpoints: list[tuple[str, str | None]],
+    relay: RelayBoard | None,
     result: EnsureResult,
 ) -> None:
     folder = repo_folder_name(model.model_id)
@@ -925,9 +939,13 @@ def _ensure_locked(
     _real_dir(repo_dir, True, model.model_id)
     _clean_leftovers(models_dir, repo_dir, model.model_id)
     verified = _load_record(models_dir, folder, model.commit)
-    source = _Source(endpoint, token, token_env, limits)
+    current = 0
+    endpoint = endpoints[0][0]
     last_error: str | None = None
-    for round_no in range(1, attempts + 1):
+    rounds = attempts + len(endpoints) - 1  # dropping a source does not cost the next one its rounds
+    for round_no in range(1, rounds + 1):
+        endpoint, token = endpoints[current]
+        source = _Source(endpoint, token, token_env, limits, relay=relay)
         status = _plan(models_dir, model, branch).models[0]
         for f in status.unverified:  # present at the right size: hash it, keep it or drop it
             locked = _locked(model, f.path)
@@ -975,17 +993,28 @@ def _ensure_locked(
             f"{human_bytes(sum(f.size for f in todo))} from {display_url(endpoint)}"
             + (f" (round {round_no})" if round_no > 1 else "")
         )
-        failures = _fetch_round(
-            models_dir, repo_dir, model, todo, source, max_workers, progress, log, verified, result
-        )
+        try:
+            failures = _fetch_round(
+                models_dir, repo_dir, model, todo, source, max_workers, progress, log, verified, result
+            )
+        except HubAccessError as exc:
+            if current + 1 >= len(endpoints):
+                raise
+            failures = [("*", str(exc))]
         _save_record(models_dir, folder, model, verified)
         if failures:
             last_error = "; ".join(f"{p}: {why}" for p, why in failures[:3])
+        if failures and current + 1 < len(endpoints):
+            current += 1  # a source that failed a round is dropped, not trusted again in this run
+            log(f"{model.model_id}: dropping {display_url(endpoint)} ({last_error[:300]}); "
+                f"next source: {display_url(endpoints[current][0])}")
+            continue
+        if failures:
             log(
                 f"{model.model_id}: {len(failures)} file(s) failed: {last_error}; "
-                + ("retrying" if round_no < attempts else "giving up")
+                + ("retrying" if round_no < rounds else "giving up")
             )
-            if round_no < attempts:
+            if round_no < rounds:
                 time.sleep(min(2.0 ** (round_no - 1), 8.0))
     status = _plan(models_dir, model, branch).models[0]
     not_ok = [f for f in status.files if f.state != "ok"]
@@ -1055,6 +1084,8 @@ def _fetch_round(
         with guard:
             blob = _install(repo_dir, model, locked, tmp)
             verified[locked.path] = {"etag": locked.etag, "stamp": _stamp(blob)}
+            if source.relay is not None:
+                source.relay.complete(locked.etag, blob)
             result.fetched_files += 1
             result.fetched_bytes += locked.size
             result.hashed_while_downloading += 1

@@ -34,6 +34,7 @@ import errno
 import fcntl
 import hmac
 import ipaddress
+import itertools
 import json
 import os
 import re
@@ -46,7 +47,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
+from lpfleet.weights_relay import board_finished, create_board, open_entry, read_entry, remove_board
+
 CHUNK = 8 * 1024 * 1024  # sendfile per call: activity is noted between calls
+RELAY_POLL = 0.01  # seconds between looks at a staging file that has not grown (or a blob not yet announced)
+RELAY_WAIT = 30.0  # seconds a request for a relayed file waits for the fetch to start it (then 503)
 MAX_CONNECTIONS = 64
 CONNECTION_TIMEOUT = 60.0  # seconds a connection may sit without sending or receiving
 HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -62,12 +67,19 @@ def _folder(model_id: str) -> str:
 
 
 class MirrorIndex:
-    """(model_id, commit) -> {path: file entry} from the models dir's verification records."""
+    """(model_id, commit) -> {path: file entry} from the models dir's verification records; for the models
+    this node is still fetching in the run (`relay`), every locked file, served from the relay board while it
+    arrives."""
 
-    def __init__(self, models_dir: str, models: list[list[str]]) -> None:
+    def __init__(self, models_dir: str, models: list[list[str]], relay: list[dict] | None = None) -> None:
         self.models_dir = models_dir
         self.files: dict[tuple[str, str], dict[str, dict]] = {}
+        self.relayed: set[tuple[str, str]] = set()
+        for raw in relay or []:
+            self._add_relayed(raw)
         for model_id, commit in models:
+            if (model_id, commit) in self.relayed:
+                continue
             if not (
                 isinstance(model_id, str)
                 and MODEL_ID.fullmatch(model_id)
@@ -76,25 +88,48 @@ class MirrorIndex:
                 and re.fullmatch(r"[0-9a-f]{40}", commit)
             ):
                 raise ValueError(f"not a model id and commit: {str(model_id)[:100]!r} {str(commit)[:60]!r}")
-            record_path = os.path.join(
-                models_dir, ".lpfleet", "verified", _folder(model_id), commit + ".json"
-            )
-            with open(record_path) as handle:
+            with open(self._record_path(model_id, commit)) as handle:
                 record = json.load(handle)
             locked = {f["path"]: f for f in record["model"]["files"]}
-            verified = record.get("files", {})
             served = {}
             for p, f in locked.items():
                 etag = f.get("sha256") or f.get("git_blob")
-                entry = verified.get(p) or {}
-                if (
-                    isinstance(etag, str)
-                    and HEX.fullmatch(etag)
-                    and entry.get("etag") == etag
-                    and isinstance(f.get("size"), int)
-                ):
-                    served[p] = {**f, "etag": etag, "stamp": list(entry.get("stamp") or [])}
+                if isinstance(etag, str) and HEX.fullmatch(etag) and isinstance(f.get("size"), int):
+                    served[p] = {**f, "etag": etag, "stamp": None}
             self.files[(model_id, commit)] = served
+            self._load_stamps(model_id, commit, record)
+            for p in [p for p, f in served.items() if f["stamp"] is None]:
+                del served[p]  # not verified: never served
+
+    def _record_path(self, model_id: str, commit: str) -> str:
+        return os.path.join(self.models_dir, ".lpfleet", "verified", _folder(model_id), commit + ".json")
+
+    def _add_relayed(self, raw: dict) -> None:
+        """A model this node fetches in the run: its locked files (checked as the node checks its plan)."""
+        from lpfleet.lock import load_model_dict
+
+        model = load_model_dict(raw if isinstance(raw, dict) else {}, "mirror relay")
+        key = (model.model_id, model.commit)
+        self.files[key] = {
+            f.path: {**f.to_dict(), "etag": f.etag, "stamp": None} for f in model.files if HEX.fullmatch(f.etag)
+        }
+        self.relayed.add(key)
+        self.refresh(*key)
+
+    def _load_stamps(self, model_id: str, commit: str, record: dict) -> None:
+        verified = record.get("files", {}) if isinstance(record, dict) else {}
+        for p, f in self.files[(model_id, commit)].items():
+            entry = verified.get(p) if isinstance(verified, dict) else None
+            if isinstance(entry, dict) and entry.get("etag") == f["etag"] and isinstance(entry.get("stamp"), list):
+                f["stamp"] = list(entry["stamp"])
+
+    def refresh(self, model_id: str, commit: str) -> None:
+        """Re-read a relayed model's verification record (the fetch saves it after every round)."""
+        try:
+            with open(self._record_path(model_id, commit)) as handle:
+                self._load_stamps(model_id, commit, json.load(handle))
+        except (OSError, ValueError):
+            pass
 
     def open_blob(self, model_id: str, entry: dict) -> int | None:
         """A read-only fd of the verified blob itself, or None when it is no longer exactly what was
@@ -206,6 +241,8 @@ class MirrorHandler(BaseHTTPRequestHandler):
         entry = files.get(path)
         if entry is None:
             return self._error(404, "EntryNotFound", f"{path} not served here")
+        if (model_id, commit) in self.server.index.relayed:
+            return self._relay(model_id, commit, entry)
         fd = self.server.index.open_blob(model_id, entry)
         if fd is None:
             return self._error(
@@ -216,7 +253,46 @@ class MirrorHandler(BaseHTTPRequestHandler):
         finally:
             os.close(fd)
 
-    def _send_blob(self, fd: int, commit: str, entry: dict) -> None:
+    def _relay(self, model_id: str, commit: str, entry: dict) -> None:
+        """A file of a model this node is fetching in the run: its verified blob once there, else the staging
+        file the fetch announces on the relay board, forwarded as it grows. Waits up to `relay_wait` for the
+        fetch to get to it; 404 once the fetch has ended without it."""
+        index, board = self.server.index, self.server.relay_board
+        waited_until = time.monotonic() + self.server.relay_wait
+        with self.server.transfer():
+            for polls in itertools.count():
+                fd = index.open_blob(model_id, entry) if entry["stamp"] else None
+                growing = False
+                if fd is None and board:
+                    found = read_entry(board, entry["etag"])
+                    if found and found["state"] in ("started", "complete"):
+                        fd = open_entry(found)
+                        growing = found["state"] == "started"
+                if fd is not None:
+                    try:
+                        return self._send_blob(fd, commit, entry, growing=growing)
+                    finally:
+                        os.close(fd)
+                if board is None or board_finished(board):
+                    index.refresh(model_id, commit)
+                    if entry["stamp"] and (fd := index.open_blob(model_id, entry)) is not None:
+                        try:
+                            return self._send_blob(fd, commit, entry)
+                        finally:
+                            os.close(fd)
+                    return self._error(404, "EntryNotFound", f"{entry['path']}: not fetched on this node")
+                if time.monotonic() > waited_until:
+                    return self._error(503, None, f"{entry['path']}: not arrived on this node yet")
+                if polls % 50 == 49:
+                    index.refresh(model_id, commit)
+                time.sleep(RELAY_POLL)
+            return None
+
+    def _send_blob(self, fd: int, commit: str, entry: dict, growing: bool = False) -> None:
+        """The blob's bytes (all, or the requested range). `growing`: a staging file still being written,
+        sent as it grows; the connection is cut when it shrinks (the fetch restarted it), disappears without
+        its end or stops growing for `CONNECTION_TIMEOUT`: the peer resumes or falls back, and verifies every
+        byte either way."""
         size = entry["size"]
         start, end, status = 0, size - 1, 200
         headers = {"X-Repo-Commit": commit, "ETag": '"%s"' % entry["etag"], "Accept-Ranges": "bytes"}
@@ -244,8 +320,24 @@ class MirrorHandler(BaseHTTPRequestHandler):
         self.wfile.flush()
         with self.server.transfer(), os.fdopen(fd, "rb", closefd=False) as handle:
             offset, left = start, end - start + 1
+            seen, last_growth = 0, time.monotonic()
             while left > 0:  # socket.sendfile waits for the socket within its timeout (os.sendfile would not)
-                sent = self.connection.sendfile(handle, offset=offset, count=min(CHUNK, left))
+                count = min(CHUNK, left)
+                if growing:
+                    st = os.fstat(fd)
+                    if st.st_size < seen or st.st_nlink == 0:
+                        self.close_connection = True  # restarted or dropped by the fetch: cut, never mixed
+                        return
+                    if st.st_size > seen:
+                        seen, last_growth = st.st_size, time.monotonic()
+                    if seen <= offset:
+                        if time.monotonic() - last_growth > CONNECTION_TIMEOUT:
+                            self.close_connection = True
+                            return
+                        time.sleep(RELAY_POLL)
+                        continue
+                    count = min(count, seen - offset)
+                sent = self.connection.sendfile(handle, offset=offset, count=count)
                 if sent == 0:
                     break
                 offset += sent
@@ -264,11 +356,15 @@ class MirrorServer(ThreadingHTTPServer):
         token: str,
         family: int = socket.AF_INET,
         max_connections: int = MAX_CONNECTIONS,
+        relay_board: str | None = None,
+        relay_wait: float = RELAY_WAIT,
     ) -> None:
         self.address_family = family
         super().__init__(address, MirrorHandler)
         self.index = index
         self.token = token
+        self.relay_board = relay_board  # the fetch's announcements of files in flight (lpfleet.weights_relay)
+        self.relay_wait = relay_wait
         self.last_request = time.monotonic()
         self.active = 0  # transfers in flight: the mirror never exits idle while one runs
         self._slots = threading.BoundedSemaphore(max_connections)
@@ -399,13 +495,19 @@ def serve(args: argparse.Namespace) -> int:
             "itself when idle; run the deploy again then (it is never stopped by another run)\n"
         )
         return 3
+    board_made = False
     try:
-        index = MirrorIndex(args.models_dir, request.get("models", []))
+        index = MirrorIndex(args.models_dir, request.get("models", []), request.get("relay") or [])
+        if args.relay_board:
+            create_board(args.relay_board)  # before we return: the fetch that follows writes to it
+            board_made = True
         server = MirrorServer(
-            sockaddr[:2], index, token, family
+            sockaddr[:2], index, token, family, relay_board=args.relay_board, relay_wait=args.relay_wait
         )  # bound now: peers can connect once we return
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback (LockError from a relayed model too)
         sys.stderr.write(f"lpfleet mirror: cannot serve on {args.host}:{args.port}: {exc}\n")
+        if board_made:
+            remove_board(args.relay_board)
         os.close(lock_fd)
         return 1
     pid = os.getpid() if args.foreground else os.fork()
@@ -430,6 +532,8 @@ def serve(args: argparse.Namespace) -> int:
         server.serve_forever()
     finally:
         server.server_close()
+        if args.relay_board:
+            remove_board(args.relay_board)
         mine = _read_pid_file(args.pid_file)
         if mine and mine[0] == os.getpid():
             try:
@@ -481,6 +585,9 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--idle-exit", type=float, default=300.0)
     p_serve.add_argument("--max-life", type=float, default=3600.0)
     p_serve.add_argument("--foreground", action="store_true")
+    p_serve.add_argument("--relay-board", default=None,
+                         help="fan-out chain: a new folder where this node's fetch announces files in flight")
+    p_serve.add_argument("--relay-wait", type=float, default=RELAY_WAIT)
     p_serve.set_defaults(func=serve)
     p_stop = sub.add_parser("stop")
     p_stop.add_argument("--pid-file", required=True)

@@ -204,6 +204,13 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.flush()
                     time.sleep(fault.get("every", 0.2))
                 return
+            if kind == "pause":  # the first `after` bytes, a pause of `seconds`, then the rest (a slow link)
+                after = start + fault.get("after", len(body) // 2)
+                self.wfile.write(body[start:after])
+                self.wfile.flush()
+                time.sleep(fault.get("seconds", 1.0))
+                self.wfile.write(body[after:])
+                return
             if kind == "truncate":
                 self.wfile.write(body[start : start + fault.get("after", 1000)])
                 self.close_connection = True

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -124,27 +125,61 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _run_plan(args: argparse.Namespace, plan: dict) -> int:
-    """Node mode: {"endpoint", "token", "branch", "min_rate", "models": [LockedModel dicts]} on stdin; one
-    JSON line out, always (every model is attempted; each failure is one line in "errors")."""
-    from lpfleet.lock import LockError, load_model_dict
-    from lpfleet.weights_fetch import HubError, ensure_model
+def _model_sources(plan: dict, n: int) -> list[tuple[str, str | None, str]]:
+    """(endpoint, token, token_env) to try in order for the plan's n-th model: its own list (fan-out: the
+    chain's peers, nearest first), else the plan's endpoint."""
+    default = (plan.get("endpoint") or "https://huggingface.co", plan.get("token") or None,
+               plan.get("token_env") or "HF_TOKEN")
+    lists = plan.get("model_sources")
+    own = lists[n] if isinstance(lists, list) and n < len(lists) and isinstance(lists[n], list) else []
+    out = [(str(s.get("endpoint") or ""), s.get("token") or None, str(s.get("token_env") or "HF_TOKEN"))
+           for s in own if isinstance(s, dict)]
+    return out or [default]
 
-    token = plan.get("token") or None
-    endpoint = plan.get("endpoint") or "https://huggingface.co"
+
+def _run_plan(args: argparse.Namespace, plan: dict) -> int:
+    """Node mode: {"endpoint", "token", "branch", "min_rate", "models": [LockedModel dicts]} on stdin, and in
+    fan-out mode "model_sources" (per model, the endpoints to try in order) and "relay_board" (this node's
+    mirror forwards the files as they arrive: lpfleet.weights_relay). One JSON line out, always (every model
+    is attempted; each failure is one line in "errors")."""
+    from lpfleet.weights_relay import RelayBoard
+
     branch = plan.get("branch") or args.branch
     limits = _limits(args, plan)
     attempts = plan.get("attempts")
     attempts = attempts if isinstance(attempts, int) and 1 <= attempts <= 20 else 3
     report: dict = {"models": [], "errors": []}
+    relay = None
+    if plan.get("relay_board"):
+        try:
+            relay = RelayBoard(str(plan["relay_board"]))
+        except ValueError as exc:  # its peers fall back along their chain; this node still fetches
+            print(f"note: not forwarding files to peers as they arrive: {exc}")
+    try:
+        _fetch_plan_models(args, plan, branch, limits, attempts, relay, report)
+    finally:
+        if relay is not None:
+            relay.finished()
+    print("@@lpfleet-weights " + json.dumps(report, sort_keys=True), flush=True)
+    for error in report["errors"]:
+        _err(error)
+    return 1 if report["errors"] else 0
+
+
+def _fetch_plan_models(args: argparse.Namespace, plan: dict, branch: str, limits: Any, attempts: int,
+                       relay: Any, report: dict) -> None:
+    from lpfleet.lock import LockError, load_model_dict
+    from lpfleet.weights_fetch import HubError, ensure_model
+
     for n, raw in enumerate(plan.get("models") or []):
         name = raw.get("id", f"models[{n}]") if isinstance(raw, dict) else f"models[{n}]"
         try:
             where = f"plan models[{n}] {str(name)[:100]}"
             model = load_model_dict(raw if isinstance(raw, dict) else {}, where)
+            (endpoint, token, token_env), *more = _model_sources(plan, n)
             result = ensure_model(args.models_dir, model, endpoint=endpoint, token=token, branch=branch,
-                                  progress=False, log=print, token_env=plan.get("token_env") or "HF_TOKEN",
-                                  limits=limits, attempts=attempts)
+                                  progress=False, log=print, token_env=token_env, limits=limits,
+                                  attempts=attempts, fallbacks=[(e, t) for e, t, _ in more], relay=relay)
         except (HubError, LockError) as exc:
             report["errors"].append(str(exc))
             continue
@@ -156,10 +191,6 @@ def _run_plan(args: argparse.Namespace, plan: dict) -> int:
                                  "fetched_bytes": result.fetched_bytes, "repaired": result.repaired,
                                  "ref_written": result.ref_written,
                                  "hashed_while_downloading": result.hashed_while_downloading})
-    print("@@lpfleet-weights " + json.dumps(report, sort_keys=True), flush=True)
-    for error in report["errors"]:
-        _err(error)
-    return 1 if report["errors"] else 0
 
 
 def main(argv: list[str] | None = None) -> int:

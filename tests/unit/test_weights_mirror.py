@@ -55,6 +55,7 @@ class Mirror:
         idle_exit: float = 30,
         extra: tuple = (),
         port: int | None = None,
+        relay: list | None = None,
     ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -86,7 +87,7 @@ class Mirror:
         self.proc = subprocess.Popen(
             self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        self.proc.stdin.write(json.dumps({"token": TOKEN, "models": models}))
+        self.proc.stdin.write(json.dumps({"token": TOKEN, "models": models, "relay": relay or []}))
         self.proc.stdin.close()
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and self.proc.poll() is None:
