@@ -158,15 +158,19 @@ def scan_request(models: Sequence[LockedModel]) -> dict[str, list[str]]:
     return wanted
 
 
-# --- fan-out: upstream once per fleet
+# --- fan-out: upstream once per fleet, copies multiplied along a chain of peers
+
+FALLBACK_ANCESTORS = 2  # how many nodes further up its chain a node may fall back to (plus the chain's root)
 
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where one node gets one model in fan-out mode: upstream (it is the seed) or a peer that has it."""
+    """Where one node gets one model in fan-out mode: upstream (it is the seed) or the peer before it in the
+    model's chain, then `fallbacks` (further up the chain, nearest first) when that peer fails or lies."""
 
     model: LockedModel
     peer: str | None  # None: fetch from upstream
+    fallbacks: tuple[str, ...] = ()
 
     @property
     def upstream(self) -> bool:
@@ -175,7 +179,10 @@ class ModelSource:
 
 @dataclass
 class FanoutPlan:
-    """Per host, per model it lacks: its source. Seeds fetch upstream first; the rest copy from peers."""
+    """Per host, per model it lacks: its source. Each model's nodes form a chain from a node that has it (or
+    the seed, which fetches it upstream): every node copies from the one before it while that one is still
+    receiving the bytes, so each node uploads about one copy and the fleet is ready in about the time one node
+    takes."""
 
     sources: dict[str, list[ModelSource]] = field(default_factory=dict)
 
@@ -190,13 +197,22 @@ class FanoutPlan:
         return out
 
     def serving(self, host: str) -> list[LockedModel]:
-        """Models this host serves to peers (it has them, or fetches them first as the seed)."""
+        """Models this host serves to peers (it has them, or receives them in this run and forwards them)."""
         served: dict[tuple[str, str], LockedModel] = {}
         for sources in self.sources.values():
             for s in sources:
-                if s.peer == host:
+                if s.peer == host or host in s.fallbacks:
                     served[(s.model.model_id, s.model.commit)] = s.model
         return list(served.values())
+
+    def relaying(self, host: str) -> list[LockedModel]:
+        """Served models this host receives in this run itself: its mirror forwards them as they arrive."""
+        own = {(s.model.model_id, s.model.commit) for s in self.sources.get(host, [])}
+        return [m for m in self.serving(host) if (m.model_id, m.commit) in own]
+
+    def peers_of(self, host: str) -> int:
+        """How many nodes may copy from this host (sizes its mirror's maximum life)."""
+        return sum(1 for h, ss in self.sources.items() if any(s.peer == host or host in s.fallbacks for s in ss))
 
     @property
     def upstream_models(self) -> list[tuple[str, LockedModel]]:
@@ -204,28 +220,34 @@ class FanoutPlan:
 
 
 def plan_fanout(plans: Mapping[str, WeightsPlan]) -> FanoutPlan:
-    """Choose, for every (model, commit) some node lacks, one source: a node that already has it complete
-    (no upstream traffic at all), else one seed among the nodes that need it (sorted host names: stable across
-    runs). Every other node that lacks it copies it from that source over the LAN. Upstream bytes are therefore
-    at most one copy of each model, whatever the node count."""
-    complete_on: dict[tuple[str, str], str] = {}
+    """For every (model, commit) some node lacks, chains of the nodes that need it (sorted host names: stable
+    across runs). A chain starts at a node that already has the model complete (no upstream traffic at all;
+    the needing nodes are dealt round-robin over every such node), else at the seed: the first node needing it,
+    which fetches it upstream. Upstream bytes are therefore at most one copy of each model, whatever the node
+    count, and each node forwards to one successor per model (docs/weights.md, "Fleet-ready time")."""
+    complete_on: dict[tuple[str, str], list[str]] = {}
     needed_by: dict[tuple[str, str], list[tuple[str, LockedModel]]] = {}
     for host in sorted(plans):
         for status in plans[host].models:
             key = (status.model.model_id, status.model.commit)
             if status.complete:
-                complete_on.setdefault(key, host)
+                complete_on.setdefault(key, []).append(host)
             else:
                 needed_by.setdefault(key, []).append((host, status.model))
     fanout = FanoutPlan()
     for key, hosts in sorted(needed_by.items()):
-        source = complete_on.get(key)
-        for host, model in hosts:
-            if source is None:  # the first node needing it is the seed
-                fanout.sources.setdefault(host, []).append(ModelSource(model, None))
-                source = host
+        chains = [[holder] for holder in complete_on.get(key, [])] or [[]]
+        for n, (host, model) in enumerate(hosts):
+            chain = chains[n % len(chains)]
+            if not chain:  # nobody has it: the first node needing it is the seed
+                source = ModelSource(model, None)
             else:
-                fanout.sources.setdefault(host, []).append(ModelSource(model, source))
+                ancestors = list(reversed(chain[:-1]))
+                fallbacks = ancestors[:FALLBACK_ANCESTORS] + [a for a in ancestors[-1:] if a not in
+                                                              ancestors[:FALLBACK_ANCESTORS]]
+                source = ModelSource(model, chain[-1], tuple(fallbacks))
+            fanout.sources.setdefault(host, []).append(source)
+            chain.append(host)
     return fanout
 
 

@@ -939,12 +939,12 @@ def _ensure_locked(
     _real_dir(repo_dir, True, model.model_id)
     _clean_leftovers(models_dir, repo_dir, model.model_id)
     verified = _load_record(models_dir, folder, model.commit)
-    current = 0
+    source_no = 0
     endpoint = endpoints[0][0]
     last_error: str | None = None
     rounds = attempts + len(endpoints) - 1  # dropping a source does not cost the next one its rounds
     for round_no in range(1, rounds + 1):
-        endpoint, token = endpoints[current]
+        endpoint, token = endpoints[source_no]
         source = _Source(endpoint, token, token_env, limits, relay=relay)
         status = _plan(models_dir, model, branch).models[0]
         for f in status.unverified:  # present at the right size: hash it, keep it or drop it
@@ -998,16 +998,16 @@ def _ensure_locked(
                 models_dir, repo_dir, model, todo, source, max_workers, progress, log, verified, result
             )
         except HubAccessError as exc:
-            if current + 1 >= len(endpoints):
+            if source_no + 1 >= len(endpoints):
                 raise
             failures = [("*", str(exc))]
         _save_record(models_dir, folder, model, verified)
         if failures:
             last_error = "; ".join(f"{p}: {why}" for p, why in failures[:3])
-        if failures and current + 1 < len(endpoints):
-            current += 1  # a source that failed a round is dropped, not trusted again in this run
-            log(f"{model.model_id}: dropping {display_url(endpoint)} ({last_error[:300]}); "
-                f"next source: {display_url(endpoints[current][0])}")
+        if failures and source_no + 1 < len(endpoints):
+            source_no += 1  # a source that failed a round is dropped, not trusted again in this run
+            log(f"{model.model_id}: dropping {display_url(endpoint)} ({(last_error or '')[:300]}); "
+                f"next source: {display_url(endpoints[source_no][0])}")
             continue
         if failures:
             log(

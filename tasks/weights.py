@@ -1,8 +1,9 @@
 """Step 4: every model's weights from models.lock in the node's models dir, HF cache layout, verified by hash.
 
 `direct`: each node fetches from `hf_endpoint` (the hub or a LAN mirror). `fanout`: each model is fetched from
-upstream once per fleet (by a node that needs it: the seed), then the other nodes copy it from a node that has it
-over the LAN (that node serves its verified copy as an HF-compatible mirror for the rest of the run).
+upstream once per fleet (by a node that needs it: the seed); the other nodes form a chain behind it (or behind a
+node that has it already), each copying over the LAN from the node before it while that node still receives the
+bytes (its mirror forwards them), so the fleet is ready in about the time one node takes.
 A complete node costs one fact round-trip (shared with the fleet plan) and reports "No changes".
 """
 
@@ -22,7 +23,10 @@ from lpfleet.lock import LockedModel, LockError
 from lpfleet.operations.live_prepare import live_weights_prepared
 from lpfleet.operations.prune import weights_pruned
 from lpfleet.operations.weights import (
+    RELAY_BOARD,
+    Endpoint,
     FetchSource,
+    FleetWeights,
     fleet_weights,
     mirror_serving,
     mirror_stopped,
@@ -80,8 +84,8 @@ def fetch_weights(plan: NodePlan) -> None:
     weights = spec.weights
     token = to_secret(os.environ.get(weights.hf_token_env) or None)
     fleet = fleet_weights(_models_for)
-    plan = fleet.plans.get(host.name)
-    needs_work = plan is None or not plan.complete
+    this_node = fleet.plans.get(host.name)
+    needs_work = this_node is None or not this_node.complete
     common: dict[str, Any] = {"models": models, "models_dir": spec.models_dir}
     fetch = {**common, "branch": weights.branch, "min_rate": weights.min_rate}
 
@@ -90,33 +94,44 @@ def fetch_weights(plan: NodePlan) -> None:
             runtime_installed(name="Weights: runtime (lpfleet weights modules) on the node", **common)
         models_fetched(
             name=f"Weights: fetch from {display_url(weights.hf_endpoint)}",
-            sources=[FetchSource(weights.hf_endpoint, token, tuple(models), "upstream", weights.hf_token_env)],
+            sources=[FetchSource(Endpoint(weights.hf_endpoint, token, "upstream", weights.hf_token_env),
+                                 tuple(models))],
             **fetch,
         )
         return
 
     fanout = fleet.fanout
-    seeds = fanout.seeds(host.name)
-    peers = fanout.from_peers(host.name)
     serving = fanout.serving(host.name)
-    if seeds or peers or serving or needs_work:
+    relaying = fanout.relaying(host.name)
+    board = RELAY_BOARD.format(run_id=fleet.run_id) if relaying else None
+    if fanout.sources.get(host.name) or serving or needs_work:
         runtime_installed(name="Weights: runtime (lpfleet weights modules) on the node", **common)
-    models_fetched(
-        name=f"Weights: fetch from {display_url(weights.hf_endpoint)} (upstream, once per fleet)",
-        sources=[FetchSource(weights.hf_endpoint, token, tuple(seeds), "upstream", weights.hf_token_env)],
-        **fetch,
-    )
-    peer_count = sum(1 for h in fleet.fanout.sources for p in fleet.fanout.from_peers(h) if p == host.name)
-    mirror_serving(name="Weights: serve verified copies to peers", models_dir=spec.models_dir, serve=serving,
+    mirror_serving(name="Weights: serve peers (verified copies, and files as they arrive)",
+                   models_dir=spec.models_dir, serve=serving, relay=relaying, relay_board=board,
                    token=Secret(fleet.mirror_token(host.name)), bind=weights.lan_address or host.name,
-                   run_id=fleet.run_id, port=weights.mirror_port, peers=peer_count, min_rate=weights.min_rate)
+                   run_id=fleet.run_id, port=weights.mirror_port, peers=fanout.peers_of(host.name),
+                   min_rate=weights.min_rate)
     models_fetched(
-        name="Weights: copy from peers over the LAN",
-        sources=[
-            FetchSource(peer_endpoint(peer), Secret(fleet.mirror_token(peer)), tuple(peer_models),
-                        f"peer {peer}")
-            for peer, peer_models in sorted(peers.items())
-        ],
+        name=f"Weights: fetch (from {display_url(weights.hf_endpoint)} once per fleet, then along each model's "
+             "chain of peers)",
+        sources=fanout_sources(fleet, Endpoint(weights.hf_endpoint, token, "upstream", weights.hf_token_env)),
+        relay_board=board,
         **fetch,
     )
     mirror_stopped(name="Weights: stop serving peers", serving=bool(serving), run_id=fleet.run_id)
+
+
+def fanout_sources(fleet: FleetWeights, upstream: Endpoint) -> list[FetchSource]:
+    """This host's models grouped by where they come from: upstream (it is the seed) or a peer, then the
+    peers further up the model's chain."""
+
+    def peer(name: str) -> Endpoint:
+        return Endpoint(peer_endpoint(name), Secret(fleet.mirror_token(name)), f"peer {name}")
+
+    groups: dict[tuple[str | None, tuple[str, ...]], list[LockedModel]] = {}
+    for source in fleet.fanout.sources.get(host.name, []):
+        groups.setdefault((source.peer, source.fallbacks), []).append(source.model)
+    return [
+        FetchSource(upstream if first is None else peer(first), tuple(models), tuple(peer(f) for f in fallbacks))
+        for (first, fallbacks), models in sorted(groups.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))
+    ]

@@ -46,6 +46,7 @@ MIRROR_PORT = 8790  # fan-out: the port a serving node listens on for its peers
 MIRROR_PID_FILE = "/run/lpfleet-weights-mirror.pid"
 MIRROR_LOCK_FILE = "/run/lpfleet-weights-mirror.lock"
 MIRROR_LOG_FILE = "/var/log/lpfleet-weights-mirror.log"
+RELAY_BOARD = "/run/lpfleet-weights-relay-{run_id}"  # fan-out chain: the fetch tells its mirror what arrives
 
 # lpfleet modules the node runs (nothing that imports pyinfra, pydantic or docker).
 RUNTIME_MODULES = (
@@ -55,6 +56,7 @@ RUNTIME_MODULES = (
     "lpfleet/weights.py",
     "lpfleet/weights_fetch.py",
     "lpfleet/weights_mirror.py",
+    "lpfleet/weights_relay.py",
     "lpfleet/commands/__init__.py",
     "lpfleet/commands/prefetch.py",
 )
@@ -321,14 +323,29 @@ def _runtime_command(bundle: RuntimeBundle, *args: Any) -> StringCommand:
 
 
 @dataclass(frozen=True)
-class FetchSource:
-    """Where a group of models comes from: the hub (token = the HF token) or a peer (token = the mirror's)."""
+class Endpoint:
+    """An HF-compatible endpoint and its credential: the hub (the HF token) or a peer (that peer's mirror
+    token)."""
 
-    endpoint: str
+    url: str
     token: Secret | None
-    models: tuple[LockedModel, ...]
     label: str  # for messages: "upstream" or "peer <name>"
     token_env: str = "HF_TOKEN"
+
+    def to_plan(self) -> dict[str, Any]:
+        return {"endpoint": self.url, "token": reveal(self.token), "token_env": self.token_env}
+
+
+@dataclass(frozen=True)
+class FetchSource:
+    """Where a group of models comes from: `endpoint`, then `fallbacks` in order when it fails or lies."""
+
+    endpoint: Endpoint
+    models: tuple[LockedModel, ...]
+    fallbacks: tuple[Endpoint, ...] = ()
+
+    def describe(self) -> str:
+        return " then ".join(f"{e.label} {e.url}" for e in (self.endpoint, *self.fallbacks))
 
 
 ATTEMPTS = 3  # rounds lpfleet.weights_fetch makes per model
@@ -348,15 +365,17 @@ def models_fetched(
     branch: str,
     sources: Sequence[FetchSource],
     min_rate: int = 1_000_000,
+    relay_board: str | None = None,
 ):
     """
     Fetch the node's incomplete models from the given sources, verified by hash, refs written last.
 
-    + models: every locked model the node needs (for the shared scan)
+    + models: every locked model the node needs (for the shared scan; also the order they are fetched in)
     + models_dir: the node's models dir (a host path, mounted at /models in runners)
     + branch: the ref the runner reads
     + sources: which models to take from which endpoint (each model once)
     + min_rate: bytes/s; each file's deadline on the node is max(120 s, size / min_rate)
+    + relay_board: fan-out chain: where this node's mirror learns which files arrive (it forwards them)
     """
     bundle = runtime_bundle()
     scan = host_scan(models, models_dir)
@@ -366,31 +385,36 @@ def models_fetched(
         host.noop("weights: " + (", ".join(m.summary() for m in plan.models) or "nothing to fetch"))
         return
     todo = {(m.model.model_id, m.model.commit) for m in plan.incomplete}
+    used = [s for s in sources if any((m.model_id, m.commit) in todo for m in s.models)]
     note(
         f"fetch {human_bytes(plan.bytes_to_fetch)} ({plan.bytes_to_fetch} bytes) of weights "
         f"into {models_dir}",
-        [m.summary() for m in plan.incomplete]
-        + [f"from {s.label} {s.endpoint}" for s in sources
-           if any((m.model_id, m.commit) in todo for m in s.models)],
+        [m.summary() for m in plan.incomplete] + [f"from {s.describe()}" for s in used],
     )
-    for source in sources:
-        wanted = [m for m in source.models if (m.model_id, m.commit) in todo]
-        if not wanted:
-            continue
-        payload = {
-            "endpoint": source.endpoint,
-            "token": reveal(source.token),
-            "token_env": source.token_env,
-            "branch": branch,
-            "min_rate": int(min_rate),
-            "models": [m.to_dict() for m in wanted],
-        }
-        yield StringCommand(
-            _runtime_command(bundle, "lpfleet.commands.prefetch", "--plan-stdin", "--models-dir",
-                             QuoteString(models_dir)),
-            _stdin=json.dumps(payload),
-            _timeout=fetch_timeout(wanted, min_rate),
-        )
+    source_of = {(m.model_id, m.commit): s for s in used for m in s.models}
+    # one command, every model in the same order on every node: a chain's nodes move through the models
+    # together, each a few bytes behind the one before it
+    wanted = sorted((m for m in models if (m.model_id, m.commit) in todo and (m.model_id, m.commit) in source_of),
+                    key=lambda m: (m.model_id, m.commit))
+    if not wanted:
+        host.noop("weights: no source given for the missing models")
+        return
+    chosen = [source_of[(m.model_id, m.commit)] for m in wanted]
+    payload: dict[str, Any] = {
+        "branch": branch,
+        "min_rate": int(min_rate),
+        "models": [m.to_dict() for m in wanted],
+        "model_sources": [[e.to_plan() for e in (s.endpoint, *s.fallbacks)] for s in chosen],
+    }
+    if relay_board:
+        payload["relay_board"] = relay_board
+    rounds = 1 + max(len(s.fallbacks) for s in chosen)
+    yield StringCommand(
+        _runtime_command(bundle, "lpfleet.commands.prefetch", "--plan-stdin", "--models-dir",
+                         QuoteString(models_dir)),
+        _stdin=json.dumps(payload),
+        _timeout=fetch_timeout(wanted, min_rate) * rounds,
+    )
 
 
 def mirror_max_life(models: Sequence[LockedModel], peers: int, min_rate: int) -> int:
@@ -409,12 +433,17 @@ def mirror_serving(
     port: int = MIRROR_PORT,
     peers: int = 1,
     min_rate: int = 1_000_000,
+    relay: Sequence[LockedModel] = (),
+    relay_board: str | None = None,
 ):
     """
-    Serve this node's verified copies of `serve` to its peers for the rest of the run (fan-out mode).
+    Serve this node's verified copies of `serve` to its peers for the rest of the run (fan-out mode), and
+    the files of `relay` while this node's own fetch receives them (a chain: copies multiply as they arrive).
 
     + models_dir: the node's models dir
     + serve: the models peers copy from this node
+    + relay: those of `serve` this node fetches in this run itself
+    + relay_board: where the fetch announces the files in flight (a new folder the mirror makes)
     + token: this mirror's own token (its peers send it; it reaches the node on stdin)
     + bind: the LAN address to listen on (weights_lan_address, else the inventory name); never a wildcard
     + run_id: this run's id (the mirror's pid file names it; `mirror_stopped` stops only that one)
@@ -426,9 +455,16 @@ def mirror_serving(
         host.noop("weights: no peer needs a model from this node")
         return
     bundle = runtime_bundle()
-    payload = {"token": reveal(token), "models": [[m.model_id, m.commit] for m in serve]}
+    relayed = {(m.model_id, m.commit) for m in relay}
+    payload = {
+        "token": reveal(token),
+        "models": [[m.model_id, m.commit] for m in serve if (m.model_id, m.commit) not in relayed],
+        "relay": [m.to_dict() for m in relay],
+    }
+    board = ["--relay-board", QuoteString(relay_board)] if relay and relay_board else []
     yield StringCommand(
         _runtime_command(bundle, "lpfleet.weights_mirror", "serve", "--models-dir", QuoteString(models_dir),
+                         *board,
                          "--host", QuoteString(bind), "--port", str(int(port)),
                          "--pid-file", QuoteString(MIRROR_PID_FILE),
                          "--lock-file", QuoteString(MIRROR_LOCK_FILE), "--run-id", QuoteString(run_id),

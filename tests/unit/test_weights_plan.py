@@ -111,20 +111,33 @@ def plans(states: dict[str, str | None]):
             for h, st in states.items()}
 
 
-def test_fanout_first_needing_node_is_the_seed_and_serves_the_rest():
+def test_fanout_seed_fetches_upstream_once_and_the_rest_form_a_chain_behind_it():
     fan = plan_fanout(plans({"n3": None, "n1": None, "n2": None, "n5": None, "n4": None}))
     assert [h for h, _ in fan.upstream_models] == ["n1"]  # one upstream copy, whatever the node count
-    assert fan.seeds("n1") == [model()]
-    for peer in ("n2", "n3", "n4", "n5"):
-        assert fan.from_peers(peer) == {"n1": [model()]} and not fan.seeds(peer)
-    assert fan.serving("n1") == [model()] and not fan.serving("n2")
+    assert fan.seeds("n1") == [model()] and not fan.from_peers("n1")
+    # each node copies from the one before it (while that one still receives the bytes) ...
+    assert {h: fan.from_peers(h) for h in ("n2", "n3", "n4", "n5")} == {
+        "n2": {"n1": [model()]}, "n3": {"n2": [model()]}, "n4": {"n3": [model()]}, "n5": {"n4": [model()]}}
+    # ... and falls back up the chain: the two nodes before its peer, then the chain's root
+    assert [s.fallbacks for s in fan.sources["n2"]] == [()]
+    assert [s.fallbacks for s in fan.sources["n3"]] == [("n1",)]
+    assert [s.fallbacks for s in fan.sources["n5"]] == [("n3", "n2", "n1")]
+    # every node but the last serves, forwarding what it receives; each uploads to one successor
+    for host in ("n1", "n2", "n3", "n4"):
+        assert fan.serving(host) == [model()] and fan.relaying(host) == [model()]
+    assert not fan.serving("n5")
+    assert fan.peers_of("n4") == 1 and fan.peers_of("n1") == 4  # n2's peer; n3's, n4's, n5's fallback
 
 
-def test_fanout_prefers_a_node_that_already_has_it():
+def test_fanout_prefers_nodes_that_already_have_it_and_deals_the_rest_over_them():
     fan = plan_fanout(plans({"n1": None, "n2": "complete", "n3": None}))
     assert fan.upstream_models == []  # nothing crosses the WAN
-    assert fan.from_peers("n1") == {"n2": [model()]} and fan.from_peers("n3") == {"n2": [model()]}
-    assert fan.serving("n2") == [model()]
+    assert fan.from_peers("n1") == {"n2": [model()]} and fan.from_peers("n3") == {"n1": [model()]}
+    assert fan.serving("n2") == [model()] and fan.relaying("n2") == []  # complete: served, not relayed
+    assert fan.relaying("n1") == [model()]
+    two = plan_fanout(plans({"n1": None, "h1": "complete", "h2": "complete", "n2": None, "n3": None}))
+    assert {h: fan_peer for h in ("n1", "n2", "n3") for fan_peer in two.from_peers(h)} == {
+        "n1": "h1", "n2": "h2", "n3": "n1"}  # two chains: h1 -> n1 -> n3, h2 -> n2
 
 
 def test_fanout_of_a_converged_fleet_is_empty():
