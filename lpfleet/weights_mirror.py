@@ -2,12 +2,13 @@
 
 Why a mirror and not rsync: peers then fetch with the very same code path as from the hub (lpfleet's bounded,
 verified download writes their cache and hashes every file against the lock: a peer is trusted no more than
-the hub), no node needs SSH access to another, and a seed can only hand out what it has verified: the mirror
-serves exactly the files of the verification records (`.lpfleet/verified/...`) of the models it was started
-for.
+the hub), and no node needs SSH access to another. The mirror serves exactly the files of the verification
+records (`.lpfleet/verified/...`) of the models it was started for and, in a fan-out chain, the files of the
+models this node receives in the same run, forwarded from its fetch's staging files as they arrive (the relay
+board, `lpfleet.weights_relay`): the next node counts none of those bytes until their hash matches the lock.
 
     python3 -m lpfleet.weights_mirror serve --models-dir DIR --host ADDR --port P --pid-file F --run-id R
-        (stdin: {"token", "models"})
+        [--relay-board NEW_DIR]     (stdin: {"token", "models", "relay"})
     python3 -m lpfleet.weights_mirror stop --pid-file F --run-id R
 
 `serve` binds ADDR:P (the node's LAN address; never a wildcard address), then detaches (the SSH command
@@ -24,7 +25,8 @@ another run's mirror. `stop` stops only the mirror of its own `--run-id`.
 
 What is served: only files of the verification records of the models asked for, read from `blobs/<locked
 hash>` itself (never through a snapshot link, never a symlink: O_NOFOLLOW), and only while the blob is still
-exactly the one that was verified (size, mtime, ctime, inode).
+exactly the one that was verified (size, mtime, ctime, inode); and for relayed models, the exact inode the
+fetch announced (device and inode checked), cut off when the fetch restarts or drops it.
 """
 
 from __future__ import annotations
