@@ -185,6 +185,13 @@ class FanoutPlan:
     takes."""
 
     sources: dict[str, list[ModelSource]] = field(default_factory=dict)
+    order: list[tuple[tuple[str, str], int]] = field(default_factory=list)  # models fetched, in order; bytes
+
+    def bytes_before(self, model: LockedModel) -> tuple[int, int]:
+        """(models, bytes) fetched somewhere in the fleet before `model`: every node fetches in this one order,
+        so a peer may have to get through these before it has `model` to forward (bounds the wait for it)."""
+        before = [size for key, size in self.order if key < (model.model_id, model.commit)]
+        return len(before), sum(before)
 
     def seeds(self, host: str) -> list[LockedModel]:
         return [s.model for s in self.sources.get(host, []) if s.upstream]
@@ -236,6 +243,7 @@ def plan_fanout(plans: Mapping[str, WeightsPlan]) -> FanoutPlan:
                 needed_by.setdefault(key, []).append((host, status.model))
     fanout = FanoutPlan()
     for key, hosts in sorted(needed_by.items()):
+        fanout.order.append((key, sum(f.size for f in hosts[0][1].files)))
         chains = [[holder] for holder in complete_on.get(key, [])] or [[]]
         for n, (host, model) in enumerate(hosts):
             chain = chains[n % len(chains)]

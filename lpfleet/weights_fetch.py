@@ -350,9 +350,10 @@ class FetchLimits:
     deadline_floor: float = 120.0  # seconds
     read_timeout: float = 10.0  # seconds without a byte before the connection counts as stalled
     resumes: int = 5  # range requests after a cut or stalled connection, per round
+    wait: float = 0.0  # fan-out chain: seconds the peer may take to get to this model first (its earlier ones)
 
     def deadline(self, size: int) -> float:
-        return max(self.deadline_floor, size / max(self.min_rate, 1.0))
+        return max(self.deadline_floor, size / max(self.min_rate, 1.0)) + self.wait
 
     @classmethod
     def from_plan(cls, plan: dict) -> FetchLimits:
@@ -383,6 +384,14 @@ def _env_timeout(default: float) -> float:
 
 class _Transient(Exception):
     """Cut, stalled, 5xx: resume (Range) or try again."""
+
+
+class _NotYet(_Transient):
+    """A peer in a fan-out chain has not received the file yet (its mirror says so): ask again, within the
+    file's deadline, without counting a cut."""
+
+
+NOT_YET = "lpfleet-not-arrived-yet"  # X-Error-Code of a chain peer's 503 for a file its fetch has not started
 
 
 class _Rejected(Exception):
@@ -582,6 +591,8 @@ def _status_error(model: LockedModel, locked: LockedFile, resp: http.client.HTTP
             f"{what} not found on {where}",
             "the endpoint does not serve the locked commit: run `lpfleet lock` again, or sync the mirror",
         )
+    if status == 503 and code == NOT_YET:
+        return _NotYet("the peer has not received it yet")
     if status in (408, 425, 429) or status >= 500:
         return _Transient(f"HTTP {status}")
     return _Rejected(f"HTTP {status}")
@@ -633,6 +644,10 @@ def fetch_file(model: LockedModel, locked: LockedFile, staging: Path, source: _S
                         source.pool.give(key, conn, resp)
                     else:
                         conn.close()
+            except _NotYet as exc:
+                last = str(exc)
+                time.sleep(0.5)
+                continue
             except (OSError, http.client.HTTPException, _Transient) as exc:
                 cuts += 1
                 last = _why(exc)

@@ -53,7 +53,9 @@ from lpfleet.weights_relay import board_finished, create_board, open_entry, read
 
 CHUNK = 8 * 1024 * 1024  # sendfile per call: activity is noted between calls
 RELAY_POLL = 0.01  # seconds between looks at a staging file that has not grown (or a blob not yet announced)
-RELAY_WAIT = 30.0  # seconds a request for a relayed file waits for the fetch to start it (then 503)
+RELAY_WAIT = 8.0  # seconds a request for a relayed file waits for the fetch to start it (then 503, "not yet":
+# shorter than the peers' read timeout, so that they ask again instead of counting a stalled connection)
+NOT_YET = "lpfleet-not-arrived-yet"  # lpfleet.weights_fetch.NOT_YET
 MAX_CONNECTIONS = 64
 CONNECTION_TIMEOUT = 60.0  # seconds a connection may sit without sending or receiving
 HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -284,7 +286,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
                             os.close(fd)
                     return self._error(404, "EntryNotFound", f"{entry['path']}: not fetched on this node")
                 if time.monotonic() > waited_until:
-                    return self._error(503, None, f"{entry['path']}: not arrived on this node yet")
+                    return self._error(503, NOT_YET, f"{entry['path']}: not arrived on this node yet")
                 if polls % 50 == 49:
                     index.refresh(model_id, commit)
                 time.sleep(RELAY_POLL)

@@ -23,6 +23,7 @@ from lpfleet.lock import LockedModel, LockError
 from lpfleet.operations.live_prepare import live_weights_prepared
 from lpfleet.operations.prune import weights_pruned
 from lpfleet.operations.weights import (
+    DEADLINE_FLOOR,
     RELAY_BOARD,
     Endpoint,
     FetchSource,
@@ -114,24 +115,28 @@ def fetch_weights(plan: NodePlan) -> None:
     models_fetched(
         name=f"Weights: fetch (from {display_url(weights.hf_endpoint)} once per fleet, then along each model's "
              "chain of peers)",
-        sources=fanout_sources(fleet, Endpoint(weights.hf_endpoint, token, "upstream", weights.hf_token_env)),
+        sources=fanout_sources(fleet, Endpoint(weights.hf_endpoint, token, "upstream", weights.hf_token_env),
+                               weights.min_rate),
         relay_board=board,
         **fetch,
     )
     mirror_stopped(name="Weights: stop serving peers", serving=bool(serving), run_id=fleet.run_id)
 
 
-def fanout_sources(fleet: FleetWeights, upstream: Endpoint) -> list[FetchSource]:
+def fanout_sources(fleet: FleetWeights, upstream: Endpoint, min_rate: int) -> list[FetchSource]:
     """This host's models grouped by where they come from: upstream (it is the seed) or a peer, then the
-    peers further up the model's chain."""
+    peers further up the model's chain, with the time that peer may take to get through the models before."""
 
     def peer(name: str) -> Endpoint:
         return Endpoint(peer_endpoint(name), Secret(fleet.mirror_token(name)), f"peer {name}")
 
-    groups: dict[tuple[str | None, tuple[str, ...]], list[LockedModel]] = {}
+    groups: dict[tuple[str | None, tuple[str, ...], float], list[LockedModel]] = {}
     for source in fleet.fanout.sources.get(host.name, []):
-        groups.setdefault((source.peer, source.fallbacks), []).append(source.model)
+        count, size = fleet.fanout.bytes_before(source.model)
+        wait = 0.0 if source.upstream else count * DEADLINE_FLOOR + size / max(min_rate, 1)
+        groups.setdefault((source.peer, source.fallbacks, wait), []).append(source.model)
     return [
-        FetchSource(upstream if first is None else peer(first), tuple(models), tuple(peer(f) for f in fallbacks))
-        for (first, fallbacks), models in sorted(groups.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))
+        FetchSource(upstream if first is None else peer(first), tuple(models), tuple(peer(f) for f in fallbacks),
+                    wait)
+        for (first, fallbacks, wait), models in sorted(groups.items(), key=lambda kv: (kv[0][0] or "", kv[0][1:]))
     ]

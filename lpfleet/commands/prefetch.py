@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 
@@ -137,6 +138,14 @@ def _model_sources(plan: dict, n: int) -> list[tuple[str, str | None, str]]:
     return out or [default]
 
 
+def _model_wait(plan: dict, n: int) -> float:
+    """Fan-out chain: how long the plan's n-th model's peer may take to get to it (added to each file's
+    deadline)."""
+    waits = plan.get("model_waits")
+    wait = waits[n] if isinstance(waits, list) and n < len(waits) else 0
+    return float(wait) if isinstance(wait, (int, float)) and not isinstance(wait, bool) and 0 <= wait < 1e7 else 0.0
+
+
 def _run_plan(args: argparse.Namespace, plan: dict) -> int:
     """Node mode: {"endpoint", "token", "branch", "min_rate", "models": [LockedModel dicts]} on stdin, and in
     fan-out mode "model_sources" (per model, the endpoints to try in order) and "relay_board" (this node's
@@ -178,7 +187,8 @@ def _fetch_plan_models(args: argparse.Namespace, plan: dict, branch: str, limits
             model = load_model_dict(raw if isinstance(raw, dict) else {}, where)
             (endpoint, token, token_env), *more = _model_sources(plan, n)
             result = ensure_model(args.models_dir, model, endpoint=endpoint, token=token, branch=branch,
-                                  progress=False, log=print, token_env=token_env, limits=limits,
+                                  progress=False, log=print, token_env=token_env,
+                                  limits=replace(limits, wait=_model_wait(plan, n)),
                                   attempts=attempts, fallbacks=[(e, t) for e, t, _ in more], relay=relay)
         except (HubError, LockError) as exc:
             report["errors"].append(str(exc))

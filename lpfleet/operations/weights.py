@@ -343,18 +343,20 @@ class FetchSource:
     endpoint: Endpoint
     models: tuple[LockedModel, ...]
     fallbacks: tuple[Endpoint, ...] = ()
+    wait: float = 0.0  # seconds a chain peer may take to get to these models (added to each file's deadline)
 
     def describe(self) -> str:
         return " then ".join(f"{e.label} {e.url}" for e in (self.endpoint, *self.fallbacks))
 
 
 ATTEMPTS = 3  # rounds lpfleet.weights_fetch makes per model
+DEADLINE_FLOOR = 120.0  # lpfleet.weights_fetch.FetchLimits.deadline_floor: the least time a file gets
 
 
 def fetch_timeout(models: Sequence[LockedModel], min_rate: int) -> int:
     """A backstop for the whole fetch command (pyinfra `_timeout`): every file at its deadline, every round,
     one after another, plus slack. The per-file deadlines on the node end a stalled transfer long before."""
-    per_round = sum(max(120.0, f.size / max(min_rate, 1)) for m in models for f in m.files)
+    per_round = sum(max(DEADLINE_FLOOR, f.size / max(min_rate, 1)) for m in models for f in m.files)
     return int(ATTEMPTS * per_round + 600)
 
 
@@ -405,6 +407,7 @@ def models_fetched(
         "min_rate": int(min_rate),
         "models": [m.to_dict() for m in wanted],
         "model_sources": [[e.to_plan() for e in (s.endpoint, *s.fallbacks)] for s in chosen],
+        "model_waits": [int(s.wait) for s in chosen],
     }
     if relay_board:
         payload["relay_board"] = relay_board
@@ -413,7 +416,7 @@ def models_fetched(
         _runtime_command(bundle, "lpfleet.commands.prefetch", "--plan-stdin", "--models-dir",
                          QuoteString(models_dir)),
         _stdin=json.dumps(payload),
-        _timeout=fetch_timeout(wanted, min_rate) * rounds,
+        _timeout=fetch_timeout(wanted, min_rate) * rounds + int(max(s.wait for s in chosen)),
     )
 
 

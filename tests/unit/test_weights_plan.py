@@ -153,3 +153,10 @@ def test_fanout_per_model_and_commit():
     fan = plan_fanout({"n1": p1, "n2": p2, "n3": p3})
     assert sorted((h, m.commit) for h, m in fan.upstream_models) == [("n1", C1), ("n2", C2)]
     assert fan.from_peers("n3") == {"n1": [a], "n2": [b]}
+
+
+def test_fanout_order_bounds_how_long_a_peer_may_take_to_get_to_a_model():
+    a, b = model("Org/A"), model("Org/B")
+    fan = plan_fanout({h: plan_node([a, b], scan(None), "main") for h in ("n1", "n2")})
+    size = sum(f.size for f in a.files)
+    assert fan.bytes_before(a) == (0, 0) and fan.bytes_before(b) == (1, size)  # every node fetches A, then B

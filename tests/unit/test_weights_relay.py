@@ -195,3 +195,24 @@ def test_a_peer_that_is_down_is_dropped_for_the_next_source(tmp_path):
                               limits=FetchLimits(min_rate=1e6, deadline_floor=5, read_timeout=2, resumes=0),
                               fallbacks=[(honest.url, None)], log=lines.append)
         assert result.fetched_files == 2 and any("dropping" in line for line in lines)
+
+
+def test_a_peer_not_there_yet_is_asked_again_without_counting_a_cut(hub, tmp_path):
+    """The mirror answers "not arrived yet" (503) after --relay-wait; the peer asks again within its deadline
+    (resumes=0: a counted cut would fail it), and gets the file once the node's own fetch starts it."""
+    model = locked(hub)
+    board = str(tmp_path / "board")
+    mirror = Mirror(tmp_path, tmp_path / "a", [], extra=("--relay-board", board, "--relay-wait", "0.5"),
+                    relay=[model.to_dict()])
+    strict = FetchLimits(min_rate=1e6, deadline_floor=20.0, read_timeout=5.0, resumes=0)
+    try:
+        later = threading.Timer(2.0, lambda: ensure_model(tmp_path / "a", model, endpoint=hub.url, token=None,
+                                                         progress=False, relay=RelayBoard(board)))
+        later.start()
+        result = ensure_model(tmp_path / "b", model, endpoint=mirror.url, token=TOKEN, progress=False,
+                              limits=strict, attempts=1)
+        later.join(20)
+        assert result.fetched_files == 2
+        assert hub.behaviour.gets[WEIGHTS_PATH] == 1
+    finally:
+        mirror.stop()
