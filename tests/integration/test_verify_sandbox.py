@@ -121,6 +121,8 @@ def fleet(sandbox):
     wait_healthy(sandbox)
     yield sandbox
     final = deploy(sandbox)
+    if final.returncode:  # shown in full under "Captured stdout teardown" (a teardown error's message is cut)
+        print(final.stdout[-6000:], final.stderr[-3000:])
     assert final.returncode == 0, final.stdout[-4000:]
     wait_healthy(sandbox)
 
@@ -249,6 +251,8 @@ def node_faults(fleet):
     finally:
         fleet.exec(n1, "docker start livepeer_ai_worker")
         result = deploy(fleet)  # the weights step fetches the removed model again
+        if result.returncode:  # shown in full under "Captured stdout teardown"
+            print(result.stdout[-6000:], result.stderr[-3000:])
         assert result.returncode == 0, result.stdout[-4000:]
         wait_healthy(fleet)
 
@@ -335,9 +339,12 @@ def config_faults(fleet, node_faults, tmp_path_factory):
         inventory.unlink(missing_ok=True)
         fleet.exec(n3, f"docker rm -f {byoc}")
         # a worker stuck warming a broken model would hold the restore deploy's `docker stop` for its full
-        # timeout: remove the broken ones (the restore deploy creates them again)
+        # timeout: remove the broken ones (the restore deploy creates them again), and their runner containers:
+        # the new worker removes leftovers at start (go-livepeer's RemoveExistingContainers) and exits when one
+        # that is crash-looping cannot be removed, so its restart would make the restore deploy's verify fail
         for node in (n1, n2, n3):
-            fleet.exec(node, "docker rm -f livepeer_ai_worker")
+            fleet.exec(node, "docker rm -f livepeer_ai_worker; "
+                             "docker ps -aq --filter label=creator=ai-worker | xargs -r docker rm -f")
 
 
 def test_runner_crashing_with_cuda_oom(fleet, config_faults):

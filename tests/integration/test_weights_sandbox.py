@@ -311,3 +311,55 @@ def test_missing_or_stale_lock_stops_before_any_change(weights_fleet, tmp_path):
     assert result.returncode == 1
     assert "does not cover openai/whisper-large-v3 (main); run `lpfleet lock`" in result.stderr
     assert "Starting operation" not in result.stdout + result.stderr  # stopped while preparing: nothing ran
+
+
+def test_a_chain_peer_still_busy_with_an_earlier_model_makes_the_next_node_wait_not_fail(weights_fleet, tmp_path):
+    """Consumers need a 200 MB model and the tiny one, the datacenter node only the tiny one. Every node fetches in
+    one order (the 200 MB model first), so the datacenter node, behind a consumer in the tiny model's chain, asks
+    its peer for a file that peer has not started: the peer's mirror says "not arrived yet" (503) and it asks again until the
+    bytes come, within the deadline the models before allow. Upstream stays one copy; nothing fails."""
+    sandbox = weights_fleet
+    big = {"pipeline": "image-to-text", "model_id": "lpfleet-sandbox/bench-weights"}
+    tiny = {"pipeline": "image-to-text", "model_id": "lpfleet-sandbox/tiny-model"}
+    lock = tmp_path / "chain.lock"
+    inventory = ROOT / "inventories" / f"_c_chain_{uuid.uuid4().hex[:8]}.py"
+    inventory.write_text(
+        "import importlib.util as _u\n"
+        f"_s = _u.spec_from_file_location('_sandbox_inventory', {str(ROOT / 'inventories' / 'sandbox.py')!r})\n"
+        "_m = _u.module_from_spec(_s)\n_s.loader.exec_module(_m)\n"
+        "def _with(hosts, models):\n"
+        f"    return [(n, {{**d, 'models_lock': {str(lock)!r}, 'ai_models': models}}) for n, d in hosts]\n"
+        f"sandbox_consumer = _with(_m.sandbox_consumer, {[big, tiny]!r})\n"
+        f"sandbox_datacenter = _with(_m.sandbox_datacenter, {[tiny]!r})\n"
+        "sandbox = sandbox_consumer + sandbox_datacenter\n"
+    )
+    hub = HubControl(sandbox.hub_url)
+    folders = "models--lpfleet-sandbox--bench-weights models--lpfleet-sandbox--tiny-model"
+    log = "/var/log/lpfleet-weights-mirror.log"
+    try:
+        locked = run([VENV_BIN / "lpfleet", "lock", inventory], sandbox.env, timeout=300)
+        assert locked.returncode == 0, locked.stdout + locked.stderr
+        unique = load(lock.read_text()).unique_bytes
+        for node in sandbox.nodes:
+            sandbox.exec(node, f"cd {MODELS_DIR} 2>/dev/null && rm -rf {folders}; : > {log}")
+        hub.add_fault("bandwidth", rate=10 * 1024 * 1024, on=["get"])  # ~20 s for the 200 MB model
+        hub.reset_counters()
+        first = deploy(sandbox, inventory=inventory)
+        assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+        assert hub.counters()["bytes_total"] <= 1.02 * unique
+        chain = sorted(sandbox.nodes, key=lambda n: n.name)  # the tiny model's chain: every node, by name
+        datacenter = next(i for i, n in enumerate(chain) if n.gpu_class == "datacenter")
+        assert datacenter > 0 and chain[datacenter - 1].gpu_class == "consumer", [n.name for n in chain]
+        rc, out = sandbox.exec(chain[datacenter - 1], f"cat {log}")  # the datacenter node's peer
+        assert " 503 " in out, out[-2000:]  # it said "not arrived yet" at least once ...
+        for node in sandbox.nodes:  # ... and everyone has the tiny model complete
+            rc, ref = sandbox.exec(node, f"cat {MODELS_DIR}/models--lpfleet-sandbox--tiny-model/refs/main")
+            assert rc == 0 and len(ref.strip()) == 40, (node.name, ref)
+        hub.reset_counters()
+        again = deploy(sandbox, inventory=inventory)
+        assert again.returncode == 0 and changes(again) == 0 and hub.counters()["bytes_total"] == 0
+    finally:
+        inventory.unlink(missing_ok=True)
+        hub.clear_faults()
+        for node in sandbox.nodes:
+            sandbox.exec(node, f"cd {MODELS_DIR} 2>/dev/null && rm -rf {folders}")
