@@ -40,7 +40,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from lpfleet.lock import LockedFile, LockedModel, commit_problem, file_problem, model_id_problem
 from lpfleet.weights import WeightsPlan, git_blob_header, human_bytes, plan_node, repo_folder_name
-from lpfleet.weights_relay import RelayBoard
+from lpfleet.weights_relay import RelayBoard, remove_own_folder
 
 STATE_DIR = ".lpfleet"  # inside the models dir: verification records, our lock file, staging folders
 HASH_CHUNK = 4 * 1024 * 1024
@@ -1172,14 +1172,7 @@ def _drop(repo_dir: Path, model: LockedModel, locked: LockedFile) -> None:
 
 def _empty_staging(staging: Path) -> None:
     """Remove a staging folder of ours: its regular files, then the folder (nothing recursive)."""
-    try:
-        with os.scandir(staging) as entries:
-            for entry in entries:
-                if entry.is_file(follow_symlinks=False) or entry.is_symlink():
-                    os.unlink(entry.path)
-        os.rmdir(staging)
-    except OSError:
-        pass
+    remove_own_folder(str(staging))
 
 
 def _clean_leftovers(models_dir: Path, repo_dir: Path, model_id: str) -> None:

@@ -49,7 +49,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-from lpfleet.weights_relay import board_finished, create_board, open_entry, read_entry, remove_board
+from lpfleet.weights_relay import board_finished, create_board, open_entry, read_entry, remove_own_folder
 
 CHUNK = 8 * 1024 * 1024  # sendfile per call: activity is noted between calls
 RELAY_POLL = 0.01  # seconds between looks at a staging file that has not grown (or a blob not yet announced)
@@ -511,7 +511,7 @@ def serve(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback (LockError from a relayed model too)
         sys.stderr.write(f"lpfleet mirror: cannot serve on {args.host}:{args.port}: {exc}\n")
         if board_made:
-            remove_board(args.relay_board)
+            remove_own_folder(args.relay_board)
         os.close(lock_fd)
         return 1
     pid = os.getpid() if args.foreground else os.fork()
@@ -537,7 +537,7 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
         if args.relay_board:
-            remove_board(args.relay_board)
+            remove_own_folder(args.relay_board)
         mine = _read_pid_file(args.pid_file)
         if mine and mine[0] == os.getpid():
             try:

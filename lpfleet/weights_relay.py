@@ -132,8 +132,9 @@ def create_board(path: str) -> None:
     os.chmod(path, 0o700)
 
 
-def remove_board(path: str) -> None:
-    """Its entries (regular files only), then the folder; nothing recursive, nothing followed."""
+def remove_own_folder(path: str) -> None:
+    """A folder of ours (a relay board, a staging folder): its files and links, then the folder; nothing
+    recursive, nothing followed."""
     try:
         with os.scandir(path) as entries:
             for entry in entries:
