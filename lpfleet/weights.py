@@ -187,7 +187,7 @@ class FanoutPlan:
     sources: dict[str, list[ModelSource]] = field(default_factory=dict)
     order: list[tuple[tuple[str, str], int]] = field(default_factory=list)  # models fetched, in order; bytes
 
-    def bytes_before(self, model: LockedModel) -> tuple[int, int]:
+    def fetched_before(self, model: LockedModel) -> tuple[int, int]:
         """(models, bytes) fetched somewhere in the fleet before `model`: every node fetches in this one order,
         so a peer may have to get through these before it has `model` to forward (bounds the wait for it)."""
         before = [size for key, size in self.order if key < (model.model_id, model.commit)]

@@ -40,11 +40,12 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from lpfleet.lock import LockedFile, LockedModel, commit_problem, file_problem, model_id_problem
 from lpfleet.weights import WeightsPlan, git_blob_header, human_bytes, plan_node, repo_folder_name
-from lpfleet.weights_relay import RelayBoard, remove_own_folder
+from lpfleet.weights_relay import NOT_YET, RelayBoard, blob_stamp, remove_own_folder
 
 STATE_DIR = ".lpfleet"  # inside the models dir: verification records, our lock file, staging folders
 HASH_CHUNK = 4 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
+DEADLINE_FLOOR = 120.0  # seconds: the least time a file's transfer gets (FetchLimits)
 MAX_REDIRECTS = 5
 USER_AGENT = "lpfleet-weights"
 Log = Callable[[str], None]
@@ -236,8 +237,7 @@ def file_digest(path: str | Path, locked: LockedFile) -> str:
 
 
 def _stamp(path: str | Path) -> list[int]:
-    st = os.lstat(path)
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    return blob_stamp(os.lstat(path))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -347,7 +347,7 @@ class FetchLimits:
     """Bounds of one file's transfer: a deadline of max(floor, size / min_rate), a read timeout, resumes."""
 
     min_rate: float = 1_000_000.0  # bytes/s (group data `weights_min_rate`)
-    deadline_floor: float = 120.0  # seconds
+    deadline_floor: float = DEADLINE_FLOOR  # seconds
     read_timeout: float = 10.0  # seconds without a byte before the connection counts as stalled
     resumes: int = 5  # range requests after a cut or stalled connection, per round
     wait: float = 0.0  # fan-out chain: seconds the peer may take to get to this model first (its earlier ones)
@@ -390,8 +390,6 @@ class _NotYet(_Transient):
     """A peer in a fan-out chain has not received the file yet (its mirror says so): ask again, within the
     file's deadline, without counting a cut."""
 
-
-NOT_YET = "lpfleet-not-arrived-yet"  # X-Error-Code of a chain peer's 503 for a file its fetch has not started
 
 
 class _Rejected(Exception):

@@ -49,13 +49,20 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-from lpfleet.weights_relay import board_finished, create_board, open_entry, read_entry, remove_own_folder
+from lpfleet.weights_relay import (
+    NOT_YET,
+    blob_stamp,
+    board_finished,
+    create_board,
+    open_entry,
+    read_entry,
+    remove_own_folder,
+)
 
 CHUNK = 8 * 1024 * 1024  # sendfile per call: activity is noted between calls
 RELAY_POLL = 0.01  # seconds between looks at a staging file that has not grown (or a blob not yet announced)
 RELAY_WAIT = 8.0  # seconds a request for a relayed file waits for the fetch to start it (then 503, "not yet":
 # shorter than the peers' read timeout, so that they ask again instead of counting a stalled connection)
-NOT_YET = "lpfleet-not-arrived-yet"  # lpfleet.weights_fetch.NOT_YET
 MAX_CONNECTIONS = 64
 CONNECTION_TIMEOUT = 60.0  # seconds a connection may sit without sending or receiving
 HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -152,7 +159,7 @@ class MirrorIndex:
         st = os.fstat(fd)
         if (
             not stat.S_ISREG(st.st_mode)
-            or [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] != entry["stamp"]
+            or blob_stamp(st) != entry["stamp"]
             or st.st_size != entry["size"]
         ):
             os.close(fd)
@@ -263,6 +270,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
         fetch to get to it; 404 once the fetch has ended without it."""
         index, board = self.server.index, self.server.relay_board
         waited_until = time.monotonic() + self.server.relay_wait
+        ended = False  # the fetch has ended: one more look after re-reading the record, then 404
         with self.server.transfer():
             for polls in itertools.count():
                 fd = index.open_blob(model_id, entry) if entry["stamp"] else None
@@ -277,20 +285,16 @@ class MirrorHandler(BaseHTTPRequestHandler):
                         return self._send_blob(fd, commit, entry, growing=growing)
                     finally:
                         os.close(fd)
-                if board is None or board_finished(board):
-                    index.refresh(model_id, commit)
-                    if entry["stamp"] and (fd := index.open_blob(model_id, entry)) is not None:
-                        try:
-                            return self._send_blob(fd, commit, entry)
-                        finally:
-                            os.close(fd)
+                if ended:
                     return self._error(404, "EntryNotFound", f"{entry['path']}: not fetched on this node")
+                ended = board is None or board_finished(board)
+                if ended or polls % 50 == 49:
+                    index.refresh(model_id, commit)
+                if ended:
+                    continue
                 if time.monotonic() > waited_until:
                     return self._error(503, NOT_YET, f"{entry['path']}: not arrived on this node yet")
-                if polls % 50 == 49:
-                    index.refresh(model_id, commit)
                 time.sleep(RELAY_POLL)
-            return None
 
     def _send_blob(self, fd: int, commit: str, entry: dict, growing: bool = False) -> None:
         """The blob's bytes (all, or the requested range). `growing`: a staging file still being written,

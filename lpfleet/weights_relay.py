@@ -29,6 +29,13 @@ from typing import Any
 
 ETAG = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 DONE = "done"
+NOT_YET = "lpfleet-not-arrived-yet"  # X-Error-Code of a chain peer's 503 for a file its fetch has not started
+
+
+def blob_stamp(st: os.stat_result) -> list[int]:
+    """What a verified blob must still be to count as verified (size, mtime, ctime, inode): recorded by the
+    fetch, checked by the mirror and the weights scan."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
 def board_problem(path: str) -> str | None:
@@ -76,7 +83,7 @@ class RelayBoard:
     def complete(self, etag: str, path: Path) -> None:
         st = os.lstat(path)
         self._write(etag, {"state": "complete", "path": str(path), "dev": st.st_dev, "ino": st.st_ino,
-                           "stamp": [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]})
+                           "stamp": blob_stamp(st)})
 
     def failed(self, etag: str) -> None:
         self._write(etag, {"state": "failed"})
@@ -118,9 +125,7 @@ def open_entry(entry: dict[str, Any]) -> int | None:
     if not stat.S_ISREG(st.st_mode) or st.st_dev != dev or st.st_ino != ino:
         os.close(fd)
         return None
-    if entry.get("state") == "complete" and [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] != entry.get(
-        "stamp"
-    ):
+    if entry.get("state") == "complete" and blob_stamp(st) != entry.get("stamp"):
         os.close(fd)  # changed since it was verified
         return None
     return fd

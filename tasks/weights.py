@@ -23,7 +23,6 @@ from lpfleet.lock import LockedModel, LockError
 from lpfleet.operations.live_prepare import live_weights_prepared
 from lpfleet.operations.prune import weights_pruned
 from lpfleet.operations.weights import (
-    DEADLINE_FLOOR,
     RELAY_BOARD,
     Endpoint,
     FetchSource,
@@ -35,7 +34,7 @@ from lpfleet.operations.weights import (
     runtime_installed,
 )
 from lpfleet.secrets import Secret, to_secret
-from lpfleet.weights_fetch import display_url
+from lpfleet.weights_fetch import DEADLINE_FLOOR, display_url
 
 
 def locked_models(plan: NodePlan) -> list[LockedModel]:
@@ -132,7 +131,7 @@ def fanout_sources(fleet: FleetWeights, upstream: Endpoint, min_rate: int) -> li
 
     groups: dict[tuple[str | None, tuple[str, ...], float], list[LockedModel]] = {}
     for source in fleet.fanout.sources.get(host.name, []):
-        count, size = fleet.fanout.bytes_before(source.model)
+        count, size = fleet.fanout.fetched_before(source.model)
         wait = 0.0 if source.upstream else count * DEADLINE_FLOOR + size / max(min_rate, 1)
         groups.setdefault((source.peer, source.fallbacks, wait), []).append(source.model)
     return [

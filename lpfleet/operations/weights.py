@@ -40,6 +40,7 @@ from lpfleet.lock import LockedModel
 from lpfleet.operations.plan_notes import note
 from lpfleet.secrets import Secret, reveal
 from lpfleet.weights import FanoutPlan, WeightsPlan, human_bytes, plan_fanout, plan_node, scan_request
+from lpfleet.weights_fetch import DEADLINE_FLOOR
 
 RUNTIME_ROOT = "/opt/lpfleet/weights-runtime"
 MIRROR_PORT = 8790  # fan-out: the port a serving node listens on for its peers
@@ -350,7 +351,6 @@ class FetchSource:
 
 
 ATTEMPTS = 3  # rounds lpfleet.weights_fetch makes per model
-DEADLINE_FLOOR = 120.0  # lpfleet.weights_fetch.FetchLimits.deadline_floor: the least time a file gets
 
 
 def fetch_timeout(models: Sequence[LockedModel], min_rate: int) -> int:

@@ -159,4 +159,4 @@ def test_fanout_order_bounds_how_long_a_peer_may_take_to_get_to_a_model():
     a, b = model("Org/A"), model("Org/B")
     fan = plan_fanout({h: plan_node([a, b], scan(None), "main") for h in ("n1", "n2")})
     size = sum(f.size for f in a.files)
-    assert fan.bytes_before(a) == (0, 0) and fan.bytes_before(b) == (1, size)  # every node fetches A, then B
+    assert fan.fetched_before(a) == (0, 0) and fan.fetched_before(b) == (1, size)  # every node fetches A, then B

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from lpfleet.hub import ensure_model, lock_model
-from lpfleet.lock import ModelRequest
+from lpfleet.hub import ensure_model
 from lpfleet.weights_fetch import FetchLimits
 from lpfleet.weights_relay import RelayBoard, board_problem, create_board
 from tests.hostile_hub import COMMIT, REPO, WEIGHTS, HostileHub, sha256
+from tests.unit.test_hostile_hub import honest_lock
 from tests.unit.test_weights_mirror import TOKEN, Mirror
 
 WEIGHTS_PATH = "model.safetensors"
@@ -28,10 +28,6 @@ LIMITS = FetchLimits(min_rate=1e6, deadline_floor=20.0, read_timeout=10.0, resum
 def hub():
     with HostileHub() as h:
         yield h
-
-
-def locked(hub: HostileHub):
-    return lock_model(ModelRequest(REPO, "main", None), hub.url, None)
 
 
 def open_get(mirror: Mirror, start: int = 0) -> http.client.HTTPResponse:
@@ -56,7 +52,7 @@ def read_exactly(resp: http.client.HTTPResponse, n: int) -> bytes:
 def test_a_file_is_forwarded_while_it_arrives_and_fetched_upstream_once(hub, tmp_path):
     half = len(WEIGHTS) // 2
     hub.behaviour.faults[WEIGHTS_PATH] = {"kind": "pause", "after": half, "seconds": 1.5}
-    model = locked(hub)
+    model = honest_lock(hub)
     board = str(tmp_path / "board")
     mirror = Mirror(tmp_path, tmp_path / "a", [], extra=("--relay-board", board), relay=[model.to_dict()])
     done: dict[str, float] = {}
@@ -114,7 +110,7 @@ def _staging(tmp_path: Path, board: str, data: bytes) -> tuple[RelayBoard, int, 
 
 
 def test_a_restarted_or_dropped_staging_file_cuts_the_peer_off(hub, tmp_path):
-    model = locked(hub)
+    model = honest_lock(hub)
     board = str(tmp_path / "board")
     mirror = Mirror(tmp_path, tmp_path / "a", [], extra=("--relay-board", board), relay=[model.to_dict()])
     try:
@@ -141,7 +137,7 @@ def test_a_restarted_or_dropped_staging_file_cuts_the_peer_off(hub, tmp_path):
 
 
 def test_a_range_request_continues_from_the_staging_file(hub, tmp_path):
-    model = locked(hub)
+    model = honest_lock(hub)
     board = str(tmp_path / "board")
     mirror = Mirror(tmp_path, tmp_path / "a", [], extra=("--relay-board", board), relay=[model.to_dict()])
     try:
@@ -176,7 +172,7 @@ def test_a_board_that_is_not_a_private_folder_is_refused(tmp_path):
 def test_a_lying_peer_is_dropped_for_the_next_source(tmp_path):
     with HostileHub() as liar, HostileHub() as honest:
         liar.behaviour.faults[WEIGHTS_PATH] = {"kind": "wrong"}
-        model = locked(honest)
+        model = honest_lock(honest)
         lines: list[str] = []
         result = ensure_model(tmp_path / "n", model, endpoint=liar.url, token=None, progress=False,
                               limits=LIMITS, fallbacks=[(honest.url, None)], log=lines.append)
@@ -189,7 +185,7 @@ def test_a_lying_peer_is_dropped_for_the_next_source(tmp_path):
 
 def test_a_peer_that_is_down_is_dropped_for_the_next_source(tmp_path):
     with HostileHub() as honest:
-        model = locked(honest)
+        model = honest_lock(honest)
         lines: list[str] = []
         result = ensure_model(tmp_path / "n", model, endpoint="http://127.0.0.1:9", token=None, progress=False,
                               limits=FetchLimits(min_rate=1e6, deadline_floor=5, read_timeout=2, resumes=0),
@@ -200,7 +196,7 @@ def test_a_peer_that_is_down_is_dropped_for_the_next_source(tmp_path):
 def test_a_peer_not_there_yet_is_asked_again_without_counting_a_cut(hub, tmp_path):
     """The mirror answers "not arrived yet" (503) after --relay-wait; the peer asks again within its deadline
     (resumes=0: a counted cut would fail it), and gets the file once the node's own fetch starts it."""
-    model = locked(hub)
+    model = honest_lock(hub)
     board = str(tmp_path / "board")
     mirror = Mirror(tmp_path, tmp_path / "a", [], extra=("--relay-board", board, "--relay-wait", "0.5"),
                     relay=[model.to_dict()])
